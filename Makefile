@@ -1,0 +1,44 @@
+# Set-up and everyday commands. `make run` and `make test` do all the set-up they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= /usr/share/datasets/fashion-mnist
+# torch is pinned in the same pip command so nothing pulls a newer (CUDA) build.
+TORCH := torch==2.13.0
+
+.PHONY: setup data run compare test clean
+
+setup: $(VENV)/.installed data
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH) -e ".[dev]"
+	touch $@
+
+# Fashion-MNIST's original IDX files from Debian's dataset-fashion-mnist package.
+data:
+	@if [ -f "$(DATA_DIR)/train-images-idx3-ubyte.gz" ]; then \
+		echo "Fashion-MNIST found in $(DATA_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "No apt-get here: set KD_FASHION_MNIST_DIR to a folder with the four IDX files,"; \
+		echo "or run with data.module.source.download=true (needs internet)."; \
+	fi
+
+# The default experiment: resnet18 teacher (trained once, then cached) -> resnet10_w16 student with KD.
+run: setup
+	$(PY) -m kd.run $(ARGS)
+
+# Default experiment plus the student from scratch and the FitNets student, for comparison.
+compare: setup
+	$(PY) -m kd.run loss=kd $(ARGS)
+	$(PY) -m kd.run loss=ce $(ARGS)
+	$(PY) -m kd.run loss=feature $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,66 @@
+"""A DataModule for in-memory image splits, augmented batch-wise in-process."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import lightning.pytorch as L
+import torch
+from torch.utils.data import DataLoader
+
+from kd.data.augment import random_shift_flip
+from kd.data.batches import IndexedTensors, batch_loader
+
+
+class ImageSource(Protocol):
+    """Where images come from: a fixed input shape and ``train``/``val``/``test`` splits."""
+
+    input_shape: tuple[int, int, int]
+
+    def prepare(self) -> None: ...
+
+    def load(self) -> dict[str, IndexedTensors]: ...
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Serves a source's splits as dict batches; training batches are shifted and flipped.
+
+    Args:
+        source: the data set (e.g. ``kd.data.fashion_mnist.FashionMNIST``).
+        batch_size: training batch size.
+        eval_batch_size: validation and test batch size.
+        augment: random shifts (2 px) and horizontal flips on training batches.
+    """
+
+    def __init__(
+        self, source: ImageSource, batch_size: int = 128, eval_batch_size: int = 512, augment: bool = True
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.batch_size, self.eval_batch_size, self.augment = batch_size, eval_batch_size, augment
+        self.splits: dict[str, IndexedTensors] = {}
+
+    def example_inputs(self, batch_size: int = 2) -> torch.Tensor:
+        """A zero batch of the right input shape (reads no data)."""
+        return torch.zeros(batch_size, *self.source.input_shape)
+
+    def prepare_data(self) -> None:
+        self.source.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            self.splits = self.source.load()
+
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(self.splits["train"], self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return batch_loader(self.splits["val"], self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return batch_loader(self.splits["test"], self.eval_batch_size, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        if self.augment and self.trainer is not None and self.trainer.training:
+            batch = {**batch, "inputs": random_shift_flip(batch["inputs"])}
+        return batch

@@ -1,0 +1,171 @@
+"""The LightningModule that trains a student, optionally against a frozen teacher."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from torch import nn
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from kd.losses.weighted_sum import WeightedSum
+from kd.taps import FeatureTaps, Inputs, ModelOutputs
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+# The frozen teacher is in eval mode on purpose; Lightning warns about that at fit start.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+
+
+def _to_channels_last(inputs: Inputs) -> Inputs:
+    if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
+class DistillModule(L.LightningModule):
+    """Trains ``student`` on ``loss``; the teacher, when given, is frozen and always in eval mode.
+
+    Batches are dicts with ``inputs`` (a tensor or a dict of tensors) and ``labels``. The teacher's
+    weights are left out of checkpoints (it is restored from its own file).
+
+    Args:
+        student: the network being trained.
+        loss: the weighted sum of loss terms.
+        optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
+        example_inputs: a small batch of inputs; one dry run on it sizes learnable connectors
+            inside the loss before the optimiser is built.
+        num_classes: number of classes, for the accuracy metrics.
+        scheduler: ``(optimizer, total_steps=...) -> LRScheduler``, stepped every batch, or None.
+        teacher: the frozen teacher, or None for training without one.
+        student_layers: tap alias -> module path on the student.
+        teacher_layers: tap alias -> module path on the teacher.
+        channels_last: use the channels-last memory layout for 4-D inputs and both networks.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        loss: WeightedSum,
+        optimizer: OptimizerFactory,
+        example_inputs: Inputs,
+        num_classes: int,
+        scheduler: SchedulerFactory | None = None,
+        teacher: nn.Module | None = None,
+        student_layers: Mapping[str, str] | None = None,
+        teacher_layers: Mapping[str, str] | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if loss.needs_teacher and teacher is None:
+            raise ValueError(f"loss terms {loss.active} need a teacher, but none was given")
+        self.student, self.teacher, self.loss = student, teacher, loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.channels_last = channels_last
+        if channels_last:
+            student.to(memory_format=torch.channels_last)
+        self.student_taps = FeatureTaps(student, student_layers)
+        self.teacher_taps = None
+        if teacher is not None:
+            teacher.requires_grad_(False)
+            teacher.eval()
+            if channels_last:
+                teacher.to(memory_format=torch.channels_last)
+            self.teacher_taps = FeatureTaps(teacher, teacher_layers)
+        self._dry_run(example_inputs)
+
+        accuracy = lambda: MulticlassAccuracy(num_classes, average="micro")  # noqa: E731
+        self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
+        self.val_acc_best = MaxMetric()
+        self.val_agreement, self.test_agreement = accuracy(), accuracy()
+        self.val_teacher_acc, self.test_teacher_acc = accuracy(), accuracy()
+
+    def _dry_run(self, inputs: Inputs) -> None:
+        was_training = self.student.training
+        self.student.eval()
+        with torch.no_grad():
+            student_out, teacher_out = self._forward(inputs)
+            labels = torch.zeros(student_out.logits.shape[0], dtype=torch.long)
+            self.loss(student_out, teacher_out, labels)
+        self.student.train(was_training)
+
+    def train(self, mode: bool = True) -> DistillModule:
+        """Switch the student (and loss connectors) to ``mode``; the teacher stays in eval."""
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def _forward(self, inputs: Inputs) -> tuple[ModelOutputs, ModelOutputs | None]:
+        if self.channels_last:
+            inputs = _to_channels_last(inputs)
+        student_out = self.student_taps(inputs)
+        teacher_out = None
+        if self.teacher_taps is not None:
+            with torch.no_grad():
+                teacher_out = self.teacher_taps(inputs)
+        return student_out, teacher_out
+
+    def forward(self, inputs: Inputs) -> torch.Tensor:
+        """Student logits (what a deployed student computes)."""
+        return self.student_taps(_to_channels_last(inputs) if self.channels_last else inputs).logits
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        student_out, teacher_out = self._forward(batch["inputs"])
+        total, parts = self.loss(student_out, teacher_out, batch["labels"])
+        self.train_acc(student_out.logits.detach(), batch["labels"])
+        self.log("train/loss", total, prog_bar=True)
+        for name, value in parts.items():
+            self.log(f"train/loss/{name}", value)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return total
+
+    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
+        student_out, teacher_out = self._forward(batch["inputs"])
+        labels = batch["labels"]
+        acc = getattr(self, f"{stage}_acc")
+        acc(student_out.logits, labels)
+        self.log(f"{stage}/acc", acc, prog_bar=True)
+        if teacher_out is not None:
+            teacher_pred = teacher_out.logits.argmax(dim=-1)
+            agreement = getattr(self, f"{stage}_agreement")
+            teacher_acc = getattr(self, f"{stage}_teacher_acc")
+            agreement(student_out.logits, teacher_pred)
+            teacher_acc(teacher_out.logits, labels)
+            self.log(f"{stage}/agreement", agreement)
+            self.log(f"{stage}/teacher_acc", teacher_acc)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in (*self.student.parameters(), *self.loss.parameters()) if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("teacher.")]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.teacher is not None:
+            teacher_state = {f"teacher.{k}": v for k, v in self.teacher.state_dict().items()}
+            checkpoint["state_dict"].update(teacher_state)

@@ -1,0 +1,93 @@
+"""Entry point: ``python -m kd.run [group=option ...] [key=value ...]``.
+
+Trains ``student`` on ``loss``. When a loss term needs a teacher, the teacher comes from
+``teacher.ckpt`` or from the teacher cache under ``outputs/teachers/`` (trained there first if
+missing). Everything a run writes lands in its Hydra output directory under ``outputs/``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning.pytorch as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from rich.console import Console
+from rich.table import Table
+
+from kd.errors import ConfigError
+from kd.teacher import prepare_teacher
+from kd.training import build_loss, fit_and_test, set_threads
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one job (teacher stage when needed, then the student) and return its metrics."""
+    set_threads(cfg.get("threads"))
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data.module)
+    loss = build_loss(cfg.loss)
+    teacher, teacher_ckpt = None, None
+    if loss.needs_teacher:
+        teacher, teacher_ckpt = prepare_teacher(cfg, datamodule)
+        L.seed_everything(cfg.seed, workers=True)
+    with open_dict(cfg):
+        cfg.job_type = "distill" if loss.needs_teacher else "baseline"
+    _, metrics = fit_and_test(cfg, datamodule, loss, teacher)
+    metrics["teacher_ckpt"] = str(teacher_ckpt) if teacher_ckpt else None
+    path = Path(cfg.paths.output_dir) / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    print_summary(cfg, metrics)
+    return metrics
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def print_summary(cfg: DictConfig, metrics: dict[str, Any]) -> None:
+    """A table of teacher and student accuracy, and the command for the missing baseline."""
+    loss_name = OmegaConf.select(cfg, "hydra_choices.loss", default=None) or "this loss"
+    table = Table(title=f"kd summary ({cfg.data.name}, {metrics['epochs']} epochs)")
+    for column in ("model", "role", "params", "val/acc_best", "test/acc"):
+        table.add_column(column)
+    if metrics.get("teacher/params"):
+        table.add_row(
+            cfg.teacher.name, "teacher", f"{metrics['teacher/params'] / 1e6:.2f} M",
+            "-", _pct(metrics.get("test/teacher_acc")),
+        )
+    role = f"student ({loss_name})" if metrics["job_type"] == "distill" else "student (from scratch)"
+    table.add_row(
+        cfg.student.name, role, f"{metrics['student/params'] / 1e6:.2f} M",
+        _pct(metrics.get("val/acc_best")), _pct(metrics.get("test/acc")),
+    )
+    console = Console(soft_wrap=True)
+    console.print(table)
+    if "test/agreement" in metrics:
+        console.print(f"teacher-student top-1 agreement on test: {_pct(metrics['test/agreement'])}")
+    if metrics["job_type"] == "distill":
+        student = OmegaConf.select(cfg, "hydra_choices.student", default=None) or cfg.student.name
+        console.print(f"student from scratch, for comparison: python -m kd.run loss=ce student={student}")
+    console.print(f"outputs: {cfg.paths.output_dir}  (config, checkpoints/, metrics.json)")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry; returns ``val/acc_best`` for sweepers."""
+    from hydra.core.hydra_config import HydraConfig
+
+    with open_dict(cfg):
+        cfg.hydra_choices = dict(HydraConfig.get().runtime.choices)
+    try:
+        metrics = train(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Teacher stage: load a given teacher checkpoint, or train the teacher once and cache it."""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from kd.errors import ConfigError
+from kd.losses.ce import HardLabelCE
+from kd.losses.weighted_sum import WeightedSum
+from kd.training import fit_and_test
+
+# Trainer settings that change what a teacher learns; the rest (logging, paths) do not.
+_TRAINER_KEYS = ("precision", "limit_train_batches", "max_steps", "gradient_clip_val", "accumulate_grad_batches")
+_DATA_KEYS_IGNORED = ("data_dir", "download")
+
+
+def teacher_identity(cfg: DictConfig) -> dict[str, Any]:
+    """Everything that determines the trained teacher's weights, as plain data."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    source = data.get("module", {}).get("source", {})
+    for key in _DATA_KEYS_IGNORED:
+        source.pop(key, None)
+    data.get("module", {}).pop("eval_batch_size", None)
+    return {
+        "net": OmegaConf.to_container(cfg.teacher.net, resolve=True),
+        "epochs": cfg.teacher.epochs,
+        "data": data,
+        "optim": OmegaConf.to_container(cfg.optim, resolve=True),
+        "trainer": {k: cfg.trainer.get(k) for k in _TRAINER_KEYS},
+        "seed": cfg.seed,
+        "channels_last": cfg.get("channels_last", False),
+    }
+
+
+def teacher_cache_dir(cfg: DictConfig) -> Path:
+    """``<paths.teacher_cache_dir>/<teacher>-<data>-<hash of the teacher+data config>``."""
+    blob = json.dumps(teacher_identity(cfg), sort_keys=True, default=str)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return Path(cfg.paths.teacher_cache_dir) / f"{cfg.teacher.name}-{cfg.data.name}-{key}"
+
+
+def load_teacher_weights(net: nn.Module, path: str | Path, name: str) -> None:
+    """Load a plain state dict or a kd/Lightning checkpoint (``student.*`` weights) into ``net``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"teacher.ckpt={path} does not exist. Give a file, or teacher.ckpt=null to train one.")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ConfigError(f"teacher.ckpt={path} could not be read as a checkpoint: {err}") from None
+    state = saved.get("state_dict", saved) if isinstance(saved, dict) else None
+    if not isinstance(state, dict):
+        raise ConfigError(f"teacher.ckpt={path} holds no state dict")
+    if any(k.startswith("student.") for k in state):  # a kd run's checkpoint: take its student
+        state = {k.removeprefix("student."): v for k, v in state.items() if k.startswith("student.")}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[:3]
+        raise ConfigError(
+            f"teacher.ckpt={path} does not fit teacher={name}: {' '.join(first)}. "
+            "Was it trained with another architecture or class count?"
+        ) from None
+
+
+def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, cache: Path) -> None:
+    tcfg = copy.deepcopy(cfg)
+    with open_dict(tcfg):
+        tcfg.student = cfg.teacher
+        tcfg.trainer.max_epochs = cfg.teacher.epochs
+        tcfg.paths.output_dir = str(cache)
+        tcfg.job_type = "teacher"
+    L.seed_everything(cfg.seed, workers=True)
+    loss = WeightedSum({"ce": {"weight": 1.0, "fn": HardLabelCE()}})
+    print(f"[kd] training teacher {cfg.teacher.name} for {cfg.teacher.epochs} epochs -> {cache}", flush=True)
+    net, _ = fit_and_test(tcfg, datamodule, loss, teacher=None)
+    tmp = cache / "teacher.ckpt.tmp"
+    torch.save(net.state_dict(), tmp)
+    os.replace(tmp, cache / "teacher.ckpt")
+
+
+def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[nn.Module, Path]:
+    """The frozen teacher network and the checkpoint it came from.
+
+    ``teacher.ckpt`` set: load it. Otherwise reuse the cached teacher for this teacher+data
+    config, training it first if no job has yet (a file lock makes parallel jobs wait).
+    """
+    net = instantiate(cfg.teacher.net)
+    if cfg.teacher.get("ckpt"):
+        load_teacher_weights(net, cfg.teacher.ckpt, cfg.teacher.name)
+        return net, Path(cfg.teacher.ckpt)
+    cache = teacher_cache_dir(cfg)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cache / "teacher.ckpt").is_file():
+            _train_teacher(cfg, datamodule, cache)
+        else:
+            print(f"[kd] reusing cached teacher {cache / 'teacher.ckpt'}", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    load_teacher_weights(net, cache / "teacher.ckpt", cfg.teacher.name)
+    return net, cache / "teacher.ckpt"

@@ -1,0 +1,115 @@
+"""One training job: build the module, trainer, logger and callbacks from the config; fit; test."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import RichProgressBar
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from kd.callbacks import EpochSummary
+from kd.losses.weighted_sum import WeightedSum
+from kd.module import DistillModule
+
+
+def build_loss(loss_cfg: DictConfig) -> WeightedSum:
+    """The weighted sum of the terms declared under ``loss.terms``."""
+    terms = instantiate(loss_cfg.terms, _convert_="all")
+    return WeightedSum(terms)
+
+
+def show_progress_bar(setting: str | bool) -> bool:
+    """``auto`` shows the Rich bar only when stdout is a terminal."""
+    if setting == "auto":
+        return sys.stdout.isatty()
+    return bool(setting)
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    """A Trainer with the configured callbacks and logger, writing under ``paths.output_dir``."""
+    callbacks: list[L.Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    progress_bar = show_progress_bar(cfg.get("progress_bar", "auto"))
+    callbacks.append(RichProgressBar() if progress_bar else EpochSummary())
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_progress_bar=progress_bar)
+
+
+def finish_wandb(trainer: L.Trainer) -> None:
+    """End this job's W&B run so the next job (multirun, teacher stage) starts its own."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):
+        import wandb
+
+        wandb.finish()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def fit_and_test(
+    cfg: DictConfig, datamodule: L.LightningDataModule, loss: WeightedSum, teacher: nn.Module | None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train ``cfg.student`` on ``loss`` (against ``teacher`` if given), test the best checkpoint.
+
+    Returns the student, holding the best-validation weights, and the job's metrics, which are
+    also written to ``<paths.output_dir>/metrics.json``.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
+    student = instantiate(cfg.student.net)
+    module = DistillModule(
+        student=student,
+        loss=loss,
+        optimizer=instantiate(cfg.optim.optimizer),
+        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        example_inputs=datamodule.example_inputs(),
+        num_classes=cfg.data.num_classes,
+        teacher=teacher,
+        student_layers=cfg.student.get("layers"),
+        teacher_layers=cfg.teacher.get("layers") if teacher is not None else None,
+        channels_last=cfg.get("channels_last", False),
+    )
+    trainer = build_trainer(cfg)
+    try:
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule)
+        fit_seconds = time.perf_counter() - start
+        fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        start = time.perf_counter()
+        (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        test_seconds = time.perf_counter() - start
+    finally:
+        finish_wandb(trainer)
+    metrics: dict[str, Any] = {**fit_metrics, **{k: float(v) for k, v in test_metrics.items()}}
+    metrics.update(
+        {
+            "job_type": cfg.get("job_type"),
+            "student/params": count_parameters(student),
+            "teacher/params": count_parameters(teacher) if teacher is not None else None,
+            "time/fit_s": round(fit_seconds, 2),
+            "time/test_s": round(test_seconds, 2),
+            "epochs": trainer.current_epoch,
+            "best_checkpoint": best or None,
+        }
+    )
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return student, metrics
+
+
+def set_threads(threads: int | None) -> int:
+    """Use ``threads`` torch threads, or as many as cores this process may run on."""
+    import os
+
+    count = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(count)
+    return count

@@ -1,0 +1,45 @@
+"""Shared fixtures: the real config, composed once per test and shrunk to tiny models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+import kd  # noqa: F401  (torchvision compatibility step, resolvers)
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+TINY = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "~logger"]
+
+
+def compose_config(overrides: list[str], tmp_path: Path) -> DictConfig:
+    """Compose ``conf/train.yaml`` with ``overrides``; outputs go to a new folder in ``tmp_path``."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides)
+    runs = len(list(tmp_path.glob("run*")))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / f"run{runs}")
+        cfg.paths.teacher_cache_dir = str(tmp_path / "teachers")
+        cfg.threads = 1
+        cfg.progress_bar = False
+    Path(cfg.paths.output_dir).mkdir(parents=True)
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """``make_cfg("loss=feature", ...)``: the tiny test config plus extra overrides."""
+
+    def make(*overrides: str, base: list[str] = TINY) -> DictConfig:
+        return compose_config([*base, *overrides], tmp_path)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

@@ -1,0 +1,78 @@
+"""Every option of every config group composes, and every object in it instantiates."""
+
+from __future__ import annotations
+
+import functools
+
+import lightning.pytorch as L
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from kd.losses.weighted_sum import WeightedSum
+from kd.training import build_loss
+from tests.conftest import CONF_DIR
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
+
+
+def test_groups_required_by_the_design_exist() -> None:
+    assert {"teacher", "student", "data", "loss", "optim", "trainer", "logger", "experiment"} <= set(GROUPS)
+
+
+@functools.cache
+def tiny_params() -> list[torch.nn.Parameter]:
+    return list(torch.nn.Linear(2, 2).parameters())
+
+
+def check_instantiates(group: str, cfg) -> None:  # noqa: ANN001
+    if group == "data":
+        dm = instantiate(cfg.data.module)
+        assert isinstance(dm, L.LightningDataModule)
+        assert dm.example_inputs(2).shape == (2, cfg.data.in_chans, 28, 28)
+    elif group in ("teacher", "student"):
+        net = instantiate(cfg[group].net)
+        assert net(torch.zeros(2, cfg.data.in_chans, 28, 28)).shape == (2, cfg.data.num_classes)
+    elif group == "loss":
+        assert isinstance(build_loss(cfg.loss), WeightedSum)
+    elif group == "optim":
+        optimizer = instantiate(cfg.optim.optimizer)(tiny_params())
+        scheduler = instantiate(cfg.optim.scheduler)(optimizer, total_steps=10)
+        optimizer.step()
+        scheduler.step()
+    elif group == "trainer":
+        trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+        assert isinstance(trainer, L.Trainer)
+    elif group == "callbacks":
+        assert all(isinstance(instantiate(c), L.Callback) for c in cfg.callbacks.values())
+    elif group == "logger":
+        logger = instantiate(cfg.logger)
+        assert isinstance(logger, L.loggers.Logger)
+        assert getattr(logger, "_offline", True), "W&B must default to offline mode"
+    else:  # paths, hydra, experiment: composing is the check
+        assert cfg.data.name and cfg.student.name
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_instantiates(make_cfg, group: str, option: str) -> None:
+    if group == "hydra":
+        cfg = make_cfg(base=[])  # the hydra group is selected by train.yaml itself
+    else:
+        cfg = make_cfg(f"{group}={option}", base=[])
+    check_instantiates(group, cfg)
+
+
+def test_default_config_is_the_documented_experiment(make_cfg) -> None:
+    cfg = make_cfg(base=[])
+    assert (cfg.data.name, cfg.teacher.name, cfg.student.name) == ("fashion_mnist", "resnet18", "resnet10_w16")
+    assert cfg.logger._target_.endswith("WandbLogger") and cfg.logger.offline is True
+    pinned = make_cfg("experiment=fmnist_resnet18_to_resnet10", base=[])
+    assert pinned.teacher.name == cfg.teacher.name and pinned.student.name == cfg.student.name
+
+
+def test_no_loss_config_names_a_module_path(make_cfg) -> None:
+    # Loss configs use tap aliases only; module paths live in the model configs.
+    for path in sorted((CONF_DIR / "loss").glob("*.yaml")):
+        text = path.read_text()
+        assert "layer1" not in text and "layer3" not in text and "encoder." not in text, path.name

@@ -1,0 +1,115 @@
+"""End to end: every loss on tiny models, the teacher stage and its cache, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from kd.errors import ConfigError
+from kd.run import train
+from kd.training import build_loss
+from tests.conftest import CONF_DIR
+
+LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
+REPO = CONF_DIR.parent
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_fast_run_per_loss(make_cfg, loss: str) -> None:
+    cfg = make_cfg(f"loss={loss}")
+    metrics = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert json.loads((out / "metrics.json").read_text())["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert (out / "config_resolved.yaml").is_file()
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["val/acc_best"] >= metrics["val/acc"] - 1e-9
+    for term in build_loss(cfg.loss).active:
+        assert f"train/loss/{term}" in metrics
+    checkpoint = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert not any(k.startswith("teacher.") for k in checkpoint["state_dict"])
+    if loss == "ce":
+        assert metrics["job_type"] == "baseline" and metrics["teacher_ckpt"] is None
+        assert "test/agreement" not in metrics
+    else:
+        assert metrics["job_type"] == "distill"
+        assert Path(metrics["teacher_ckpt"]).is_file()
+        assert 0.0 <= metrics["test/agreement"] <= 1.0 and "test/teacher_acc" in metrics
+
+
+def test_training_learns_the_synthetic_task(make_cfg) -> None:
+    cfg = make_cfg("loss=ce", "trainer.max_epochs=6", "trainer.limit_train_batches=null",
+                   "trainer.limit_val_batches=null", "trainer.limit_test_batches=null")
+    assert train(cfg)["test/acc"] > 0.8  # chance is 0.1; this reaches 0.94
+
+
+def test_teacher_is_trained_once_then_reused(make_cfg, capsys) -> None:
+    first = train(make_cfg("loss=kd"))
+    ckpt = Path(first["teacher_ckpt"])
+    stamp = ckpt.stat().st_mtime_ns
+    second = train(make_cfg("loss=kd", "loss.temperature=2", "loss.alpha=0.5"))
+    assert Path(second["teacher_ckpt"]) == ckpt and ckpt.stat().st_mtime_ns == stamp
+    assert "reusing cached teacher" in capsys.readouterr().out
+    assert second["test/teacher_acc"] == pytest.approx(first["test/teacher_acc"])
+    third = train(make_cfg("loss=kd", "teacher.epochs=2"))  # another teacher config, another entry
+    assert Path(third["teacher_ckpt"]) != ckpt
+    assert len(list(ckpt.parent.parent.iterdir())) == 2
+
+
+def test_a_ce_run_checkpoint_serves_as_teacher(make_cfg) -> None:
+    teacher_channels = "student.net.channels=[8,8,16,16]"  # the architecture of teacher=tiny
+    baseline = train(make_cfg("loss=ce", teacher_channels))
+    distilled = train(make_cfg("loss=kd", f"teacher.ckpt={baseline['best_checkpoint']}"))
+    assert distilled["teacher_ckpt"] == baseline["best_checkpoint"]
+    assert distilled["test/teacher_acc"] == pytest.approx(baseline["test/acc"])
+
+
+def test_student_from_scratch_is_one_override_away(make_cfg) -> None:
+    metrics = train(make_cfg("loss=kd", "loss.alpha=0"))
+    assert metrics["job_type"] == "baseline" and metrics["teacher_ckpt"] is None
+
+
+def test_teacher_checkpoint_errors_are_clear(make_cfg, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        train(make_cfg("loss=kd", f"teacher.ckpt={tmp_path / 'nope.ckpt'}"))
+    other = tmp_path / "other.pt"
+    torch.save(torch.nn.Linear(3, 3).state_dict(), other)
+    with pytest.raises(ConfigError, match="does not fit teacher=tiny"):
+        train(make_cfg("loss=kd", f"teacher.ckpt={other}"))
+
+
+def cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    args = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", "threads=1",
+            f"paths.teacher_cache_dir={tmp_path / 'teachers'}", f"hydra.run.dir={tmp_path / 'run'}", *overrides]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "kd.run", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def test_cli_run_saves_config_checkpoints_and_metrics(tmp_path: Path) -> None:
+    result = cli(tmp_path, "loss=feature")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    assert (run / ".hydra" / "config.yaml").is_file() and (run / ".hydra" / "overrides.yaml").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["job_type"] == "distill" and "train/loss/feature" in metrics
+    assert list(run.glob("csv/distill/version_*/metrics.csv"))
+    assert "kd summary" in result.stdout and "python -m kd.run loss=ce student=tiny" in result.stdout
+
+
+def test_cli_bad_tap_fails_with_a_clear_message(tmp_path: Path) -> None:
+    result = cli(tmp_path, "loss=feature", "student.layers.stage3=layer9")
+    assert result.returncode == 2
+    assert "layers.stage3" in result.stderr and "Available module names" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_missing_data_says_how_to_get_it(tmp_path: Path) -> None:
+    result = cli(tmp_path, "data=fashion_mnist", f"data.module.source.data_dir={tmp_path / 'empty'}", "loss=ce")
+    assert result.returncode == 2
+    assert "apt-get install dataset-fashion-mnist" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,109 @@
+"""Feature taps: declared aliases, shapes, hook removal, errors."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from kd.errors import ConfigError
+from kd.taps import FeatureTaps
+
+
+def tiny_resnet() -> nn.Module:
+    return timm.create_model("resnet18", layers=[1, 1, 1, 1], channels=[4, 8, 16, 32], in_chans=1, num_classes=10)
+
+
+def hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def test_taps_return_declared_aliases_with_shapes() -> None:
+    model = tiny_resnet()
+    taps = FeatureTaps(model, {"stage1": "layer1", "stage3": "layer3", "stage4": "layer4"})
+    out = taps(torch.randn(2, 1, 28, 28))
+    assert out.logits.shape == (2, 10)
+    assert set(out.features) == {"stage1", "stage3", "stage4"}
+    # timm ResNet: stem /4, then stages /1, /2, /2, /2 -> 7, 4, 2, 1 pixels at 28x28.
+    assert out.features["stage1"].shape == (2, 4, 7, 7)
+    assert out.features["stage3"].shape == (2, 16, 2, 2)
+    assert out.features["stage4"].shape == (2, 32, 1, 1)
+
+
+def test_taps_record_one_forward_pass_only() -> None:
+    model = tiny_resnet()
+    taps = FeatureTaps(model, {"stage4": "layer4"})
+    first = taps(torch.randn(3, 1, 28, 28))
+    second = taps(torch.randn(5, 1, 28, 28))
+    assert first.features["stage4"].shape[0] == 3 and second.features["stage4"].shape[0] == 5
+
+
+def test_taps_match_the_model_own_features() -> None:
+    model = tiny_resnet().eval()
+    x = torch.randn(2, 1, 28, 28)
+    with FeatureTaps(model, {"stage4": "layer4"}) as taps:
+        out = taps(x)
+    torch.testing.assert_close(out.logits, model(x))
+    (stage4,) = model.forward_intermediates(x, indices=[4], intermediates_only=True)
+    torch.testing.assert_close(out.features["stage4"], stage4)
+
+
+def test_hooks_are_removed_afterwards() -> None:
+    model = tiny_resnet()
+    before = hook_count(model)
+    with FeatureTaps(model, {"a": "layer1", "b": "layer2"}):
+        assert hook_count(model) == before + 2
+    assert hook_count(model) == before
+    taps = FeatureTaps(model, {"a": "layer1"})
+    taps.remove()
+    assert hook_count(model) == before
+
+
+def test_unknown_module_lists_available_names() -> None:
+    with pytest.raises(ConfigError) as err:
+        FeatureTaps(tiny_resnet(), {"stage4": "layer5"})
+    message = str(err.value)
+    assert "layers.stage4" in message and "'layer5'" in message
+    assert "Did you mean" in message and "layer4" in message
+    assert "layer1.0.conv1" in message and "fc" in message  # the full list of module names
+
+
+class TupleBlock(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x * 2, x
+
+
+class KeywordModel(nn.Module):
+    """Takes keyword inputs and returns an object with ``.logits`` (like Hugging Face models)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = TupleBlock()
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):  # noqa: ANN201
+        hidden, _ = self.block(input_ids * attention_mask)
+        return type("Out", (), {"logits": self.head(hidden)})()
+
+
+def test_taps_unwrap_tuples_and_accept_keyword_inputs() -> None:
+    taps = FeatureTaps(KeywordModel(), {"hidden": "block"})
+    x = torch.randn(4, 3)
+    out = taps({"input_ids": x, "attention_mask": torch.ones(4, 3)})
+    assert out.logits.shape == (4, 2)
+    torch.testing.assert_close(out.features["hidden"], x * 2)
+
+
+@pytest.mark.parametrize("group", ["teacher", "student"])
+def test_every_model_config_declares_valid_taps(make_cfg, group: str) -> None:
+    from tests.conftest import CONF_DIR
+
+    for path in sorted((CONF_DIR / group).glob("*.yaml")):
+        cfg = make_cfg(f"{group}={path.stem}", base=["data=synthetic"])
+        model = instantiate(cfg[group].net)
+        with FeatureTaps(model, cfg[group].layers) as taps:
+            out = taps(torch.randn(2, cfg.data.in_chans, 28, 28))
+        assert out.logits.shape == (2, cfg.data.num_classes), path.name
+        assert set(out.features) == set(cfg[group].layers), path.name
