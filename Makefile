@@ -27,7 +27,7 @@ data:
 		echo "or run with data.module.source.download=true (needs internet)."; \
 	fi
 
-# The default experiment: resnet18 teacher (trained once, then cached) -> resnet10_w16 student with KD.
+# The default experiment: resnet18 teacher (trained once, then cached) -> resnet10_w8 student with KD.
 run: setup
 	$(PY) -m kd.run $(ARGS)
 

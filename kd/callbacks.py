@@ -6,11 +6,11 @@ import time
 
 import lightning.pytorch as L
 
-SHOWN = ("train/loss", "train/acc", "val/acc", "val/acc_best", "val/agreement")
+SHOWN = ("train/acc", "val/acc", "val/acc_best", "val/agreement")
 
 
 class EpochSummary(L.Callback):
-    """Prints ``epoch k/n  train/loss …  val/acc …  (s)`` at the end of each training epoch."""
+    """Prints ``epoch k/n  train/acc …  val/acc …  (s)`` at the end of each training epoch."""
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()

@@ -7,9 +7,7 @@ missing). Everything a run writes lands in its Hydra output directory under ``ou
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -36,10 +34,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True)
     with open_dict(cfg):
         cfg.job_type = "distill" if loss.needs_teacher else "baseline"
-    _, metrics = fit_and_test(cfg, datamodule, loss, teacher)
-    metrics["teacher_ckpt"] = str(teacher_ckpt) if teacher_ckpt else None
-    path = Path(cfg.paths.output_dir) / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    extra = {"teacher_ckpt": str(teacher_ckpt) if teacher_ckpt else None}
+    _, metrics = fit_and_test(cfg, datamodule, loss, teacher, extra=extra)
     print_summary(cfg, metrics)
     return metrics
 

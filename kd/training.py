@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,8 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     progress_bar = show_progress_bar(cfg.get("progress_bar", "auto"))
     callbacks.append(RichProgressBar() if progress_bar else EpochSummary())
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_progress_bar=progress_bar)
 
 
@@ -55,12 +58,16 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def fit_and_test(
-    cfg: DictConfig, datamodule: L.LightningDataModule, loss: WeightedSum, teacher: nn.Module | None
+    cfg: DictConfig,
+    datamodule: L.LightningDataModule,
+    loss: WeightedSum,
+    teacher: nn.Module | None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``cfg.student`` on ``loss`` (against ``teacher`` if given), test the best checkpoint.
 
-    Returns the student, holding the best-validation weights, and the job's metrics, which are
-    also written to ``<paths.output_dir>/metrics.json``.
+    Returns the student, holding the best-validation weights, and the job's metrics (plus
+    ``extra``), which are also written to ``<paths.output_dir>/metrics.json``.
     """
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +107,7 @@ def fit_and_test(
             "time/test_s": round(test_seconds, 2),
             "epochs": trainer.current_epoch,
             "best_checkpoint": best or None,
+            **(extra or {}),
         }
     )
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -108,8 +116,6 @@ def fit_and_test(
 
 def set_threads(threads: int | None) -> int:
     """Use ``threads`` torch threads, or as many as cores this process may run on."""
-    import os
-
     count = threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(count)
     return count

@@ -65,9 +65,9 @@ def test_option_composes_and_instantiates(make_cfg, group: str, option: str) -> 
 
 def test_default_config_is_the_documented_experiment(make_cfg) -> None:
     cfg = make_cfg(base=[])
-    assert (cfg.data.name, cfg.teacher.name, cfg.student.name) == ("fashion_mnist", "resnet18", "resnet10_w16")
+    assert (cfg.data.name, cfg.teacher.name, cfg.student.name) == ("fashion_mnist", "resnet18", "resnet10_w8")
     assert cfg.logger._target_.endswith("WandbLogger") and cfg.logger.offline is True
-    pinned = make_cfg("experiment=fmnist_resnet18_to_resnet10", base=[])
+    pinned = make_cfg("experiment=fmnist_resnet18_to_resnet10_w8", base=[])
     assert pinned.teacher.name == cfg.teacher.name and pinned.student.name == cfg.student.name
 
 

@@ -99,6 +99,8 @@ def test_cli_run_saves_config_checkpoints_and_metrics(tmp_path: Path) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["job_type"] == "distill" and "train/loss/feature" in metrics
     assert list(run.glob("csv/distill/version_*/metrics.csv"))
+    (hparams,) = run.glob("csv/distill/version_*/hparams.yaml")  # the resolved config, logged
+    assert "kd.losses.feature.FeatureHint" in hparams.read_text()
     assert "kd summary" in result.stdout and "python -m kd.run loss=ce student=tiny" in result.stdout
 
 
