@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DATA_DIR ?= /usr/share/datasets/fashion-mnist
+DATA_DIR ?= $(or $(KD_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 # torch is pinned in the same pip command so nothing pulls a newer (CUDA) build.
 TORCH := torch==2.13.0
 

@@ -82,12 +82,26 @@ def test_teacher_checkpoint_errors_are_clear(make_cfg, tmp_path: Path) -> None:
         train(make_cfg("loss=kd", f"teacher.ckpt={other}"))
 
 
-def cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+def cli_args(tmp_path: Path, *overrides: str, run: str = "run") -> list[str]:
     args = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", "threads=1",
-            f"paths.teacher_cache_dir={tmp_path / 'teachers'}", f"hydra.run.dir={tmp_path / 'run'}", *overrides]
+            f"paths.teacher_cache_dir={tmp_path / 'teachers'}", f"hydra.run.dir={tmp_path / run}", *overrides]
+    return [sys.executable, "-m", "kd.run", *args]
+
+
+def cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "kd.run", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env=env)
+    return subprocess.run(cli_args(tmp_path, *overrides), cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_parallel_jobs_train_the_teacher_once(tmp_path: Path) -> None:
+    jobs = [subprocess.Popen(cli_args(tmp_path, f"loss.temperature={t}", run=f"run{t}"), cwd=REPO, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for t in (2, 4)]
+    outputs = [job.communicate(timeout=300)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs
+    assert sum("[kd] training teacher" in out for out in outputs) == 1
+    assert sum("[kd] reusing cached teacher" in out for out in outputs) == 1
+    assert len(list((tmp_path / "teachers").iterdir())) == 1
 
 
 def test_cli_run_saves_config_checkpoints_and_metrics(tmp_path: Path) -> None:
