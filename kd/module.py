@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -79,7 +80,7 @@ class DistillModule(L.LightningModule):
             self.teacher_taps = FeatureTaps(teacher, teacher_layers)
         self._dry_run(example_inputs)
 
-        accuracy = lambda: MulticlassAccuracy(num_classes, average="micro")  # noqa: E731
+        accuracy = functools.partial(MulticlassAccuracy, num_classes, average="micro")
         self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
         self.val_acc_best = MaxMetric()
         self.val_agreement, self.test_agreement = accuracy(), accuracy()
