@@ -102,6 +102,10 @@ class DistillModule(L.LightningModule):
             self.teacher.eval()
         return self
 
+    def on_train_epoch_start(self) -> None:
+        for key, value in self.loss.set_epoch(self.current_epoch).items():
+            self.log(f"train/schedule/{key}", value)
+
     def _forward(self, inputs: Inputs) -> tuple[ModelOutputs, ModelOutputs | None]:
         if self.channels_last:
             inputs = _to_channels_last(inputs)

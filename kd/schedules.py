@@ -32,3 +32,37 @@ def warmup_cosine(
         return final_lr_fraction + (1.0 - final_lr_fraction) * cosine
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class LinearWarmup:
+    """Loss-term factor ``min((epoch + 1) / epochs, 1)`` (0-based epochs): ``1/epochs`` in the first
+    epoch, 1 from epoch ``epochs - 1`` on; DKD's warm-up of its distillation weight.
+
+    Args:
+        epochs: length of the warm-up in epochs (>= 1).
+    """
+
+    def __init__(self, epochs: int) -> None:
+        if epochs < 1:
+            raise ValueError(f"warm-up epochs must be >= 1, got {epochs}")
+        self.epochs = int(epochs)
+
+    def __call__(self, epoch: int) -> float:
+        return min((epoch + 1) / self.epochs, 1.0)
+
+
+class StepFactor:
+    """Loss-term factor that changes at epoch milestones: ``factors[i]`` from ``milestones[i-1]`` on.
+
+    Args:
+        milestones: increasing epochs (0-based) at which the next factor starts.
+        factors: one more value than ``milestones``; ``factors[0]`` applies before the first.
+    """
+
+    def __init__(self, milestones: list[int], factors: list[float]) -> None:
+        if len(factors) != len(milestones) + 1 or list(milestones) != sorted(milestones):
+            raise ValueError(f"need increasing milestones and one more factor: {milestones}, {factors}")
+        self.milestones, self.factors = list(milestones), [float(f) for f in factors]
+
+    def __call__(self, epoch: int) -> float:
+        return self.factors[sum(epoch >= m for m in self.milestones)]

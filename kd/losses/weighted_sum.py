@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -16,9 +16,13 @@ from kd.taps import ModelOutputs
 class WeightedSum(nn.Module):
     """Total loss ``sum_i weight_i * term_i(student, teacher, labels)``.
 
+    Any number attribute of a term, its ``weight`` included, may follow a schedule: an optional
+    ``schedule: {attribute: factor_fn}`` in the term's spec, where ``factor_fn(epoch) -> float``
+    multiplies the configured value (see ``kd.schedules``). :meth:`set_epoch` applies them.
+
     Args:
-        terms: ``{name: {"weight": float, "fn": term_module}}``, as written under ``loss.terms``
-            in the config. Terms with weight 0 are not computed.
+        terms: ``{name: {"weight": float, "fn": term_module, "schedule": {...}}}``, as written
+            under ``loss.terms`` in the config. Terms whose current weight is 0 are not computed.
     """
 
     def __init__(self, terms: Mapping[str, Mapping[str, Any]]) -> None:
@@ -27,6 +31,7 @@ class WeightedSum(nn.Module):
             raise ConfigError("loss.terms is empty: declare at least one term, e.g. `loss=ce`.")
         self.fns = nn.ModuleDict()
         self.weights: dict[str, float] = {}
+        self.schedules: dict[str, dict[str, Callable[[int], float]]] = {}
         for name, spec in terms.items():
             if "fn" not in spec or "weight" not in spec:
                 raise ConfigError(f"loss.terms.{name} needs both `weight` and `fn` keys, got {list(spec)}")
@@ -37,10 +42,34 @@ class WeightedSum(nn.Module):
                 raise ConfigError(f"loss.terms.{name}.weight must be finite and >= 0, got {weight}")
             self.fns[name] = spec["fn"]
             self.weights[name] = float(weight)
-        if not any(self.weights.values()):
+            self.schedules[name] = dict(spec.get("schedule") or {})
+            for attribute in self.schedules[name]:
+                if attribute != "weight" and not isinstance(getattr(spec["fn"], attribute, None), (int, float)):
+                    raise ConfigError(
+                        f"loss.terms.{name}.schedule.{attribute}: {type(spec['fn']).__name__} has no number "
+                        f"attribute {attribute!r}; schedule `weight` or one of its hyper-parameters."
+                    )
+        self.base = {
+            name: {a: self.weights[name] if a == "weight" else getattr(self.fns[name], a) for a in sched}
+            for name, sched in self.schedules.items()
+        }
+        if not any(self.weights.values()):  # the configured weights, before any schedule
             raise ConfigError(
                 f"every weight in loss.terms is 0 ({self.weights}): nothing would be trained."
             )
+
+    def set_epoch(self, epoch: int) -> dict[str, float]:
+        """Apply every schedule for ``epoch``; return the scheduled values by ``term/attribute``."""
+        values = {}
+        for name, schedule in self.schedules.items():
+            for attribute, factor in schedule.items():
+                value = self.base[name][attribute] * factor(epoch)
+                if attribute == "weight":
+                    self.weights[name] = value
+                else:
+                    setattr(self.fns[name], attribute, value)
+                values[f"{name}/{attribute}"] = value
+        return values
 
     @property
     def active(self) -> list[str]:
@@ -49,8 +78,9 @@ class WeightedSum(nn.Module):
 
     @property
     def needs_teacher(self) -> bool:
-        """Whether any active term reads teacher outputs."""
-        return any(getattr(self.fns[name], "needs_teacher", False) for name in self.active)
+        """Whether any term with a non-zero configured weight reads teacher outputs."""
+        configured = {name: self.base[name].get("weight", w) for name, w in self.weights.items()}
+        return any(getattr(self.fns[n], "needs_teacher", False) for n, w in configured.items() if w > 0)
 
     def forward(
         self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor
