@@ -1,0 +1,122 @@
+"""Divergences between teacher and student distributions, for class logits and per-token logits.
+
+Each works on ``(B, C)`` or ``(B, L, V)`` logits: it sums over the last dimension and averages over
+the positions whose label is not ``ignore_index`` (padding), so the same term serves image
+classifiers and language models. Probabilities are ``softmax(z / T)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kd.errors import ConfigError
+from kd.taps import ModelOutputs
+
+
+def _check(temperature: float) -> float:
+    if not temperature > 0:
+        raise ConfigError(f"loss.temperature must be > 0, got {temperature}")
+    return float(temperature)
+
+
+def _log_probs(student: ModelOutputs, teacher: ModelOutputs, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    log_s = F.log_softmax(student.logits.float() / t, dim=-1)
+    log_t = F.log_softmax(teacher.logits.detach().float() / t, dim=-1)
+    return log_s, log_t
+
+
+def masked_mean(per_position: torch.Tensor, labels: torch.Tensor | None, ignore_index: int) -> torch.Tensor:
+    """Mean of ``per_position`` (shape of ``labels``) over positions whose label is not ignored."""
+    if labels is None or labels.shape != per_position.shape:
+        return per_position.mean()
+    valid = labels != ignore_index
+    return (per_position * valid).sum() / valid.sum().clamp_min(1)
+
+
+def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """``KL(p || q)`` per position, with ``0 * log 0 = 0``."""
+    return F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)
+
+
+class ForwardKL(nn.Module):
+    """``KL(p_t || p_s)`` (mean-seeking), times ``T^2`` when ``t2_scale``."""
+
+    needs_teacher = True
+
+    def __init__(self, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.temperature, self.t2_scale, self.ignore_index = _check(temperature), t2_scale, ignore_index
+
+    def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        log_s, log_t = _log_probs(student, teacher, self.temperature)
+        scale = self.temperature**2 if self.t2_scale else 1.0
+        return scale * masked_mean(_kl(log_t, log_s), labels, self.ignore_index)
+
+
+class ReverseKL(nn.Module):
+    """``KL(p_s || p_t)`` (mode-seeking), times ``T^2`` when ``t2_scale``."""
+
+    needs_teacher = True
+
+    def __init__(self, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.temperature, self.t2_scale, self.ignore_index = _check(temperature), t2_scale, ignore_index
+
+    def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        log_s, log_t = _log_probs(student, teacher, self.temperature)
+        scale = self.temperature**2 if self.t2_scale else 1.0
+        return scale * masked_mean(_kl(log_s, log_t), labels, self.ignore_index)
+
+
+class GeneralizedJSD(nn.Module):
+    """``beta * KL(p_t || m) + (1 - beta) * KL(p_s || m)``, ``m = beta p_t + (1 - beta) p_s``.
+
+    The mixture is formed in probability space (through ``logsumexp`` of log-probabilities). As in
+    TRL's GKD, the endpoints are the plain divergences: ``beta=0`` is ``KL(p_t || p_s)`` and
+    ``beta=1`` is ``KL(p_s || p_t)``; ``beta=0.5`` is the Jensen-Shannon divergence.
+    """
+
+    needs_teacher = True
+
+    def __init__(
+        self, beta: float = 0.5, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= beta <= 1.0:
+            raise ConfigError(f"loss.beta (JSD mixing weight) must be in [0, 1], got {beta}")
+        self.beta = float(beta)
+        self.temperature, self.t2_scale, self.ignore_index = _check(temperature), t2_scale, ignore_index
+
+    def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        log_s, log_t = _log_probs(student, teacher, self.temperature)
+        if self.beta == 0.0:
+            per_position = _kl(log_t, log_s)
+        elif self.beta == 1.0:
+            per_position = _kl(log_s, log_t)
+        else:
+            log_m = torch.logsumexp(
+                torch.stack([log_t + math.log(self.beta), log_s + math.log(1 - self.beta)]), dim=0
+            )
+            per_position = self.beta * _kl(log_t, log_m) + (1 - self.beta) * _kl(log_s, log_m)
+        scale = self.temperature**2 if self.t2_scale else 1.0
+        return scale * masked_mean(per_position, labels, self.ignore_index)
+
+
+class TotalVariation(nn.Module):
+    """``0.5 * sum |p_t - p_s|`` per position (bounded in [0, 1]; no ``T^2`` factor by default)."""
+
+    needs_teacher = True
+
+    def __init__(self, temperature: float = 1.0, t2_scale: bool = False, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.temperature, self.t2_scale, self.ignore_index = _check(temperature), t2_scale, ignore_index
+
+    def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        log_s, log_t = _log_probs(student, teacher, self.temperature)
+        per_position = 0.5 * (log_t.exp() - log_s.exp()).abs().sum(-1)
+        scale = self.temperature**2 if self.t2_scale else 1.0
+        return scale * masked_mean(per_position, labels, self.ignore_index)

@@ -1,0 +1,93 @@
+"""Divergences: closed forms, endpoint identities, masking of ignored positions, robustness."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kd.errors import ConfigError
+from kd.losses.ce import HardLabelCE
+from kd.losses.divergences import ForwardKL, GeneralizedJSD, ReverseKL, TotalVariation
+from kd.losses.kd import SoftTargetKL
+from kd.taps import ModelOutputs
+
+ALL = [ForwardKL, ReverseKL, GeneralizedJSD, TotalVariation]
+
+
+def probs(z: torch.Tensor, t: float = 1.0) -> list[list[float]]:
+    return torch.softmax(z / t, -1).reshape(-1, z.shape[-1]).tolist()
+
+
+def kl(p: list[float], q: list[float]) -> float:
+    return sum(a * math.log(a / b) for a, b in zip(p, q, strict=True) if a > 0)
+
+
+def test_forward_kl_equals_hinton_kd_on_class_logits() -> None:
+    z_s, z_t, y = torch.randn(8, 5), torch.randn(8, 5), torch.randint(0, 5, (8,))
+    fkl = ForwardKL(temperature=3.0)(ModelOutputs(z_s), ModelOutputs(z_t), y)
+    assert fkl.item() == pytest.approx(SoftTargetKL(3.0)(ModelOutputs(z_s), ModelOutputs(z_t), y).item(), rel=1e-5)
+
+
+def test_reverse_kl_and_tv_match_scalar_formulas() -> None:
+    z_s, z_t, y = torch.randn(4, 6), torch.randn(4, 6) * 2, torch.zeros(4, dtype=torch.long)
+    p_s, p_t = probs(z_s, 2.0), probs(z_t, 2.0)
+    rkl = ReverseKL(temperature=2.0)(ModelOutputs(z_s), ModelOutputs(z_t), y)
+    assert rkl.item() == pytest.approx(4.0 * sum(kl(s, t) for s, t in zip(p_s, p_t, strict=True)) / 4, rel=1e-5)
+    tv = TotalVariation(temperature=2.0)(ModelOutputs(z_s), ModelOutputs(z_t), y)
+    expected = sum(0.5 * sum(abs(a - b) for a, b in zip(s, t, strict=True)) for s, t in zip(p_s, p_t, strict=True)) / 4
+    assert tv.item() == pytest.approx(expected, rel=1e-5) and 0 <= tv.item() <= 1
+
+
+def test_jsd_endpoints_are_the_two_kls_and_the_middle_is_jsd() -> None:
+    z_s, z_t, y = torch.randn(5, 4), torch.randn(5, 4), torch.zeros(5, dtype=torch.long)
+    s, t = ModelOutputs(z_s), ModelOutputs(z_t)
+    assert GeneralizedJSD(0.0)(s, t, y).item() == pytest.approx(ForwardKL()(s, t, y).item(), rel=1e-6)
+    assert GeneralizedJSD(1.0)(s, t, y).item() == pytest.approx(ReverseKL()(s, t, y).item(), rel=1e-6)
+    p_s, p_t = probs(z_s), probs(z_t)
+    jsd = 0.0
+    for a, b in zip(p_s, p_t, strict=True):
+        m = [(x + w) / 2 for x, w in zip(a, b, strict=True)]
+        jsd += 0.5 * kl(b, m) + 0.5 * kl(a, m)
+    assert GeneralizedJSD(0.5)(s, t, y).item() == pytest.approx(jsd / 5, rel=1e-5)
+    assert GeneralizedJSD(0.5)(s, t, y).item() <= math.log(2)
+    # Interior values approach the endpoint KLs at the rate beta (resp. 1 - beta).
+    small = GeneralizedJSD(1e-4)(s, t, y).item() / 1e-4
+    assert small == pytest.approx(ForwardKL()(s, t, y).item(), rel=1e-2)
+
+
+def test_ignored_positions_do_not_count() -> None:
+    z_s, z_t = torch.randn(2, 5, 7), torch.randn(2, 5, 7)
+    labels = torch.tensor([[1, 2, -100, -100, 3], [4, -100, 0, 1, -100]])
+    valid = labels != -100
+    for cls in ALL:
+        term = cls()
+        got = term(ModelOutputs(z_s), ModelOutputs(z_t), labels)
+        dense = torch.stack([term(ModelOutputs(z_s[valid][i:i + 1]), ModelOutputs(z_t[valid][i:i + 1]), None)
+                             for i in range(int(valid.sum()))]).mean()
+        assert got.item() == pytest.approx(dense.item(), rel=1e-5), cls.__name__
+        noisy = z_s.clone()
+        noisy[~valid] = 1e3
+        assert term(ModelOutputs(noisy), ModelOutputs(z_t), labels).item() == pytest.approx(got.item(), rel=1e-5)
+    ce = HardLabelCE()(ModelOutputs(z_s), None, labels)
+    assert ce.item() == pytest.approx(torch.nn.functional.cross_entropy(z_s[valid], labels[valid]).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_zero_on_identical_gradients_to_student_only_and_finite(cls) -> None:  # noqa: ANN001
+    z = torch.randn(3, 6)
+    assert cls()(ModelOutputs(z), ModelOutputs(z.clone()), None).item() == pytest.approx(0, abs=1e-6)
+    z_s, z_t = torch.randn(3, 6, requires_grad=True), torch.randn(3, 6, requires_grad=True)
+    cls(temperature=2.0)(ModelOutputs(z_s), ModelOutputs(z_t), None).backward()
+    assert z_s.grad.abs().sum() > 0 and z_t.grad is None
+    extreme = torch.tensor([[1e4, -1e4, 0.0]])
+    assert torch.isfinite(cls()(ModelOutputs(extreme), ModelOutputs(-extreme), None))
+    assert torch.isfinite(cls()(ModelOutputs(torch.randn(3, 6).bfloat16()), ModelOutputs(z_t.bfloat16()), None))
+
+
+def test_bad_hyper_parameters_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"loss.beta"):
+        GeneralizedJSD(beta=1.5)
+    with pytest.raises(ConfigError, match="loss.temperature"):
+        ReverseKL(temperature=-1.0)
