@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from kd.errors import ConfigError
+from kd.losses import connectors
 from kd.losses.ce import HardLabelCE
 from kd.losses.feature import FeatureHint
 from kd.losses.kd import SoftTargetKL
@@ -154,3 +156,44 @@ def test_feature_hint_unknown_alias_lists_declared_ones() -> None:
     with pytest.raises(ConfigError, match=r"no feature tap named 'stage9'.*\['s'\]"):
         FeatureHint("stage9", "t")(outputs(torch.zeros(2, 2), s=torch.randn(2, 4)),
                                    outputs(torch.zeros(2, 2), t=torch.randn(2, 4)), None)
+
+
+def test_kd_logit_standardisation_matches_reference_and_ignores_scale() -> None:
+    z_s, z_t = torch.randn(6, 10), torch.randn(6, 10) * 5 + 3
+
+    def zscore(z: torch.Tensor) -> torch.Tensor:
+        rows = []
+        for row in z.tolist():
+            mean = sum(row) / len(row)
+            std = math.sqrt(sum((v - mean) ** 2 for v in row) / len(row))
+            rows.append([(v - mean) / (std + 1e-7) for v in row])
+        return torch.tensor(rows)
+
+    got = SoftTargetKL(2.0, standardize=True)(outputs(z_s), outputs(z_t), None)
+    assert got.item() == pytest.approx(manual_kd(zscore(z_s), zscore(z_t), 2.0).item(), rel=1e-4)
+    # Scaling and shifting the teacher's logits changes nothing once they are standardised.
+    moved = SoftTargetKL(2.0, standardize=True)(outputs(z_s), outputs(10 * z_t - 4), None)
+    assert moved.item() == pytest.approx(got.item(), rel=1e-4)
+    same = SoftTargetKL(2.0, standardize=True)(outputs(z_s), outputs(3 * z_s), None)
+    assert same.item() == pytest.approx(0, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("connector", "shape_s", "shape_t", "kernel"),
+    [(functools.partial(connectors.conv_bn, kernel_size=3), (2, 4, 5, 5), (2, 8, 5, 5), (8, 4, 3, 3)),
+     (connectors.linear, (2, 4, 5, 5), (2, 8, 5, 5), (8, 4)),
+     (connectors.linear, (2, 7, 4), (2, 7, 6), (6, 4))],
+)
+def test_feature_hint_connector_choices(connector, shape_s, shape_t, kernel) -> None:  # noqa: ANN001
+    hint = FeatureHint("s", "t", connector=connector)
+    s = torch.randn(*shape_s, requires_grad=True)
+    value = hint(outputs(torch.zeros(2, 2), s=s), outputs(torch.zeros(2, 2), t=torch.randn(*shape_t)), None)
+    weights = [p for p in hint.connector.parameters() if p.dim() > 1]
+    assert tuple(weights[0].shape) == kernel
+    value.backward()
+    assert s.grad.abs().sum() > 0 and weights[0].grad.abs().sum() > 0
+
+
+def test_conv_connector_rejects_vectors() -> None:
+    with pytest.raises(ConfigError, match="conv_bn needs"):
+        connectors.conv_bn(torch.Size([2, 4]), torch.Size([2, 8]))

@@ -10,29 +10,42 @@ from kd.errors import ConfigError
 from kd.taps import ModelOutputs
 
 
+def standardized(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Per-sample z-score over the class dimension (population std, as the reference code)."""
+    mean = logits.mean(dim=-1, keepdim=True)
+    std = logits.std(dim=-1, keepdim=True, unbiased=False)
+    return (logits - mean) / (std + eps)
+
+
 class SoftTargetKL(nn.Module):
     """``T^2 * KL(softmax(z_t / T) || softmax(z_s / T))``, summed over classes, mean over the batch.
 
     The ``T^2`` factor keeps the gradient scale independent of the temperature, so the weight
-    of this term means the same thing at every ``T``.
+    of this term means the same thing at every ``T``. With ``standardize``, each sample's logits
+    are first z-scored, ``(z - mean(z)) / (std(z) + 1e-7)`` (logit standardisation, Sun et al.,
+    CVPR 2024), so the student matches the teacher's logit relations rather than their scale.
 
     Args:
         temperature: softening temperature ``T > 0``.
+        standardize: z-score teacher and student logits before dividing by ``T``.
     """
 
     needs_teacher = True
 
-    def __init__(self, temperature: float = 4.0) -> None:
+    def __init__(self, temperature: float = 4.0, standardize: bool = False) -> None:
         super().__init__()
         if not temperature > 0:
             raise ConfigError(f"loss.temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature, self.standardize = float(temperature), standardize
 
     def forward(
         self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor
     ) -> torch.Tensor:
         t = self.temperature
-        log_p_s = F.log_softmax(student.logits.float() / t, dim=-1)
-        log_p_t = F.log_softmax(teacher.logits.detach().float() / t, dim=-1)
+        z_s, z_t = student.logits.float(), teacher.logits.detach().float()
+        if self.standardize:
+            z_s, z_t = standardized(z_s), standardized(z_t)
+        log_p_s = F.log_softmax(z_s / t, dim=-1)
+        log_p_t = F.log_softmax(z_t / t, dim=-1)
         kl = F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean")
         return kl * t * t
