@@ -129,3 +129,13 @@ def test_cli_missing_data_says_how_to_get_it(tmp_path: Path) -> None:
     result = cli(tmp_path, "data=fashion_mnist", f"data.module.source.data_dir={tmp_path / 'empty'}", "loss=ce")
     assert result.returncode == 2
     assert "apt-get install dataset-fashion-mnist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_terms_combine_from_the_command_line(make_cfg) -> None:
+    at = ("+loss.terms.at={weight: 1000, fn: {_target_: kd.losses.attention.AttentionTransfer, "
+          "student_layers: [stage3], teacher_layers: [stage3]}}")
+    cfg = make_cfg("loss=kd", "loss.alpha=0.5", at)
+    loss = build_loss(cfg.loss)
+    assert loss.weights == {"ce": 0.5, "kd": 0.5, "at": 1000.0}
+    metrics = train(cfg)
+    assert {"train/loss/ce", "train/loss/kd", "train/loss/at"} <= set(metrics)
