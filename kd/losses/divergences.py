@@ -42,37 +42,39 @@ def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)
 
 
-class ForwardKL(nn.Module):
+class _PositionwiseDivergence(nn.Module):
+    """Shared plumbing: temperature, optional ``T^2`` factor, masked mean over positions."""
+
+    needs_teacher = True
+
+    def __init__(self, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.temperature, self.t2_scale, self.ignore_index = _check(temperature), t2_scale, ignore_index
+
+    def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        log_s, log_t = _log_probs(student, teacher, self.temperature)
+        scale = self.temperature**2 if self.t2_scale else 1.0
+        return scale * masked_mean(self.per_position(log_s, log_t), labels, self.ignore_index)
+
+
+class ForwardKL(_PositionwiseDivergence):
     """``KL(p_t || p_s)`` (mean-seeking), times ``T^2`` when ``t2_scale``."""
 
-    needs_teacher = True
-
-    def __init__(self, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100) -> None:
-        super().__init__()
-        self.temperature, self.t2_scale, self.ignore_index = _check(temperature), t2_scale, ignore_index
-
-    def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        log_s, log_t = _log_probs(student, teacher, self.temperature)
-        scale = self.temperature**2 if self.t2_scale else 1.0
-        return scale * masked_mean(_kl(log_t, log_s), labels, self.ignore_index)
+    def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
+        return _kl(log_t, log_s)
 
 
-class ReverseKL(nn.Module):
+class ReverseKL(_PositionwiseDivergence):
     """``KL(p_s || p_t)`` (mode-seeking), times ``T^2`` when ``t2_scale``."""
 
-    needs_teacher = True
-
-    def __init__(self, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100) -> None:
-        super().__init__()
-        self.temperature, self.t2_scale, self.ignore_index = _check(temperature), t2_scale, ignore_index
-
-    def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        log_s, log_t = _log_probs(student, teacher, self.temperature)
-        scale = self.temperature**2 if self.t2_scale else 1.0
-        return scale * masked_mean(_kl(log_s, log_t), labels, self.ignore_index)
+    def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
+        return _kl(log_s, log_t)
 
 
-class GeneralizedJSD(nn.Module):
+class GeneralizedJSD(_PositionwiseDivergence):
     """``beta * KL(p_t || m) + (1 - beta) * KL(p_s || m)``, ``m = beta p_t + (1 - beta) p_s``.
 
     The mixture is formed in probability space (through ``logsumexp`` of log-probabilities). As in
@@ -80,43 +82,28 @@ class GeneralizedJSD(nn.Module):
     ``beta=1`` is ``KL(p_s || p_t)``; ``beta=0.5`` is the Jensen-Shannon divergence.
     """
 
-    needs_teacher = True
-
     def __init__(
         self, beta: float = 0.5, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100
     ) -> None:
-        super().__init__()
+        super().__init__(temperature, t2_scale, ignore_index)
         if not 0.0 <= beta <= 1.0:
             raise ConfigError(f"loss.beta (JSD mixing weight) must be in [0, 1], got {beta}")
         self.beta = float(beta)
-        self.temperature, self.t2_scale, self.ignore_index = _check(temperature), t2_scale, ignore_index
 
-    def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        log_s, log_t = _log_probs(student, teacher, self.temperature)
+    def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
         if self.beta == 0.0:
-            per_position = _kl(log_t, log_s)
-        elif self.beta == 1.0:
-            per_position = _kl(log_s, log_t)
-        else:
-            log_m = torch.logsumexp(
-                torch.stack([log_t + math.log(self.beta), log_s + math.log(1 - self.beta)]), dim=0
-            )
-            per_position = self.beta * _kl(log_t, log_m) + (1 - self.beta) * _kl(log_s, log_m)
-        scale = self.temperature**2 if self.t2_scale else 1.0
-        return scale * masked_mean(per_position, labels, self.ignore_index)
+            return _kl(log_t, log_s)
+        if self.beta == 1.0:
+            return _kl(log_s, log_t)
+        log_m = torch.logsumexp(torch.stack([log_t + math.log(self.beta), log_s + math.log(1 - self.beta)]), dim=0)
+        return self.beta * _kl(log_t, log_m) + (1 - self.beta) * _kl(log_s, log_m)
 
 
-class TotalVariation(nn.Module):
+class TotalVariation(_PositionwiseDivergence):
     """``0.5 * sum |p_t - p_s|`` per position (bounded in [0, 1]; no ``T^2`` factor by default)."""
 
-    needs_teacher = True
-
     def __init__(self, temperature: float = 1.0, t2_scale: bool = False, ignore_index: int = -100) -> None:
-        super().__init__()
-        self.temperature, self.t2_scale, self.ignore_index = _check(temperature), t2_scale, ignore_index
+        super().__init__(temperature, t2_scale, ignore_index)
 
-    def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        log_s, log_t = _log_probs(student, teacher, self.temperature)
-        per_position = 0.5 * (log_t.exp() - log_s.exp()).abs().sum(-1)
-        scale = self.temperature**2 if self.t2_scale else 1.0
-        return scale * masked_mean(per_position, labels, self.ignore_index)
+    def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (log_t.exp() - log_s.exp()).abs().sum(-1)
