@@ -85,3 +85,14 @@ def test_pkt_matches_reference_and_properties() -> None:
     pkt(outputs(a=s), outputs(b=t), None).backward()
     assert s.grad.abs().sum() > 0 and t.grad is None
     assert torch.isfinite(pkt(outputs(a=e_s * 1e4), outputs(b=e_t.bfloat16()), None))
+
+
+def test_rkd_coincident_student_points_get_bounded_gradients() -> None:
+    # Two samples the student maps to the same point while the teacher keeps them apart: the angle
+    # at that pair is undefined; it must not send a huge gradient (seen as NaN training before).
+    e_s = torch.randn(6, 4)
+    e_s[3] = e_s[1]
+    e_s.requires_grad_()
+    e_t = torch.randn(6, 8)
+    RelationalKD("a", "b", 25.0, 50.0)(outputs(a=e_s), outputs(b=e_t), None).backward()
+    assert torch.isfinite(e_s.grad).all() and e_s.grad.abs().max() < 1e3

@@ -17,9 +17,17 @@ def normalised_distances(embedding: torch.Tensor) -> torch.Tensor:
     return distances / distances[off_diagonal].mean().clamp_min(1e-12)
 
 
-def angles(embedding: torch.Tensor) -> torch.Tensor:
-    """``cos`` of the angle at every anchor ``j`` between ``e_i - e_j`` and ``e_k - e_j``, flattened."""
-    directions = F.normalize(embedding[None, :, :] - embedding[:, None, :], dim=2)
+def angles(embedding: torch.Tensor, rel_tol: float = 1e-4) -> torch.Tensor:
+    """``cos`` of the angle at every anchor ``i`` between ``e_j - e_i`` and ``e_k - e_i``, flattened.
+
+    A direction between points closer than ``rel_tol`` times the mean pairwise distance is taken as
+    0 (as the anchor's own, zero, direction always is), with no gradient: the angle is undefined
+    there, and ``x / |x|`` near ``x = 0`` would send unbounded gradients into the student.
+    """
+    diff = embedding[None, :, :] - embedding[:, None, :]
+    norm = diff.norm(dim=2, keepdim=True)
+    valid = norm > rel_tol * norm.mean().clamp_min(1e-12)
+    directions = torch.where(valid, diff / torch.where(valid, norm, torch.ones_like(norm)), 0.0)
     return torch.bmm(directions, directions.transpose(1, 2)).flatten()
 
 
