@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from kd.errors import ConfigError
+
 
 def warmup_cosine(
     optimizer: torch.optim.Optimizer,
@@ -44,7 +46,7 @@ class LinearWarmup:
 
     def __init__(self, epochs: int) -> None:
         if epochs < 1:
-            raise ValueError(f"warm-up epochs must be >= 1, got {epochs}")
+            raise ConfigError(f"warm-up epochs must be >= 1, got {epochs}")
         self.epochs = int(epochs)
 
     def __call__(self, epoch: int) -> float:
@@ -61,7 +63,7 @@ class StepFactor:
 
     def __init__(self, milestones: list[int], factors: list[float]) -> None:
         if len(factors) != len(milestones) + 1 or list(milestones) != sorted(milestones):
-            raise ValueError(f"need increasing milestones and one more factor: {milestones}, {factors}")
+            raise ConfigError(f"need increasing milestones and one more factor: {milestones}, {factors}")
         self.milestones, self.factors = list(milestones), [float(f) for f in factors]
 
     def __call__(self, epoch: int) -> float:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.errors import ConfigError
+from kd.errors import positive_temperature
 from kd.taps import ModelOutputs
 
 
@@ -33,9 +33,7 @@ class DISTLoss(nn.Module):
 
     def __init__(self, temperature: float = 1.0, inter_weight: float = 1.0, intra_weight: float = 1.0) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ConfigError(f"loss.temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = positive_temperature(temperature)
         self.inter_weight, self.intra_weight = float(inter_weight), float(intra_weight)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:

@@ -13,14 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.errors import ConfigError
+from kd.errors import ConfigError, positive_temperature
 from kd.taps import ModelOutputs
-
-
-def _check(temperature: float) -> float:
-    if not temperature > 0:
-        raise ConfigError(f"loss.temperature must be > 0, got {temperature}")
-    return float(temperature)
 
 
 def _log_probs(student: ModelOutputs, teacher: ModelOutputs, t: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +43,7 @@ class _PositionwiseDivergence(nn.Module):
 
     def __init__(self, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100) -> None:
         super().__init__()
-        self.temperature, self.t2_scale, self.ignore_index = _check(temperature), t2_scale, ignore_index
+        self.temperature, self.t2_scale, self.ignore_index = positive_temperature(temperature), t2_scale, ignore_index
 
     def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.errors import ConfigError
+from kd.errors import positive_temperature
 from kd.taps import ModelOutputs
 
 
@@ -34,9 +34,7 @@ class DecoupledKD(nn.Module):
 
     def __init__(self, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ConfigError(f"loss.temperature must be > 0, got {temperature}")
-        self.temperature, self.alpha, self.beta = float(temperature), float(alpha), float(beta)
+        self.temperature, self.alpha, self.beta = positive_temperature(temperature), float(alpha), float(beta)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
         t = self.temperature
