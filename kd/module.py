@@ -66,6 +66,7 @@ class DistillModule(L.LightningModule):
         if loss.needs_teacher and teacher is None:
             raise ValueError(f"loss terms {loss.active} need a teacher, but none was given")
         self.student, self.teacher, self.loss = student, teacher, loss
+        student.train()  # from_pretrained() hands models over in eval mode (dropout off)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.channels_last = channels_last
         if channels_last:
@@ -95,6 +96,12 @@ class DistillModule(L.LightningModule):
             self.loss(student_out, teacher_out, labels)
         self.student.train(was_training)
 
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        train_size = getattr(datamodule, "train_size", None)
+        if train_size:
+            self.loss.bind_train_size(train_size)
+
     def train(self, mode: bool = True) -> DistillModule:
         """Switch the student (and loss connectors) to ``mode``; the teacher stays in eval."""
         super().train(mode)
@@ -106,14 +113,16 @@ class DistillModule(L.LightningModule):
         for key, value in self.loss.set_epoch(self.current_epoch).items():
             self.log(f"train/schedule/{key}", value)
 
-    def _forward(self, inputs: Inputs) -> tuple[ModelOutputs, ModelOutputs | None]:
+    def _forward(
+        self, inputs: Inputs, index: torch.Tensor | None = None
+    ) -> tuple[ModelOutputs, ModelOutputs | None]:
         if self.channels_last:
             inputs = _to_channels_last(inputs)
-        student_out = self.student_taps(inputs)
+        student_out = self.student_taps(inputs, index)
         teacher_out = None
         if self.teacher_taps is not None:
             with torch.no_grad():
-                teacher_out = self.teacher_taps(inputs)
+                teacher_out = self.teacher_taps(inputs, index)
         return student_out, teacher_out
 
     def forward(self, inputs: Inputs) -> torch.Tensor:
@@ -121,7 +130,7 @@ class DistillModule(L.LightningModule):
         return self.student_taps(_to_channels_last(inputs) if self.channels_last else inputs).logits
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        student_out, teacher_out = self._forward(batch["inputs"])
+        student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"))
         total, parts = self.loss(student_out, teacher_out, batch["labels"])
         self.train_acc(student_out.logits.detach(), batch["labels"])
         self.log("train/loss", total, prog_bar=True)

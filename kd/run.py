@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
+from kd.compatibility import check_loss_modality, check_shared_vocabulary
 from kd.errors import ConfigError
 from kd.teacher import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
@@ -28,6 +29,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data.module)
     loss = build_loss(cfg.loss)
+    check_loss_modality(cfg)
+    check_shared_vocabulary(cfg, with_teacher=loss.needs_teacher)
     teacher, teacher_ckpt = None, None
     if loss.needs_teacher:
         teacher, teacher_ckpt = prepare_teacher(cfg, datamodule)

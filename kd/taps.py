@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,10 +18,16 @@ Inputs = torch.Tensor | Mapping[str, torch.Tensor]
 
 @dataclass
 class ModelOutputs:
-    """What one forward pass of a tapped model yields: logits and the aliased features."""
+    """What one forward pass of a tapped model yields: logits and the aliased features.
+
+    ``mask`` is the inputs' token mask (``(B, L)``, 1 = real token, 0 = padding; None for images)
+    and ``index`` the data-set indices of the batch's samples (None when the batch has none).
+    """
 
     logits: torch.Tensor
     features: dict[str, torch.Tensor] = field(default_factory=dict)
+    mask: torch.Tensor | None = None
+    index: torch.Tensor | None = None
 
     def feature(self, alias: str) -> torch.Tensor:
         """The feature recorded under ``alias``; a clear error names the declared aliases."""
@@ -48,12 +55,22 @@ def call_model(model: nn.Module, inputs: Inputs) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out
 
 
+def parse_tap(spec: str) -> tuple[str, int]:
+    """``"a.b[1]"`` -> ``("a.b", 1)``; a plain path selects element 0 of tuple outputs."""
+    match = re.fullmatch(r"(.+?)(?:\[(\d+)\])?", spec.strip())
+    if match is None:
+        raise ConfigError(f"bad tap {spec!r}: write a module path, optionally followed by [index]")
+    return match.group(1), int(match.group(2) or 0)
+
+
 class FeatureTaps:
     """Records the outputs of aliased submodules with forward hooks, leaving ``forward`` intact.
 
     Args:
         model: the network to tap.
         layers: alias -> module path (as in ``model.named_modules()``), e.g. ``{"stage4": "layer4"}``.
+            A module returning a tuple records its first element; ``path[i]`` records element ``i``
+            instead (e.g. ``bert.encoder.layer.1.attention.self[1]``: attention probabilities).
     """
 
     def __init__(self, model: nn.Module, layers: Mapping[str, str] | None = None) -> None:
@@ -61,25 +78,33 @@ class FeatureTaps:
         self.layers = dict(layers or {})
         self._recorded: dict[str, torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        for alias, path in self.layers.items():
+        for alias, spec in self.layers.items():
+            path, element = parse_tap(spec)
             try:
                 module = model.get_submodule(path)
             except AttributeError:
                 raise unknown_module_error(model, path, alias) from None
-            self._handles.append(module.register_forward_hook(self._recorder(alias)))
+            self._handles.append(module.register_forward_hook(self._recorder(alias, element)))
 
-    def _recorder(self, alias: str):  # noqa: ANN202 - hook signature is torch's
+    def _recorder(self, alias: str, element: int):
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            # Transformer blocks return tuples; the first element is the hidden state.
-            self._recorded[alias] = output[0] if isinstance(output, (tuple, list)) else output
+            if isinstance(output, (tuple, list)):
+                output = output[element] if element < len(output) else None
+            if output is None:
+                raise ConfigError(
+                    f"tap {alias!r} ({self.layers[alias]}) recorded None: the module returned no value "
+                    f"there. For attention probabilities load the model with attn_implementation=eager."
+                )
+            self._recorded[alias] = output
 
         return hook
 
-    def __call__(self, inputs: Inputs) -> ModelOutputs:
+    def __call__(self, inputs: Inputs, index: torch.Tensor | None = None) -> ModelOutputs:
         self._recorded = {}
         logits = call_model(self.model, inputs)
         features, self._recorded = self._recorded, {}
-        return ModelOutputs(logits=logits, features=features)
+        mask = inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
+        return ModelOutputs(logits=logits, features=features, mask=mask, index=index)
 
     def remove(self) -> None:
         """Remove every hook this object registered."""

@@ -37,11 +37,16 @@ def teacher_identity(cfg: DictConfig) -> dict[str, Any]:
         "net": OmegaConf.to_container(cfg.teacher.net, resolve=True),
         "epochs": cfg.teacher.epochs,
         "data": data,
-        "optim": OmegaConf.to_container(cfg.optim, resolve=True),
+        "optim": OmegaConf.to_container(teacher_optim(cfg), resolve=True),
         "trainer": {k: cfg.trainer.get(k) for k in _TRAINER_KEYS},
         "seed": cfg.seed,
         "channels_last": cfg.get("channels_last", False),
     }
+
+
+def teacher_optim(cfg: DictConfig) -> DictConfig:
+    """``teacher.optim`` when the teacher config declares one (e.g. AdamW for transformers), else ``optim``."""
+    return cfg.teacher.get("optim") or cfg.optim
 
 
 def teacher_cache_dir(cfg: DictConfig) -> Path:
@@ -79,6 +84,7 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, cache: Pa
     tcfg = copy.deepcopy(cfg)
     with open_dict(tcfg):
         tcfg.student = cfg.teacher
+        tcfg.optim = teacher_optim(cfg)
         tcfg.trainer.max_epochs = cfg.teacher.epochs
         tcfg.paths.output_dir = str(cache)
         tcfg.job_type = "teacher"

@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 
 from kd.losses.weighted_sum import WeightedSum
+from kd.taps import call_model
 from kd.training import build_loss
 from tests.conftest import CONF_DIR
 
@@ -26,14 +27,18 @@ def tiny_params() -> list[torch.nn.Parameter]:
     return list(torch.nn.Linear(2, 2).parameters())
 
 
-def check_instantiates(group: str, cfg) -> None:  # noqa: ANN001
+def check_instantiates(group: str, cfg) -> None:
+    is_text = "tokenizer" in cfg.data
     if group == "data":
         dm = instantiate(cfg.data.module)
         assert isinstance(dm, L.LightningDataModule)
-        assert dm.example_inputs(2).shape == (2, cfg.data.in_chans, 28, 28)
+        example = dm.example_inputs(2)
+        assert example["input_ids"].shape[0] == 2 if is_text else example.shape == (2, cfg.data.in_chans, 28, 28)
     elif group in ("teacher", "student"):
-        net = instantiate(cfg[group].net)
-        assert net(torch.zeros(2, cfg.data.in_chans, 28, 28)).shape == (2, cfg.data.num_classes)
+        net = instantiate(cfg[group].net).eval()
+        inputs = instantiate(cfg.data.module).example_inputs(2) if is_text else torch.zeros(2, cfg.data.in_chans, 28, 28)
+        out = call_model(net, inputs)
+        assert out.shape == (2, cfg.data.num_classes)
     elif group == "loss":
         assert isinstance(build_loss(cfg.loss), WeightedSum)
     elif group == "optim":
@@ -58,8 +63,9 @@ def check_instantiates(group: str, cfg) -> None:  # noqa: ANN001
 def test_option_composes_and_instantiates(make_cfg, group: str, option: str) -> None:
     if group == "hydra":
         cfg = make_cfg(base=[])  # the hydra group is selected by train.yaml itself
-    else:
-        cfg = make_cfg(f"{group}={option}", base=[])
+    else:  # text options compose with text data and a text teacher (whose tokenizer the data uses)
+        text = "tokenizer:" in (CONF_DIR / group / f"{option}.yaml").read_text()
+        cfg = make_cfg(f"{group}={option}", base=["data=rotten_tomatoes", "teacher=text_tiny"] if text else [])
     check_instantiates(group, cfg)
 
 

@@ -75,7 +75,7 @@ def test_ignored_positions_do_not_count() -> None:
 
 
 @pytest.mark.parametrize("cls", ALL)
-def test_zero_on_identical_gradients_to_student_only_and_finite(cls) -> None:  # noqa: ANN001
+def test_zero_on_identical_gradients_to_student_only_and_finite(cls) -> None:
     z = torch.randn(3, 6)
     assert cls()(ModelOutputs(z), ModelOutputs(z.clone()), None).item() == pytest.approx(0, abs=1e-6)
     z_s, z_t = torch.randn(3, 6, requires_grad=True), torch.randn(3, 6, requires_grad=True)

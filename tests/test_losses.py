@@ -184,7 +184,7 @@ def test_kd_logit_standardisation_matches_reference_and_ignores_scale() -> None:
      (connectors.linear, (2, 4, 5, 5), (2, 8, 5, 5), (8, 4)),
      (connectors.linear, (2, 7, 4), (2, 7, 6), (6, 4))],
 )
-def test_feature_hint_connector_choices(connector, shape_s, shape_t, kernel) -> None:  # noqa: ANN001
+def test_feature_hint_connector_choices(connector, shape_s, shape_t, kernel) -> None:
     hint = FeatureHint("s", "t", connector=connector)
     s = torch.randn(*shape_s, requires_grad=True)
     value = hint(outputs(torch.zeros(2, 2), s=s), outputs(torch.zeros(2, 2), t=torch.randn(*shape_t)), None)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from kd.errors import ConfigError
 from kd.run import train
@@ -17,12 +18,23 @@ from kd.training import build_loss
 from tests.conftest import CONF_DIR
 
 LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
+MODALITY = {name: OmegaConf.load(CONF_DIR / "loss" / f"{name}.yaml").get("modality") for name in LOSSES}
 REPO = CONF_DIR.parent
+TEXT_TINY = ["data=rotten_tomatoes", "data.module.train_subset=64", "teacher=text_tiny", "student=text_tiny",
+             "trainer=smoke", "~logger"]
+TEXT_OVERRIDES = {"feature": ["loss.student_layer=hidden1", "loss.teacher_layer=hidden2"], "attention": ["loss.heads=mean"]}
 
 
-@pytest.mark.parametrize("loss", LOSSES)
-def test_fast_run_per_loss(make_cfg, loss: str) -> None:
-    cfg = make_cfg(f"loss={loss}")
+@pytest.mark.parametrize(
+    ("loss", "modality"),
+    [(name, "image") for name in LOSSES if MODALITY[name] != "text"]
+    + [(name, "text") for name in LOSSES if MODALITY[name] != "image"],
+)
+def test_fast_run_per_loss(make_cfg, loss: str, modality: str) -> None:
+    if modality == "text":
+        cfg = make_cfg(f"loss={loss}", *TEXT_OVERRIDES.get(loss, []), base=TEXT_TINY)
+    else:
+        cfg = make_cfg(f"loss={loss}")
     metrics = train(cfg)
     out = Path(cfg.paths.output_dir)
     assert json.loads((out / "metrics.json").read_text())["test/acc"] == pytest.approx(metrics["test/acc"])

@@ -83,7 +83,7 @@ class KeywordModel(nn.Module):
         self.block = TupleBlock()
         self.head = nn.Linear(3, 2)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):  # noqa: ANN201
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         hidden, _ = self.block(input_ids * attention_mask)
         return type("Out", (), {"logits": self.head(hidden)})()
 
@@ -101,9 +101,15 @@ def test_every_model_config_declares_valid_taps(make_cfg, group: str) -> None:
     from tests.conftest import CONF_DIR
 
     for path in sorted((CONF_DIR / group).glob("*.yaml")):
-        cfg = make_cfg(f"{group}={path.stem}", base=["data=synthetic"])
-        model = instantiate(cfg[group].net)
+        text = "tokenizer:" in path.read_text()
+        base = ["data=rotten_tomatoes", "teacher=text_tiny"] if text else ["data=synthetic"]
+        cfg = make_cfg(f"{group}={path.stem}", base=base)
+        model = instantiate(cfg[group].net).eval()
+        if text:
+            inputs = instantiate(cfg.data.module).example_inputs(2)
+        else:
+            inputs = torch.randn(2, cfg.data.in_chans, 28, 28)
         with FeatureTaps(model, cfg[group].layers) as taps:
-            out = taps(torch.randn(2, cfg.data.in_chans, 28, 28))
+            out = taps(inputs)
         assert out.logits.shape == (2, cfg.data.num_classes), path.name
         assert set(out.features) == set(cfg[group].layers), path.name

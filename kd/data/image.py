@@ -51,6 +51,11 @@ class ImageDataModule(L.LightningDataModule):
         if not self.splits:
             self.splits = self.source.load()
 
+    @property
+    def train_size(self) -> int:
+        """Number of training samples (after ``setup``); batch ``index`` values lie below it."""
+        return len(self.splits["train"]) if self.splits else 0
+
     def train_dataloader(self) -> DataLoader:
         return batch_loader(self.splits["train"], self.batch_size, shuffle=True)
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.losses.embedding import pooled_embedding
+from kd.losses.embedding import tap_embedding
 from kd.taps import ModelOutputs
 
 
@@ -35,6 +35,6 @@ class ProbabilisticKT(nn.Module):
         self.student_layer, self.teacher_layer, self.eps = student_layer, teacher_layer, eps
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        q = conditional_probabilities(pooled_embedding(student.feature(self.student_layer)))
-        p = conditional_probabilities(pooled_embedding(teacher.feature(self.teacher_layer).detach()))
+        q = conditional_probabilities(tap_embedding(student, self.student_layer))
+        p = conditional_probabilities(tap_embedding(teacher, self.teacher_layer).detach())
         return (p * torch.log((p + self.eps) / (q + self.eps))).mean()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.losses.embedding import pooled_embedding
+from kd.losses.embedding import tap_embedding
 from kd.taps import ModelOutputs
 
 
@@ -58,8 +58,8 @@ class RelationalKD(nn.Module):
         self.distance_weight, self.angle_weight = float(distance_weight), float(angle_weight)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        e_s = pooled_embedding(student.feature(self.student_layer))
-        e_t = pooled_embedding(teacher.feature(self.teacher_layer).detach())
+        e_s = tap_embedding(student, self.student_layer)
+        e_t = tap_embedding(teacher, self.teacher_layer).detach()
         loss = e_s.new_zeros(())
         if self.distance_weight:
             loss = loss + self.distance_weight * F.smooth_l1_loss(normalised_distances(e_s), normalised_distances(e_t))

@@ -15,6 +15,13 @@ def similarity_matrix(feature: torch.Tensor) -> torch.Tensor:
     return F.normalize(flat @ flat.T, dim=1)
 
 
+def _zero_padding(feature: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Sequences ``(B, L, D)`` with their padding positions zeroed, so padding adds no similarity."""
+    if mask is None or feature.dim() != 3:
+        return feature
+    return feature * mask.to(feature.dtype).unsqueeze(-1)
+
+
 class SimilarityPreserving(nn.Module):
     """``||G_s - G_t||_F^2 / B^2`` for one student/teacher tap pair.
 
@@ -33,7 +40,7 @@ class SimilarityPreserving(nn.Module):
         self.student_layer, self.teacher_layer = student_layer, teacher_layer
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        g_s = similarity_matrix(student.feature(self.student_layer))
-        g_t = similarity_matrix(teacher.feature(self.teacher_layer).detach())
+        g_s = similarity_matrix(_zero_padding(student.feature(self.student_layer), student.mask))
+        g_t = similarity_matrix(_zero_padding(teacher.feature(self.teacher_layer).detach(), teacher.mask))
         batch = g_s.shape[0]
         return (g_s - g_t).pow(2).sum() / (batch * batch)

@@ -71,6 +71,12 @@ class WeightedSum(nn.Module):
                 values[f"{name}/{attribute}"] = value
         return values
 
+    def bind_train_size(self, num_samples: int) -> None:
+        """Tell terms that keep per-sample state (e.g. CRD's memory banks) the training-set size."""
+        for fn in self.fns.values():
+            if hasattr(fn, "bind_train_size"):
+                fn.bind_train_size(num_samples)
+
     @property
     def active(self) -> list[str]:
         """Names of the terms with a non-zero weight."""

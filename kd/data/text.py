@@ -1,0 +1,136 @@
+"""A DataModule for text classification: tokenised once, padded per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning.pytorch as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from kd.data.batches import batch_loader
+from kd.data.text_sources import TextSet
+from kd.errors import ConfigError
+from kd.models.text import load_tokenizer
+
+
+class TokenizedTexts(Dataset):
+    """Token-id sequences and labels; indexing with a list of indices returns a padded batch."""
+
+    def __init__(self, token_ids: list[list[int]], labels: Sequence[int], pad_id: int) -> None:
+        if len(token_ids) != len(labels):
+            raise ValueError(f"{len(token_ids)} texts but {len(labels)} labels")
+        self.token_ids, self.labels, self.pad_id = token_ids, torch.as_tensor(labels, dtype=torch.long), pad_id
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, indices: list[int]) -> dict:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        rows = [self.token_ids[i] for i in indices]
+        length = max(len(r) for r in rows)
+        ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.as_tensor(row)
+            mask[i, : len(row)] = 1
+        return {"inputs": {"input_ids": ids, "attention_mask": mask}, "labels": self.labels[index], "index": index}
+
+
+def stratified_split(
+    labels: Sequence[int], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[int]]:
+    """Indices of ``train``/``val``/``test``, each class split in the same proportions."""
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ConfigError(
+            f"data val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) "
+            "and sum to less than 1"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    labels_t = torch.as_tensor(labels)
+    splits: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for label in labels_t.unique().tolist():
+        members = torch.nonzero(labels_t == label).flatten()
+        members = members[torch.randperm(len(members), generator=generator)].tolist()
+        n_test, n_val = round(test_fraction * len(members)), round(val_fraction * len(members))
+        splits["test"] += members[:n_test]
+        splits["val"] += members[n_test : n_test + n_val]
+        splits["train"] += members[n_test + n_val :]
+    return {name: sorted(idx) for name, idx in splits.items()}
+
+
+class TextDataModule(L.LightningDataModule):
+    """Text classification batches: ``inputs`` = ``{input_ids, attention_mask}``, ``labels``, ``index``.
+
+    Exact-duplicate texts are dropped (first kept) before a stratified train/val/test split.
+
+    Args:
+        source: ``() -> (texts, labels, class_names)``, e.g. ``kd.data.text_sources.rotten_tomatoes``.
+        tokenizer: the tokenizer's ``name_or_path`` (see ``kd.models.text``); normally the teacher's.
+        max_length: longer texts are truncated to this many tokens.
+        batch_size: training batch size.
+        eval_batch_size: validation and test batch size.
+        val_fraction: share of each class held out for model selection.
+        test_fraction: share of each class held out for the final test.
+        split_seed: seed of the split.
+        train_subset: use only the first this-many training texts (tests, quick runs), or None.
+    """
+
+    def __init__(
+        self,
+        source: Callable[[], TextSet],
+        tokenizer: str,
+        max_length: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int = 256,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        split_seed: int = 0,
+        train_subset: int | None = None,
+    ) -> None:
+        super().__init__()
+        if max_length < 2:
+            raise ConfigError(f"data.module.max_length must be at least 2, got {max_length}")
+        self.source, self.tokenizer_name, self.max_length = source, tokenizer, max_length
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+        self.train_subset = train_subset
+        self.class_names: list[str] = []
+        self.splits: dict[str, TokenizedTexts] = {}
+
+    @property
+    def tokenizer(self):
+        return load_tokenizer(self.tokenizer_name)
+
+    def example_inputs(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
+        """A short tokenised batch (reads no data)."""
+        return dict(self.tokenizer(["an example"] * batch_size, return_tensors="pt", return_token_type_ids=False))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        texts, labels, self.class_names = self.source()
+        seen: set[str] = set()
+        keep = [i for i, t in enumerate(texts) if not (t in seen or seen.add(t))]
+        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        pad_id = self.tokenizer.pad_token_id or 0
+        for name, idx in stratified_split(labels, self.val_fraction, self.test_fraction, self.split_seed).items():
+            if name == "train" and self.train_subset is not None:
+                idx = sorted(torch.as_tensor(idx)[torch.randperm(len(idx), generator=torch.Generator().manual_seed(
+                    self.split_seed))][: self.train_subset].tolist())
+            self.splits[name] = TokenizedTexts([ids[i] for i in idx], [labels[i] for i in idx], pad_id)
+
+    @property
+    def train_size(self) -> int:
+        """Number of training samples (after ``setup``); batch ``index`` values lie below it."""
+        return len(self.splits["train"]) if self.splits else 0
+
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(self.splits["train"], self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return batch_loader(self.splits["val"], self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return batch_loader(self.splits["test"], self.eval_batch_size, shuffle=False)
