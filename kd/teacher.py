@@ -39,9 +39,15 @@ def teacher_identity(cfg: DictConfig) -> dict[str, Any]:
         "data": data,
         "optim": OmegaConf.to_container(teacher_optim(cfg), resolve=True),
         "trainer": {k: cfg.trainer.get(k) for k in _TRAINER_KEYS},
-        "seed": cfg.seed,
+        "seed": teacher_seed(cfg),
         "channels_last": cfg.get("channels_last", False),
     }
+
+
+def teacher_seed(cfg: DictConfig) -> int:
+    """``teacher.seed`` when set (students of any ``seed`` then share one teacher), else ``seed``."""
+    seed = cfg.teacher.get("seed", None)
+    return cfg.seed if seed is None else seed
 
 
 def teacher_optim(cfg: DictConfig) -> DictConfig:
@@ -88,7 +94,7 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, cache: Pa
         tcfg.trainer.max_epochs = cfg.teacher.epochs
         tcfg.paths.output_dir = str(cache)
         tcfg.job_type = "teacher"
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(teacher_seed(cfg), workers=True)
     loss = WeightedSum({"ce": {"weight": 1.0, "fn": HardLabelCE()}})
     print(f"[kd] training teacher {cfg.teacher.name} for {cfg.teacher.epochs} epochs -> {cache}", flush=True)
     net, _ = fit_and_test(tcfg, datamodule, loss, teacher=None)

@@ -151,3 +151,12 @@ def test_terms_combine_from_the_command_line(make_cfg) -> None:
     assert loss.weights == {"ce": 0.5, "kd": 0.5, "at": 1000.0}
     metrics = train(cfg)
     assert {"train/loss/ce", "train/loss/kd", "train/loss/at"} <= set(metrics)
+
+
+def test_student_seeds_share_one_teacher(make_cfg) -> None:
+    from kd.teacher import teacher_cache_dir
+
+    base = teacher_cache_dir(make_cfg())
+    assert teacher_cache_dir(make_cfg("seed=1")) == base
+    assert teacher_cache_dir(make_cfg("teacher.seed=1")) != base
+    assert teacher_cache_dir(make_cfg("teacher.seed=null", "seed=1")) != base  # null: follow `seed`
