@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -14,6 +13,7 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from kd.losses.weighted_sum import WeightedSum
+from kd.metrics import StageMetrics
 from kd.taps import FeatureTaps, Inputs, ModelOutputs
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -81,11 +81,9 @@ class DistillModule(L.LightningModule):
             self.teacher_taps = FeatureTaps(teacher, teacher_layers)
         self._dry_run(example_inputs)
 
-        accuracy = functools.partial(MulticlassAccuracy, num_classes, average="micro")
-        self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_metrics, self.test_metrics = StageMetrics(num_classes), StageMetrics(num_classes)
         self.val_acc_best = MaxMetric()
-        self.val_agreement, self.test_agreement = accuracy(), accuracy()
-        self.val_teacher_acc, self.test_teacher_acc = accuracy(), accuracy()
 
     def _dry_run(self, inputs: Inputs) -> None:
         was_training = self.student.training
@@ -116,8 +114,7 @@ class DistillModule(L.LightningModule):
     def _forward(
         self, inputs: Inputs, index: torch.Tensor | None = None
     ) -> tuple[ModelOutputs, ModelOutputs | None]:
-        if self.channels_last:
-            inputs = _to_channels_last(inputs)
+        inputs = self.prepare_inputs(inputs)
         student_out = self.student_taps(inputs, index)
         teacher_out = None
         if self.teacher_taps is not None:
@@ -125,9 +122,13 @@ class DistillModule(L.LightningModule):
                 teacher_out = self.teacher_taps(inputs, index)
         return student_out, teacher_out
 
+    def prepare_inputs(self, inputs: Inputs) -> Inputs:
+        """Inputs in the memory layout both networks use."""
+        return _to_channels_last(inputs) if self.channels_last else inputs
+
     def forward(self, inputs: Inputs) -> torch.Tensor:
         """Student logits (what a deployed student computes)."""
-        return self.student_taps(_to_channels_last(inputs) if self.channels_last else inputs).logits
+        return self.student_taps(self.prepare_inputs(inputs)).logits
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"))
@@ -141,18 +142,10 @@ class DistillModule(L.LightningModule):
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         student_out, teacher_out = self._forward(batch["inputs"])
-        labels = batch["labels"]
-        acc = getattr(self, f"{stage}_acc")
-        acc(student_out.logits, labels)
-        self.log(f"{stage}/acc", acc, prog_bar=True)
-        if teacher_out is not None:
-            teacher_pred = teacher_out.logits.argmax(dim=-1)
-            agreement = getattr(self, f"{stage}_agreement")
-            teacher_acc = getattr(self, f"{stage}_teacher_acc")
-            agreement(student_out.logits, teacher_pred)
-            teacher_acc(teacher_out.logits, labels)
-            self.log(f"{stage}/agreement", agreement)
-            self.log(f"{stage}/teacher_acc", teacher_acc)
+        metrics: StageMetrics = getattr(self, f"{stage}_metrics")
+        metrics.update(student_out.logits, batch["labels"], teacher_out.logits if teacher_out is not None else None)
+        for name, metric in metrics.loggable(stage, with_teacher=teacher_out is not None).items():
+            self.log(name, metric, prog_bar=name == f"{stage}/acc")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -160,7 +153,7 @@ class DistillModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        self.val_acc_best(self.val_acc.compute())
+        self.val_acc_best(self.val_metrics.acc.compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from kd.compatibility import check_loss_modality, check_shared_vocabulary
 from kd.errors import ConfigError
+from kd.jobs import describe_job, finish_failed_wandb_run, record_failure, report_failure, root_cause
 from kd.teacher import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
 
@@ -75,16 +76,25 @@ def print_summary(cfg: DictConfig, metrics: dict[str, Any]) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry; returns ``val/acc_best`` for sweepers."""
-    from hydra.core.hydra_config import HydraConfig
+    """Hydra entry; returns ``optimized_metric`` (``val/acc_best``) for sweepers.
 
-    with open_dict(cfg):
-        cfg.hydra_choices = dict(HydraConfig.get().runtime.choices)
+    A failing job leaves ``failed.json`` and ``error.txt`` in its folder. In a multirun the other
+    jobs go on (the failed one returns NaN, which sweepers treat as a failed trial); a single run
+    exits with status 2 for config errors and re-raises anything else.
+    """
+    multirun = describe_job(cfg)
     try:
         metrics = train(cfg)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as raised:  # noqa: BLE001 - every failure is recorded, then handled below
+        err = root_cause(raised)
+        finish_failed_wandb_run()
+        record = record_failure(cfg.paths.output_dir, err, list(cfg.run.overrides))
+        report_failure(err, record, multirun)
+        if multirun:
+            return float("nan")
+        if isinstance(err, ConfigError):
+            sys.exit(2)
+        raise err
     return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
 
 

@@ -94,6 +94,8 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, cache: Pa
         tcfg.trainer.max_epochs = cfg.teacher.epochs
         tcfg.paths.output_dir = str(cache)
         tcfg.job_type = "teacher"
+        if "run" in tcfg:
+            tcfg.run.name = f"teacher {cfg.teacher.name} on {cfg.data.name}"
     L.seed_everything(teacher_seed(cfg), workers=True)
     loss = WeightedSum({"ce": {"weight": 1.0, "fn": HardLabelCE()}})
     print(f"[kd] training teacher {cfg.teacher.name} for {cfg.teacher.epochs} epochs -> {cache}", flush=True)

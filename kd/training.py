@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kd.callbacks import EpochSummary
+from kd.cost import first_batch, latency_ms, size_on_disk_mb
 from kd.losses.weighted_sum import WeightedSum
 from kd.module import DistillModule
 
@@ -42,6 +43,8 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     if logger:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if type(logger).__name__ == "WandbLogger":  # the dashboard's per-run summary: the best, not the last
+            logger.experiment.define_metric("val/acc_best", summary="max")
     return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_progress_bar=progress_bar)
 
 
@@ -51,6 +54,22 @@ def finish_wandb(trainer: L.Trainer) -> None:
         import wandb
 
         wandb.finish()
+
+
+def deployment_cost(module: DistillModule, datamodule: L.LightningDataModule, batch_size: int) -> dict[str, float]:
+    """Size on disk and CPU latency per batch of ``batch_size`` test inputs, student and teacher."""
+    inputs = first_batch(next(iter(datamodule.test_dataloader())), batch_size)
+    module.eval()
+    cost = {"student/size_mb": size_on_disk_mb(module.student), "student/latency_ms": latency_ms(module, inputs)}
+    if module.teacher is not None:
+        teacher = module.teacher_taps
+
+        def teacher_forward(x: Any) -> Any:
+            return teacher(module.prepare_inputs(x))
+
+        cost.update({"teacher/size_mb": size_on_disk_mb(module.teacher), "teacher/latency_ms": latency_ms(
+            teacher_forward, inputs)})
+    return {k: round(v, 3) for k, v in cost.items()}
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -95,9 +114,12 @@ def fit_and_test(
         start = time.perf_counter()
         (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         test_seconds = time.perf_counter() - start
+        cost = deployment_cost(module, datamodule, cfg.get("latency_batch_size", 64))
+        for logger in trainer.loggers:
+            logger.log_metrics(cost)
     finally:
         finish_wandb(trainer)
-    metrics: dict[str, Any] = {**fit_metrics, **{k: float(v) for k, v in test_metrics.items()}}
+    metrics: dict[str, Any] = {**fit_metrics, **{k: float(v) for k, v in test_metrics.items()}, **cost}
     metrics.update(
         {
             "job_type": cfg.get("job_type"),

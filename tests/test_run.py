@@ -40,6 +40,8 @@ def test_fast_run_per_loss(make_cfg, loss: str, modality: str) -> None:
     assert json.loads((out / "metrics.json").read_text())["test/acc"] == pytest.approx(metrics["test/acc"])
     assert (out / "config_resolved.yaml").is_file()
     assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["val/acc_best"] >= metrics["val/acc"] - 1e-9
+    assert 0.0 <= metrics["test/ece"] <= 1.0 and metrics["student/latency_ms"] > 0
+    assert metrics["student/size_mb"] >= 4 * metrics["student/params"] / 1e6  # fp32 weights plus buffers
     for term in build_loss(cfg.loss).active:
         assert f"train/loss/{term}" in metrics
     checkpoint = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -51,6 +53,7 @@ def test_fast_run_per_loss(make_cfg, loss: str, modality: str) -> None:
         assert metrics["job_type"] == "distill"
         assert Path(metrics["teacher_ckpt"]).is_file()
         assert 0.0 <= metrics["test/agreement"] <= 1.0 and "test/teacher_acc" in metrics
+        assert metrics["test/kl"] >= 0 and metrics["teacher/latency_ms"] > 0 and metrics["teacher/size_mb"] > 0
 
 
 def test_training_learns_the_synthetic_task(make_cfg) -> None:

@@ -1,0 +1,81 @@
+"""Per-job bookkeeping for single runs and multiruns: run names, W&B grouping, failure records."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, open_dict
+
+from kd.errors import ConfigError
+
+FAILURE_FILE = "failed.json"
+MAX_TAG_LENGTH = 64  # W&B's limit
+
+
+def describe_job(cfg: DictConfig) -> bool:
+    """Fill ``cfg.run`` (name, group, tags) from Hydra's job info; return whether this is a multirun job.
+
+    name: the job's overrides (``loss=kd,loss.temperature=2``) or ``defaults``; group: the multirun
+    folder (all jobs of one sweep share it) or, for a single run, the data set's name; tags: the
+    overrides themselves.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    overrides = list(hydra_cfg.overrides.task)
+    with open_dict(cfg):
+        cfg.hydra_choices = dict(hydra_cfg.runtime.choices)
+        cfg.run.name = cfg.run.get("name") or hydra_cfg.job.override_dirname or "defaults"
+        if not cfg.run.get("group"):
+            sweep_dir = Path(hydra_cfg.sweep.dir)
+            cfg.run.group = f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}" if multirun else cfg.data.name
+        cfg.run.tags = [*cfg.run.get("tags", []), *(o[:MAX_TAG_LENGTH] for o in overrides)]
+        cfg.run.overrides = overrides
+    return multirun
+
+
+def root_cause(err: BaseException) -> BaseException:
+    """The ConfigError that Hydra's ``instantiate`` wrapped, if any; else ``err`` itself."""
+    from hydra.errors import InstantiationException
+
+    cause: BaseException | None = err
+    while isinstance(cause, InstantiationException):
+        cause = cause.__cause__
+    return cause if isinstance(cause, ConfigError) else err
+
+
+def record_failure(output_dir: str | Path, err: BaseException, overrides: list[str]) -> Path:
+    """Write ``failed.json`` (error type and message, overrides) and ``error.txt`` (traceback)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
+    record: dict[str, Any] = {
+        "status": "failed",
+        "error_type": type(err).__name__,
+        "error": str(err),
+        "overrides": overrides,
+    }
+    path = output_dir / FAILURE_FILE
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def finish_failed_wandb_run() -> None:
+    """Close a W&B run left open by a failure, marked as failed, so the next job starts its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1)
+
+
+def report_failure(err: BaseException, record: Path, multirun: bool) -> None:
+    """Tell the user what failed and where the record is."""
+    kind = "error" if isinstance(err, ConfigError) else f"error ({type(err).__name__})"
+    print(f"{kind}: {err}", file=sys.stderr)
+    note = "; the other jobs continue" if multirun else ""
+    print(f"[kd] job failed; recorded in {record.parent}/{{{FAILURE_FILE}, error.txt}}{note}", file=sys.stderr)

@@ -1,0 +1,85 @@
+"""Multirun: separate folders and W&B runs per job, a failing job recorded; kd.report over the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kd.report import main as report_main
+from kd.report import write_report
+from tests.conftest import CONF_DIR
+
+REPO = CONF_DIR.parent
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """Six tiny jobs: temperature 1 and 4 (and an invalid -1, which must fail) x seeds 0 and 1."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    args = ["-m", "data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "threads=1",
+            "loss=kd", "loss.temperature=1,4,-1", "seed=0,1", f"paths.teacher_cache_dir={tmp / 'teachers'}",
+            f"hydra.sweep.dir={tmp / 'multirun'}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_SILENT": "true"}
+    result = subprocess.run([sys.executable, "-m", "kd.run", *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=600, env=env)
+    return tmp / "multirun", result
+
+
+def test_multirun_gives_every_job_its_folder_and_wandb_run_and_survives_a_failure(sweep) -> None:
+    root, result = sweep
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == 6
+    failed = [j for j in jobs if (j / "failed.json").is_file()]
+    succeeded = [j for j in jobs if (j / "metrics.json").is_file()]
+    assert len(failed) == 2 and len(succeeded) == 4
+    for job in failed:
+        record = json.loads((job / "failed.json").read_text())
+        assert record["error_type"] == "ConfigError" and "temperature" in record["error"]
+        assert "loss.temperature=-1" in record["overrides"]
+        assert "Traceback" in (job / "error.txt").read_text()
+    wandb_runs = [run for job in succeeded for run in job.glob("wandb/offline-run-*")]
+    assert len(wandb_runs) == 4
+    configs = [yaml.safe_load((job / "config_resolved.yaml").read_text()) for job in succeeded]
+    groups = {c["run"]["group"] for c in configs}
+    assert len(groups) == 1 and groups.pop().startswith("sweep-")  # one W&B group per sweep
+    common = "data=synthetic,loss.temperature={},loss=kd,seed={},student=tiny,teacher=tiny,trainer=smoke"
+    assert {c["run"]["name"] for c in configs} == {common.format(t, s) for t in (1, 4) for s in (0, 1)}
+    assert "the other jobs continue" in result.stderr
+
+
+def test_report_rows_equal_the_saved_metrics(sweep, tmp_path: Path, capsys) -> None:
+    root, _ = sweep
+    out = tmp_path / "report"
+    report_main([str(root), "--out", str(out)])
+    assert "kd report" in capsys.readouterr().out
+    result = json.loads((out / "report.json").read_text())
+    rows = {row["configuration"]: row for row in result["rows"]}
+    assert set(rows) == {"loss.temperature=1", "loss.temperature=4", "loss.temperature=-1"}
+    assert (rows["loss.temperature=-1"]["runs"], rows["loss.temperature=-1"]["failed"]) == (0, 2)
+    for t in (1, 4):
+        accs = [json.loads((job / "metrics.json").read_text())["test/acc"] for job in root.iterdir()
+                if (job / "metrics.json").is_file()
+                and yaml.safe_load((job / "config_resolved.yaml").read_text())["loss"]["temperature"] == t]
+        row = rows[f"loss.temperature={t}"]
+        assert row["runs"] == 2 and row["failed"] == 0
+        assert row["test/acc"]["mean"] == pytest.approx(statistics.fmean(accs))
+        assert row["test/acc"]["std"] == pytest.approx(statistics.stdev(accs))
+    table = (out / "report.md").read_text()
+    assert table.count("| loss.temperature=") == 3 and "## Failed runs" in table
+    assert "Overrides shared by all runs: `data=synthetic` `loss=kd`" in table
+    assert {Path(p).name for p in result["plots"]} == {"report_temperature.png", "report_loss.png", "report_cost.png"}
+    assert all((out / Path(p).name).stat().st_size > 1000 for p in result["plots"])
+    assert len(result["failed"]) == 2
+
+
+def test_report_on_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no runs"):
+        write_report(tmp_path)
