@@ -37,3 +37,29 @@ def split_indices(n: int, held_out: int, seed: int) -> tuple[torch.Tensor, torch
         raise ConfigError(f"data val_size must be between 1 and {n - 1}, got {held_out}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[held_out:].sort().values, order[:held_out].sort().values
+
+
+class SplitLoaders:
+    """Loaders over in-memory ``splits`` (``train``/``val``/``test``): a mixin for the data modules.
+
+    Needs ``self.splits`` (a dict of batch-indexable data sets), ``self.batch_size`` and
+    ``self.eval_batch_size``; training batches are shuffled.
+    """
+
+    splits: dict
+    batch_size: int
+    eval_batch_size: int
+
+    @property
+    def train_size(self) -> int:
+        """Number of training samples (after ``setup``); batch ``index`` values lie below it."""
+        return len(self.splits["train"]) if self.splits else 0
+
+    def train_dataloader(self) -> DataLoader:
+        return batch_loader(self.splits["train"], self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return batch_loader(self.splits["val"], self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return batch_loader(self.splits["test"], self.eval_batch_size, shuffle=False)

@@ -6,10 +6,9 @@ from typing import Any, Protocol
 
 import lightning.pytorch as L
 import torch
-from torch.utils.data import DataLoader
 
 from kd.data.augment import random_shift_flip
-from kd.data.batches import IndexedTensors, batch_loader
+from kd.data.batches import IndexedTensors, SplitLoaders
 
 
 class ImageSource(Protocol):
@@ -22,7 +21,7 @@ class ImageSource(Protocol):
     def load(self) -> dict[str, IndexedTensors]: ...
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(SplitLoaders, L.LightningDataModule):
     """Serves a source's splits as dict batches; training batches are shifted and flipped.
 
     Args:
@@ -50,20 +49,6 @@ class ImageDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
             self.splits = self.source.load()
-
-    @property
-    def train_size(self) -> int:
-        """Number of training samples (after ``setup``); batch ``index`` values lie below it."""
-        return len(self.splits["train"]) if self.splits else 0
-
-    def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.splits["train"], self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return batch_loader(self.splits["val"], self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return batch_loader(self.splits["test"], self.eval_batch_size, shuffle=False)
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         if self.augment and self.trainer is not None and self.trainer.training:

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 
 import lightning.pytorch as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from kd.data.batches import batch_loader
+from kd.data.batches import SplitLoaders
 from kd.data.text_sources import TextSet
 from kd.errors import ConfigError
 from kd.models.text import load_tokenizer
@@ -59,7 +59,7 @@ def stratified_split(
     return {name: sorted(idx) for name, idx in splits.items()}
 
 
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(SplitLoaders, L.LightningDataModule):
     """Text classification batches: ``inputs`` = ``{input_ids, attention_mask}``, ``labels``, ``index``.
 
     Exact-duplicate texts are dropped (first kept) before a stratified train/val/test split.
@@ -117,20 +117,6 @@ class TextDataModule(L.LightningDataModule):
         pad_id = self.tokenizer.pad_token_id or 0
         for name, idx in stratified_split(labels, self.val_fraction, self.test_fraction, self.split_seed).items():
             if name == "train" and self.train_subset is not None:
-                idx = sorted(torch.as_tensor(idx)[torch.randperm(len(idx), generator=torch.Generator().manual_seed(
-                    self.split_seed))][: self.train_subset].tolist())
+                order = torch.randperm(len(idx), generator=torch.Generator().manual_seed(self.split_seed))
+                idx = sorted(idx[i] for i in order[: self.train_subset].tolist())
             self.splits[name] = TokenizedTexts([ids[i] for i in idx], [labels[i] for i in idx], pad_id)
-
-    @property
-    def train_size(self) -> int:
-        """Number of training samples (after ``setup``); batch ``index`` values lie below it."""
-        return len(self.splits["train"]) if self.splits else 0
-
-    def train_dataloader(self) -> DataLoader:
-        return batch_loader(self.splits["train"], self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return batch_loader(self.splits["val"], self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return batch_loader(self.splits["test"], self.eval_batch_size, shuffle=False)
