@@ -1,20 +1,26 @@
-"""Training-step time of every loss config against CE alone, on the default teacher/student pair.
+"""Training-step time of every loss config against CE alone, on an image or a text teacher/student pair.
 
-    .venv/bin/python benchmarks/loss_step_time.py [--steps 20] [--batch-size 128] [--threads 2]
+    .venv/bin/python benchmarks/loss_step_time.py [--task image|text] [--steps 20] [--batch-size N] [--threads 2]
+
+image: resnet18 -> resnet10_w8 on random 28x28 inputs, fp32, channels-last (batch 128).
+text: experiment=rt_minilm (MiniLM-L6 -> 2-layer MiniLM) on the first Rotten Tomatoes training
+texts, bf16 autocast as the experiment trains (batch 32).
 
 Each step is what a training step does: student forward (and teacher forward when a term needs
 it), the loss, backward, optimiser step. Prints a table and writes
-``benchmarks/results/loss_step_time.json``. Timings are medians over ``--steps`` steps after warm-up.
+``benchmarks/results/loss_step_time[_text].json``. Timings are medians over ``--steps`` steps after warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -25,31 +31,48 @@ from kd.module import DistillModule
 from kd.training import build_loss
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_SIZE = 55_000
+TASKS = {  # overrides, default batch size, loss configs of the other modality are skipped
+    "image": ([], 128, "modality: text"),
+    "text": (["experiment=rt_minilm"], 32, "modality: image"),
+}
 
 
-def step_times(loss_name: str, batch_size: int, steps: int) -> list[float]:
+def batch_for(task: str, cfg: Any, batch_size: int) -> tuple[Any, torch.Tensor, int]:
+    """Inputs, labels and the training-set size the batch's indices refer to."""
+    if task == "image":
+        return torch.randn(batch_size, 1, 28, 28), torch.randint(0, cfg.data.num_classes, (batch_size,)), 55_000
+    datamodule = instantiate(cfg.data.module)
+    datamodule.setup()
+    batch = datamodule.splits["train"][list(range(batch_size))]
+    return batch["inputs"], batch["labels"], datamodule.train_size
+
+
+def step_times(task: str, loss_name: str, batch_size: int, steps: int) -> list[float]:
+    overrides, _, _ = TASKS[task]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"loss={loss_name}"])
+        cfg = compose(config_name="train", overrides=[*overrides, f"loss={loss_name}"])
+    x, y, train_size = batch_for(task, cfg, batch_size)
     loss = build_loss(cfg.loss)
     teacher = instantiate(cfg.teacher.net) if loss.needs_teacher else None
+    example = {k: v[:2] for k, v in x.items()} if isinstance(x, dict) else x[:2]
     module = DistillModule(
         student=instantiate(cfg.student.net), loss=loss, optimizer=instantiate(cfg.optim.optimizer),
-        example_inputs=torch.zeros(2, 1, 28, 28), num_classes=cfg.data.num_classes, teacher=teacher,
+        example_inputs=example, num_classes=cfg.data.num_classes, teacher=teacher,
         student_layers=cfg.student.layers, teacher_layers=cfg.teacher.layers, channels_last=cfg.channels_last,
     )
     module.train()
     loss.set_epoch(10)  # past any warm-up
-    loss.bind_train_size(TRAIN_SIZE)  # per-sample memory (crd) sized as for Fashion-MNIST
+    loss.bind_train_size(train_size)  # per-sample memory (crd)
     optimizer = module.optimizer_factory([p for p in module.parameters() if p.requires_grad])
-    x = torch.randn(batch_size, 1, 28, 28)
-    y = torch.randint(0, cfg.data.num_classes, (batch_size,))
-    index = torch.randperm(TRAIN_SIZE)[:batch_size]
+    index = torch.randperm(train_size)[:batch_size]
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
     times = []
     for i in range(steps + 3):
         start = time.perf_counter()
-        student_out, teacher_out = module._forward(x, index)
-        total, _ = loss(student_out, teacher_out, y)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with autocast:
+            student_out, teacher_out = module._forward(x, index)
+            total, _ = loss(student_out, teacher_out, y)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -60,29 +83,36 @@ def step_times(loss_name: str, batch_size: int, steps: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(TASKS), default="image")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--losses", nargs="*", default=None, help="loss configs to time (default: all for the task)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    overrides, default_batch, other_modality = TASKS[args.task]
+    batch_size = args.batch_size or default_batch
     configs = sorted((ROOT / "conf" / "loss").glob("*.yaml"))
-    names = [p.stem for p in configs if p.stem != "ce" and "modality: text" not in p.read_text()]  # image pair
+    names = args.losses or [p.stem for p in configs if p.stem != "ce" and other_modality not in p.read_text()]
     results = {}
-    for name in ["ce", *names]:
-        median = statistics.median(step_times(name, args.batch_size, args.steps))
+    for name in ["ce", *[n for n in names if n != "ce"]]:
+        median = statistics.median(step_times(args.task, name, batch_size, args.steps))
         results[name] = {"step_ms": round(1000 * median, 2)}
     for name, row in results.items():
         row["x_ce"] = round(row["step_ms"] / results["ce"]["step_ms"], 2)
-        row["x_kd"] = round(row["step_ms"] / results["kd"]["step_ms"], 2)
-    print(f"{'loss':8s} {'step ms':>9s} {'x ce':>6s} {'x kd':>6s}")
+        if "kd" in results:
+            row["x_kd"] = round(row["step_ms"] / results["kd"]["step_ms"], 2)
+    print(f"{'loss':10s} {'step ms':>9s} {'x ce':>6s} {'x kd':>6s}")
     for name, row in results.items():
-        print(f"{name:8s} {row['step_ms']:9.1f} {row['x_ce']:6.2f} {row['x_kd']:6.2f}")
-    out = ROOT / "benchmarks" / "results" / "loss_step_time.json"
+        print(f"{name:10s} {row['step_ms']:9.1f} {row['x_ce']:6.2f} {row.get('x_kd', float('nan')):6.2f}")
+    suffix = "" if args.task == "image" else f"_{args.task}"
+    out = ROOT / "benchmarks" / "results" / f"loss_step_time{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__}
-    out.write_text(json.dumps({"machine": machine, "batch_size": args.batch_size, "steps": args.steps,
-                               "pair": "resnet18 -> resnet10_w8, 28x28, channels_last, fp32",
-                               "results": results}, indent=2) + "\n")
+    pair = {"image": "resnet18 -> resnet10_w8, 28x28, channels_last, fp32",
+            "text": "minilm_l6 -> minilm_l2, Rotten Tomatoes texts (padded to the batch's longest), bf16 autocast"}
+    out.write_text(json.dumps({"machine": machine, "batch_size": batch_size, "steps": args.steps,
+                               "pair": pair[args.task], "overrides": overrides, "results": results}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -8,7 +8,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kd.errors import ConfigError
 
@@ -50,10 +50,17 @@ def root_cause(err: BaseException) -> BaseException:
     return cause if isinstance(cause, ConfigError) else err
 
 
-def record_failure(output_dir: str | Path, err: BaseException, overrides: list[str]) -> Path:
-    """Write ``failed.json`` (error type and message, overrides) and ``error.txt`` (traceback)."""
-    output_dir = Path(output_dir)
+def record_failure(cfg: DictConfig, err: BaseException) -> Path:
+    """Write ``failed.json`` (error type and message, overrides), ``error.txt`` (traceback) and, if the
+    job did not get that far, ``config_resolved.yaml`` (unresolved where resolving fails)."""
+    output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    overrides = list(cfg.run.overrides)
+    if not (output_dir / "config_resolved.yaml").is_file():
+        try:
+            OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
+        except Exception:  # noqa: BLE001 - the config itself may be what failed
+            OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=False)
     (output_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
     record: dict[str, Any] = {
         "status": "failed",

@@ -1,8 +1,8 @@
-"""Comparison report from run folders: ``python -m kd.report <outputs dir> [--out DIR]``.
+"""Comparison report from run folders: ``python -m kd.report <outputs dir> [<dir> ...] [--out DIR]``.
 
 Reads each run's own ``config_resolved.yaml``, ``metrics.json`` (or ``failed.json``) and Hydra
 ``overrides.yaml`` (never the W&B server). Runs whose overrides differ only in ``seed`` form one
-configuration. Writes ``report.md`` (mean ± std over seeds, run counts, failed runs),
+configuration (config-group choices and value overrides; seeds apart). Writes ``report.md`` (mean ± std over seeds, run counts, failed runs),
 ``report.json`` and PNG plots to ``--out`` (default: the outputs dir).
 """
 
@@ -25,6 +25,7 @@ from kd.report_plots import write_plots
 
 COLUMNS = ("test/acc", "val/acc_best", "test/agreement", "test/kl", "test/ece", "student/latency_ms")
 IGNORED_OVERRIDES = ("seed=", "paths.", "threads=", "progress_bar=", "hydra.")  # not part of a configuration
+CONFIG_GROUPS = ("data", "teacher", "student", "loss", "optim", "trainer", "experiment")
 
 
 @dataclass
@@ -39,8 +40,12 @@ class Run:
 
     @property
     def settings(self) -> set[str]:
-        """The overrides that define the configuration (not seeds, paths or thread counts)."""
-        return {o for o in self.overrides if not o.startswith(IGNORED_OVERRIDES)}
+        """What defines the configuration: the chosen config-group options (defaults included) and
+        the value overrides, apart from seeds, paths and thread counts."""
+        choices = self.config.get("hydra_choices") or {}
+        chosen = {f"{group}={choices[group]}" for group in CONFIG_GROUPS if choices.get(group)}
+        values = {o for o in self.overrides if "=" in o and "." in o.split("=")[0].lstrip("+~")}
+        return chosen | {o for o in values if not o.startswith(IGNORED_OVERRIDES)}
 
 
 @dataclass
@@ -64,9 +69,10 @@ def _read_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
-def find_runs(root: Path) -> list[Run]:
-    """Every run folder below ``root`` (one holding ``metrics.json`` or ``failed.json``)."""
-    folders = sorted({p.parent for name in ("metrics.json", FAILURE_FILE) for p in root.rglob(name)})
+def find_runs(roots: list[Path]) -> list[Run]:
+    """Every run folder below ``roots`` (one holding ``metrics.json`` or ``failed.json``)."""
+    found = {p.parent for root in roots for name in ("metrics.json", FAILURE_FILE) for p in root.rglob(name)}
+    folders = sorted(f for f in found if f.name != "teachers" and "teachers" not in f.parts)
     runs = []
     for folder in track(folders, description="reading runs", transient=True):
         failed = _read_json(folder / FAILURE_FILE)
@@ -136,13 +142,14 @@ def markdown(rows: list[dict[str, Any]], failed: list[Run], common: set[str]) ->
     return text
 
 
-def write_report(root: Path, out: Path | None = None) -> dict[str, Any]:
-    """Read the runs under ``root``; write report.md, report.json and plots to ``out``; return the rows."""
-    out = out or root
+def write_report(roots: list[Path], out: Path | None = None) -> dict[str, Any]:
+    """Read the runs under ``roots``; write report.md, report.json and plots to ``out`` (default: the
+    first root); return the rows."""
+    out = out or roots[0]
     out.mkdir(parents=True, exist_ok=True)
-    runs = find_runs(root)
+    runs = find_runs(roots)
     if not runs:
-        raise SystemExit(f"error: no runs (metrics.json or {FAILURE_FILE}) under {root}")
+        raise SystemExit(f"error: no runs (metrics.json or {FAILURE_FILE}) under {', '.join(map(str, roots))}")
     rows = table_rows(group_runs(runs))
     failed = [r for r in runs if r.metrics is None]
     (out / "report.md").write_text(markdown(rows, failed, common_settings(runs)))
@@ -154,11 +161,11 @@ def write_report(root: Path, out: Path | None = None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="a multirun folder, or any folder holding run folders")
-    parser.add_argument("--out", type=Path, default=None, help="where to write (default: root)")
+    parser.add_argument("roots", type=Path, nargs="+", help="multirun folders, or any folders holding run folders")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default: the first root)")
     args = parser.parse_args(argv)
-    result = write_report(args.root, args.out)
-    table = Table(title=f"kd report: {args.root}")
+    result = write_report(args.roots, args.out)
+    table = Table(title=f"kd report: {' '.join(map(str, args.roots))}")
     for column in ("configuration", "runs", "failed", "test/acc", "val/acc_best"):
         table.add_column(column)
     for row in result["rows"]:
@@ -168,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                       _fmt((best["mean"], best["std"]) if best else None, True))
     console = Console(soft_wrap=True)
     console.print(table)
-    console.print(f"wrote {(args.out or args.root) / 'report.md'}, report.json and {len(result['plots'])} plot(s)")
+    console.print(f"wrote {(args.out or args.roots[0]) / 'report.md'}, report.json and {len(result['plots'])} plot(s)")
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as raised:  # noqa: BLE001 - every failure is recorded, then handled below
         err = root_cause(raised)
         finish_failed_wandb_run()
-        record = record_failure(cfg.paths.output_dir, err, list(cfg.run.overrides))
+        record = record_failure(cfg, err)
         report_failure(err, record, multirun)
         if multirun:
             return float("nan")

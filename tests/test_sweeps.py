@@ -55,6 +55,22 @@ def test_multirun_gives_every_job_its_folder_and_wandb_run_and_survives_a_failur
     assert "the other jobs continue" in result.stderr
 
 
+def test_each_offline_wandb_run_holds_its_job(sweep) -> None:
+    root, _ = sweep
+    job = next(j for j in sorted(root.iterdir()) if (j / "metrics.json").is_file())
+    (run,) = job.glob("wandb/offline-run-*")
+    wandb = Path(sys.executable).with_name("wandb")
+    inspected = subprocess.run([str(wandb), "leet", "inspect", "--summary", "--json", str(run)], capture_output=True,
+                               text=True, timeout=120, check=True)
+    record = json.loads(inspected.stdout)
+    metrics = json.loads((job / "metrics.json").read_text())
+    config = yaml.safe_load((job / "config_resolved.yaml").read_text())
+    assert record["name"] == config["run"]["name"] and set(config["run"]["tags"]) <= set(record["tags"])
+    assert record["summary"]["val/acc_best"] == {"max": pytest.approx(metrics["val/acc_best"])}  # define_metric
+    assert record["summary"]["test/acc"] == pytest.approx(metrics["test/acc"])
+    assert record["config"]["loss"]["temperature"] == config["loss"]["temperature"]  # the resolved config
+
+
 def test_report_rows_equal_the_saved_metrics(sweep, tmp_path: Path, capsys) -> None:
     root, _ = sweep
     out = tmp_path / "report"
@@ -74,7 +90,7 @@ def test_report_rows_equal_the_saved_metrics(sweep, tmp_path: Path, capsys) -> N
         assert row["test/acc"]["std"] == pytest.approx(statistics.stdev(accs))
     table = (out / "report.md").read_text()
     assert table.count("| loss.temperature=") == 3 and "## Failed runs" in table
-    assert "Overrides shared by all runs: `data=synthetic` `loss=kd`" in table
+    assert "`data=synthetic`" in table and "`loss=kd`" in table and "`student=tiny`" in table  # shared settings
     assert {Path(p).name for p in result["plots"]} == {"report_temperature.png", "report_loss.png", "report_cost.png"}
     assert all((out / Path(p).name).stat().st_size > 1000 for p in result["plots"])
     assert len(result["failed"]) == 2
@@ -82,4 +98,4 @@ def test_report_rows_equal_the_saved_metrics(sweep, tmp_path: Path, capsys) -> N
 
 def test_report_on_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no runs"):
-        write_report(tmp_path)
+        write_report([tmp_path])
