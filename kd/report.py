@@ -104,12 +104,12 @@ def group_runs(runs: list[Run]) -> list[Group]:
     return sorted(groups.values(), key=lambda g: g.name)
 
 
-def _fmt(summary: tuple[float, float] | None, percent: bool) -> str:
+def _fmt(summary: tuple[float, float] | None, percent: bool, digits: int = 2) -> str:
     if summary is None:
         return "-"
     mean, std = summary
     scale = 100 if percent else 1
-    return f"{scale * mean:.2f} ± {scale * std:.2f}"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
 def table_rows(groups: list[Group]) -> list[dict[str, Any]]:
@@ -132,7 +132,9 @@ def markdown(rows: list[dict[str, Any]], failed: list[Run], common: set[str]) ->
         cells = [row["configuration"], str(row["runs"]), str(row["failed"])]
         for key in COLUMNS:
             stat = row[key]
-            cells.append(_fmt((stat["mean"], stat["std"]) if stat else None, percent=key.endswith(("acc", "acc_best", "agreement"))))
+            percent = key.endswith(("acc", "acc_best", "agreement"))
+            digits = 3 if key.endswith(("kl", "ece")) else 2
+            cells.append(_fmt((stat["mean"], stat["std"]) if stat else None, percent, digits))
         lines.append("| " + " | ".join(cells) + " |")
     shared = " ".join(f"`{o}`" for o in sorted(common)) or "none"
     text = (f"Overrides shared by all runs: {shared}.\n\nAccuracies in %, mean ± std over seeds "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
@@ -52,6 +53,7 @@ def temperature_plot(runs: list[Run], path: Path) -> Path | None:
     _teacher_line(ax, runs)
     ax.set(xscale="log", xlabel="temperature", ylabel="test accuracy (%)", title="accuracy vs temperature")
     ax.set_xticks(sorted({t for _, t in cells}), labels=[f"{t:g}" for t in sorted({t for _, t in cells})])
+    ax.minorticks_off()
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -81,21 +83,23 @@ def loss_plot(runs: list[Run], path: Path) -> Path | None:
 
 
 def cost_plot(runs: list[Run], path: Path) -> Path | None:
-    """Test accuracy against student parameters and CPU latency, the teacher as reference."""
-    points = [(r.metrics["student/params"] / 1e6, r.metrics.get("student/latency_ms"), 100 * r.metrics["test/acc"],
-               str(_select(r.config, "student.name"))) for r in runs if r.metrics.get("student/params")]
-    if not points:
+    """Test accuracy against parameters and CPU latency: students as dots, the teacher as a star."""
+    if not any(r.metrics.get("student/params") for r in runs):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
-    for ax, index, label in ((axes[0], 0, "student parameters (M)"), (axes[1], 1, "CPU latency per batch (ms)")):
-        xs = [p[index] for p in points if p[index] is not None]
-        ys = [p[2] for p in points if p[index] is not None]
-        ax.scatter(xs, ys)
-        _teacher_line(ax, runs)
+    for ax, cost, label in ((axes[0], "params", "parameters (M)"), (axes[1], "latency_ms", "CPU latency per batch (ms)")):
+        scale = 1e6 if cost == "params" else 1.0
+        for role, marker, acc_key in (("student", "o", "test/acc"), ("teacher", "*", "test/teacher_acc")):
+            pairs = [(r.metrics[f"{role}/{cost}"] / scale, 100 * r.metrics[acc_key]) for r in runs
+                     if r.metrics.get(f"{role}/{cost}") and r.metrics.get(acc_key) is not None]
+            if pairs:
+                xs, ys = zip(*pairs, strict=True)
+                ax.scatter(xs, ys, marker=marker, s=120 if marker == "*" else 30, label=role)
         ax.set(xlabel=label, xscale="log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].legend()
-    fig.suptitle("accuracy vs student size and speed")
+    fig.suptitle("accuracy vs size and speed")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
