@@ -74,3 +74,9 @@ def test_wandb_sweep_parameters_are_valid_overrides(path: Path, tmp_path: Path) 
 def test_a_misspelt_parameter_is_caught(tmp_path: Path) -> None:
     with pytest.raises(pytest.fail.Exception, match="loss.temprature"):
         assert_valid_overrides({"loss.temprature": "2"}, tmp_path, ["loss=kd"])
+
+
+def test_sweep_files_are_all_there() -> None:
+    assert {p.stem for p in HYDRA_FILES} >= {"temperature_alpha", "loss_student", "seeds", "optuna", "joblib",
+                                              "submitit_slurm"}
+    assert {p.stem for p in WANDB_FILES} >= {"temperature_alpha", "loss_search"}
