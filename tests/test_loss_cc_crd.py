@@ -84,14 +84,13 @@ def test_crd_scores_memory_bank_entries_and_moves_them_with_momentum() -> None:
     torch.manual_seed(1)
     loss = crd(outputs(index, s=f_s), outputs(index, t=f_t), None)
     torch.manual_seed(1)
-    negatives = torch.randint(10, (2, 5))
-    negatives[:, 0] = index
+    negatives = torch.randint(10, (4,)).tolist()  # drawn once per batch, shared by its samples
     v_s = F.normalize(crd.embed_s(f_s), dim=1).detach()
     v_t = F.normalize(crd.embed_t(f_t), dim=1).detach()
 
     def scores(anchor: torch.Tensor, bank: torch.Tensor) -> list:
         raw = [[math.exp(sum(a * b for a, b in zip(bank[j].tolist(), anchor[i].tolist())) / 0.5)
-                for j in negatives[i].tolist()] for i in range(2)]
+                for j in [index[i].item(), *negatives]] for i in range(2)]
         z = sum(map(sum, raw)) / (2 * 5) * 10  # mean of the first batch's B x (K + 1) scores, times N
         return [[x / z for x in row] for row in raw]
 

@@ -27,8 +27,9 @@ class ContrastiveRepresentation(nn.Module):
     Student and teacher embeddings (pooled taps) pass through linear heads to ``feat_dim`` and are
     L2-normalised. Two memory banks hold one entry per training sample (``num_samples`` rows,
     sized from the data module at fit start, found by the batch's ``index``). For each sample the
-    positive is its own entry, and ``nce_k`` negatives are drawn uniformly from all entries (CRD's
-    "relax" sampling). Scores are ``exp(v . m / nce_t) / Z`` with ``Z`` fixed from the first batch;
+    positive is its own entry; ``nce_k`` negatives are drawn uniformly from all entries (CRD's "relax"
+    sampling) once per batch and shared by its samples, as in MoCo: one ``K x D`` gather instead of the
+    reference code's ``B x K x D`` per-sample draw (same expectation, ~7x cheaper on CPU). Scores are ``exp(v . m / nce_t) / Z`` with ``Z`` fixed from the first batch;
     loss = NCE(student anchor vs teacher bank) + NCE(teacher anchor vs student bank). Banks then move
     toward the new embeddings: ``m <- normalize(nce_m * m + (1 - nce_m) * v)``.
 
@@ -36,7 +37,7 @@ class ContrastiveRepresentation(nn.Module):
         student_layer: student tap alias.
         teacher_layer: teacher tap alias.
         feat_dim: embedding width.
-        nce_k: negatives per sample (paper: 16384; smaller is faster on CPU).
+        nce_k: negatives per batch (paper: 16384).
         nce_t: softmax temperature (paper: 0.07).
         nce_m: memory momentum (paper: 0.5).
     """
@@ -48,7 +49,7 @@ class ContrastiveRepresentation(nn.Module):
         student_layer: str = "stage4",
         teacher_layer: str = "stage4",
         feat_dim: int = 128,
-        nce_k: int = 4096,
+        nce_k: int = 16384,
         nce_t: float = 0.07,
         nce_m: float = 0.5,
     ) -> None:
@@ -73,9 +74,13 @@ class ContrastiveRepresentation(nn.Module):
             setattr(self, name, bank)
         self.z.fill_(-1.0)
 
-    def _scores(self, anchor: torch.Tensor, bank: torch.Tensor, idx: torch.Tensor, which: int) -> torch.Tensor:
-        entries = bank[idx]  # (B, K + 1, D)
-        scores = torch.exp(torch.bmm(entries, anchor.unsqueeze(-1)).squeeze(-1) / self.nce_t)
+    def _scores(
+        self, anchor: torch.Tensor, bank: torch.Tensor, index: torch.Tensor, negatives: torch.Tensor, which: int
+    ) -> torch.Tensor:
+        """``(B, 1 + K)`` scores: each anchor against its own bank row, then the K shared negatives."""
+        positive = (bank[index] * anchor).sum(-1, keepdim=True)  # (B, 1)
+        negative = anchor @ bank[negatives].T  # (B, K): one gather of K rows, not B x K
+        scores = torch.exp(torch.cat([positive, negative], dim=1) / self.nce_t)
         if self.z[which] < 0:
             self.z[which] = scores.mean().detach() * bank.shape[0]
         return scores / float(self.z[which])
@@ -98,10 +103,9 @@ class ContrastiveRepresentation(nn.Module):
                 f"crd memory holds {num_samples} samples but the batch has index {int(student.index.max())}; "
                 "the data module must expose train_size (its training-set length)"
             )
-        idx = torch.randint(num_samples, (len(student.index), self.nce_k + 1), device=v_s.device)
-        idx[:, 0] = student.index
-        loss = nce_loss(self._scores(v_s, self.memory_t, idx, 0), num_samples) + nce_loss(
-            self._scores(v_t, self.memory_s, idx, 1), num_samples
+        negatives = torch.randint(num_samples, (self.nce_k,), device=v_s.device)
+        loss = nce_loss(self._scores(v_s, self.memory_t, student.index, negatives, 0), num_samples) + nce_loss(
+            self._scores(v_t, self.memory_s, student.index, negatives, 1), num_samples
         )
         with torch.no_grad():
             for bank, v in ((self.memory_s, v_s), (self.memory_t, v_t)):
