@@ -31,6 +31,7 @@ from kd.module import DistillModule
 from kd.training import build_loss
 
 ROOT = Path(__file__).resolve().parents[1]
+LOSS_OVERRIDES = {"text": {"feature": ["loss.student_layer=hidden2", "loss.teacher_layer=hidden6"]}}  # image aliases
 TASKS = {  # overrides, default batch size, loss configs of the other modality are skipped
     "image": ([], 128, "modality: text"),
     "text": (["experiment=rt_minilm"], 32, "modality: image"),
@@ -50,7 +51,8 @@ def batch_for(task: str, cfg: Any, batch_size: int) -> tuple[Any, torch.Tensor, 
 def step_times(task: str, loss_name: str, batch_size: int, steps: int) -> list[float]:
     overrides, _, _ = TASKS[task]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[*overrides, f"loss={loss_name}"])
+        extra = LOSS_OVERRIDES.get(task, {}).get(loss_name, [])
+        cfg = compose(config_name="train", overrides=[*overrides, f"loss={loss_name}", *extra])
     x, y, train_size = batch_for(task, cfg, batch_size)
     loss = build_loss(cfg.loss)
     teacher = instantiate(cfg.teacher.net) if loss.needs_teacher else None
