@@ -11,7 +11,7 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+import matplotlib.pyplot as plt  # after choosing the file-only backend
 
 if TYPE_CHECKING:
     from kd.report import Run

@@ -112,7 +112,7 @@ class FeatureTaps:
             handle.remove()
         self._handles.clear()
 
-    def __enter__(self) -> FeatureTaps:
+    def __enter__(self) -> FeatureTaps:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
 
     def __exit__(self, *exc: object) -> None:

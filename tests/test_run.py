@@ -105,7 +105,7 @@ def cli_args(tmp_path: Path, *overrides: str, run: str = "run") -> list[str]:
 
 def cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(cli_args(tmp_path, *overrides), cwd=REPO, capture_output=True, text=True,
+    return subprocess.run(cli_args(tmp_path, *overrides), cwd=REPO, check=False, capture_output=True, text=True,
                           timeout=300, env=env)
 
 

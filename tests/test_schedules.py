@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -27,7 +28,7 @@ def test_linear_warmup_then_cosine_to_zero() -> None:
     assert values[10] == pytest.approx(1.0)
     assert values[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
     assert values[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 89 / 90)))
-    assert all(a >= b for a, b in zip(values[10:], values[11:]))
+    assert all(a >= b for a, b in itertools.pairwise(values[10:]))
 
 
 def test_final_fraction_and_no_warmup() -> None:

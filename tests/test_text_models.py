@@ -47,7 +47,7 @@ def test_model_names_resolve_offline_or_fail_clearly() -> None:
         resolve_model_path("package:no_such_package_kd")
     # The hub library reads HF_HUB_OFFLINE at import, hence a fresh process.
     code = "import kd\nfrom kd.models.text import pretrained_classifier\npretrained_classifier('kd-no-org/no-model', 2)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode != 0
     assert "ConfigError: could not load model config 'kd-no-org/no-model' (HF_HUB_OFFLINE is set" in result.stderr

@@ -20,7 +20,7 @@ spec.loader.exec_module(compat)
 
 
 def run(code: str) -> str:
-    result = subprocess.run([sys.executable, "-c", PRELUDE + code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", PRELUDE + code], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip()
 
