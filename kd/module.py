@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from kd.losses.weighted_sum import WeightedSum
 from kd.metrics import StageMetrics
 from kd.taps import FeatureTaps, Inputs, ModelOutputs
+from kd.teacher_logits import logit_cache_for
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -47,6 +48,10 @@ class DistillModule(L.LightningModule):
         student_layers: tap alias -> module path on the student.
         teacher_layers: tap alias -> module path on the teacher.
         channels_last: use the channels-last memory layout for 4-D inputs and both networks.
+        cache_teacher_logits: ``auto`` keeps the teacher's training-set logits in memory after the
+            first epoch when that is safe (training inputs without random augmentation, a loss that
+            reads only teacher logits), ``true`` requires it (a ConfigError when unsafe), ``false``
+            never caches.
     """
 
     def __init__(
@@ -61,8 +66,10 @@ class DistillModule(L.LightningModule):
         student_layers: Mapping[str, str] | None = None,
         teacher_layers: Mapping[str, str] | None = None,
         channels_last: bool = False,
+        cache_teacher_logits: bool | str = "auto",
     ) -> None:
         super().__init__()
+        self.cache_request, self.teacher_cache = cache_teacher_logits, None
         if loss.needs_teacher and teacher is None:
             raise ValueError(f"loss terms {loss.active} need a teacher, but none was given")
         self.student, self.teacher, self.loss = student, teacher, loss
@@ -99,6 +106,9 @@ class DistillModule(L.LightningModule):
         train_size = getattr(datamodule, "train_size", None)
         if train_size:
             self.loss.bind_train_size(train_size)
+        if stage == "fit" and self.teacher is not None and self.cache_request not in (False, "false"):
+            num_classes = self.val_metrics.acc.num_classes
+            self.teacher_cache = logit_cache_for(self.cache_request, datamodule, self.loss, train_size, num_classes)
 
     def train(self, mode: bool = True) -> DistillModule:
         """Switch the student (and loss connectors) to ``mode``; the teacher stays in eval."""
@@ -130,8 +140,20 @@ class DistillModule(L.LightningModule):
         """Student logits (what a deployed student computes)."""
         return self.student_taps(self.prepare_inputs(inputs)).logits
 
+    def _training_forward(self, batch: dict[str, Any]) -> tuple[ModelOutputs, ModelOutputs | None]:
+        index = batch.get("index")
+        cached = self.teacher_cache.lookup(index) if self.teacher_cache is not None and index is not None else None
+        if cached is None:
+            student_out, teacher_out = self._forward(batch["inputs"], index)
+            if self.teacher_cache is not None and index is not None:
+                self.teacher_cache.store(index, teacher_out.logits)
+            return student_out, teacher_out
+        student_out = self.student_taps(self.prepare_inputs(batch["inputs"]), index)
+        teacher_out = ModelOutputs(logits=cached.to(student_out.logits.device), mask=student_out.mask, index=index)
+        return student_out, teacher_out
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"))
+        student_out, teacher_out = self._training_forward(batch)
         total, parts = self.loss(student_out, teacher_out, batch["labels"])
         self.train_acc(student_out.logits.detach(), batch["labels"])
         self.log("train/loss", total, prog_bar=True)

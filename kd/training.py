@@ -103,6 +103,7 @@ def fit_and_test(
         student_layers=cfg.student.get("layers"),
         teacher_layers=cfg.teacher.get("layers") if teacher is not None else None,
         channels_last=cfg.get("channels_last", False),
+        cache_teacher_logits=cfg.get("cache_teacher_logits", "auto"),
     )
     trainer = build_trainer(cfg)
     try:

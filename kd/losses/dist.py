@@ -30,6 +30,7 @@ class DISTLoss(nn.Module):
     """
 
     needs_teacher = True
+    reads_teacher_features = False  # logits only: cached teacher logits suffice
 
     def __init__(self, temperature: float = 1.0, inter_weight: float = 1.0, intra_weight: float = 1.0) -> None:
         super().__init__()

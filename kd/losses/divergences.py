@@ -40,6 +40,7 @@ class _PositionwiseDivergence(nn.Module):
     """Shared plumbing: temperature, optional ``T^2`` factor, masked mean over positions."""
 
     needs_teacher = True
+    reads_teacher_features = False  # logits only: cached teacher logits suffice
 
     def __init__(self, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100) -> None:
         super().__init__()

@@ -31,6 +31,7 @@ class DecoupledKD(nn.Module):
     """
 
     needs_teacher = True
+    reads_teacher_features = False  # logits only: cached teacher logits suffice
 
     def __init__(self, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0) -> None:
         super().__init__()

@@ -31,6 +31,7 @@ class SoftTargetKL(nn.Module):
     """
 
     needs_teacher = True
+    reads_teacher_features = False  # logits only: cached teacher logits suffice
 
     def __init__(self, temperature: float = 4.0, standardize: bool = False) -> None:
         super().__init__()

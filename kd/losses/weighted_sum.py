@@ -83,6 +83,14 @@ class WeightedSum(nn.Module):
         return [name for name, weight in self.weights.items() if weight > 0]
 
     @property
+    def reads_teacher_features(self) -> bool:
+        """Whether any active teacher-based term reads tapped teacher features (not only logits)."""
+        return any(
+            getattr(self.fns[n], "needs_teacher", False) and getattr(self.fns[n], "reads_teacher_features", True)
+            for n in self.active
+        )
+
+    @property
     def needs_teacher(self) -> bool:
         """Whether any term with a non-zero configured weight reads teacher outputs."""
         configured = {name: self.base[name].get("weight", w) for name, w in self.weights.items()}
