@@ -14,7 +14,7 @@ from tests.conftest import CONF_DIR, compose_config
 
 SWEEPS = CONF_DIR.parent / "sweeps"
 HYDRA_FILES = sorted((SWEEPS / "sweep").glob("*.yaml"))
-WANDB_FILES = sorted((SWEEPS / "wandb").glob("*.yaml"))
+WANDB_FILES = sorted((SWEEPS / "wandb_sweeps").glob("*.yaml"))
 
 
 def first_value(spec: object) -> str:
