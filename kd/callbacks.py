@@ -1,8 +1,11 @@
-"""Small callbacks: one line of metrics per epoch for runs without a progress bar."""
+"""Small callbacks: one line of metrics per epoch; the time from process start to the first step."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as L
 
@@ -20,3 +23,33 @@ class EpochSummary(L.Callback):
         shown = "  ".join(f"{k} {float(metrics[k]):.4f}" for k in SHOWN if k in metrics)
         seconds = time.perf_counter() - getattr(self, "_start", time.perf_counter())
         print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  ({seconds:.0f} s)", flush=True)
+
+
+def process_start_time() -> float:
+    """When this process started (Unix seconds), from ``/proc``; the import time of this module elsewhere."""
+    try:
+        stat = Path("/proc/stat").read_text().splitlines()
+        boot = next(float(line.split()[1]) for line in stat if line.startswith("btime"))
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, IndexError, ValueError):
+        return _IMPORTED_AT
+
+
+_IMPORTED_AT = time.time()
+
+
+class FirstStepTime(L.Callback):
+    """Logs ``time/start_to_first_step_s``: seconds from process start to the end of the first optimiser step.
+
+    It covers imports, config composition, data loading, the teacher stage (when it is cached) and
+    the first step; for jobs after the first in a multirun it counts from the process start too.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: float | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self.seconds is None:
+            self.seconds = time.time() - process_start_time()
+            pl_module.log("time/start_to_first_step_s", self.seconds, on_step=False, on_epoch=True)

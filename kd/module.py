@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import lightning.pytorch as L
@@ -12,10 +13,11 @@ from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from kd.errors import ConfigError
 from kd.losses.weighted_sum import WeightedSum
 from kd.metrics import StageMetrics
 from kd.taps import FeatureTaps, Inputs, ModelOutputs
-from kd.teacher_logits import logit_cache_for
+from kd.teacher_outputs import CachedTeacherOutputs
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -48,10 +50,9 @@ class DistillModule(L.LightningModule):
         student_layers: tap alias -> module path on the student.
         teacher_layers: tap alias -> module path on the teacher.
         channels_last: use the channels-last memory layout for 4-D inputs and both networks.
-        cache_teacher_logits: ``auto`` keeps the teacher's training-set logits in memory after the
-            first epoch when that is safe (training inputs without random augmentation, a loss that
-            reads only teacher logits), ``true`` requires it (a ConfigError when unsafe), ``false``
-            never caches.
+        teacher_outputs: cached teacher outputs by split (``train``/``val``/``test``, see
+            ``kd.cached_teacher``); batches of a split found here read them by ``index`` instead
+            of running the teacher.
     """
 
     def __init__(
@@ -66,10 +67,10 @@ class DistillModule(L.LightningModule):
         student_layers: Mapping[str, str] | None = None,
         teacher_layers: Mapping[str, str] | None = None,
         channels_last: bool = False,
-        cache_teacher_logits: bool | str = "auto",
+        teacher_outputs: Mapping[str, CachedTeacherOutputs] | None = None,
     ) -> None:
         super().__init__()
-        self.cache_request, self.teacher_cache = cache_teacher_logits, None
+        self.teacher_outputs = dict(teacher_outputs or {})
         if loss.needs_teacher and teacher is None:
             raise ValueError(f"loss terms {loss.active} need a teacher, but none was given")
         self.student, self.teacher, self.loss = student, teacher, loss
@@ -97,8 +98,17 @@ class DistillModule(L.LightningModule):
         self.student.eval()
         with torch.no_grad():
             student_out, teacher_out = self._forward(inputs)
+            if "train" in self.teacher_outputs:  # what training steps will see: the cached outputs
+                rows = torch.arange(student_out.logits.shape[0])
+                teacher_out = replace(self.teacher_outputs["train"].lookup(rows, student_out.mask), index=None)
             labels = torch.zeros(student_out.logits.shape[0], dtype=torch.long)
-            self.loss(student_out, teacher_out, labels)
+            try:
+                self.loss(student_out, teacher_out, labels)
+            except ConfigError as err:
+                if "train" not in self.teacher_outputs:
+                    raise
+                held = sorted(self.teacher_outputs["train"].features)
+                raise ConfigError(f"{err} Cached teacher outputs hold only teacher_cache.features={held}.") from None
         self.student.train(was_training)
 
     def setup(self, stage: str) -> None:
@@ -106,9 +116,6 @@ class DistillModule(L.LightningModule):
         train_size = getattr(datamodule, "train_size", None)
         if train_size:
             self.loss.bind_train_size(train_size)
-        if stage == "fit" and self.teacher is not None and self.cache_request not in (False, "false"):
-            num_classes = self.val_metrics.acc.num_classes
-            self.teacher_cache = logit_cache_for(self.cache_request, datamodule, self.loss, train_size, num_classes)
 
     def train(self, mode: bool = True) -> DistillModule:
         """Switch the student (and loss connectors) to ``mode``; the teacher stays in eval."""
@@ -122,10 +129,14 @@ class DistillModule(L.LightningModule):
             self.log(f"train/schedule/{key}", value)
 
     def _forward(
-        self, inputs: Inputs, index: torch.Tensor | None = None
+        self, inputs: Inputs, index: torch.Tensor | None = None, split: str | None = None
     ) -> tuple[ModelOutputs, ModelOutputs | None]:
+        """Student outputs, and the teacher's: from the cache for ``split`` when it has one, else live."""
         inputs = self.prepare_inputs(inputs)
         student_out = self.student_taps(inputs, index)
+        cached = self.teacher_outputs.get(split) if index is not None else None
+        if cached is not None:
+            return student_out, cached.lookup(index, student_out.mask, student_out.logits.device)
         teacher_out = None
         if self.teacher_taps is not None:
             with torch.no_grad():
@@ -140,30 +151,23 @@ class DistillModule(L.LightningModule):
         """Student logits (what a deployed student computes)."""
         return self.student_taps(self.prepare_inputs(inputs)).logits
 
-    def _training_forward(self, batch: dict[str, Any]) -> tuple[ModelOutputs, ModelOutputs | None]:
-        index = batch.get("index")
-        cached = self.teacher_cache.lookup(index) if self.teacher_cache is not None and index is not None else None
-        if cached is None:
-            student_out, teacher_out = self._forward(batch["inputs"], index)
-            if self.teacher_cache is not None and index is not None:
-                self.teacher_cache.store(index, teacher_out.logits)
-            return student_out, teacher_out
-        student_out = self.student_taps(self.prepare_inputs(batch["inputs"]), index)
-        teacher_out = ModelOutputs(logits=cached.to(student_out.logits.device), mask=student_out.mask, index=index)
-        return student_out, teacher_out
-
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        student_out, teacher_out = self._training_forward(batch)
+        student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"), "train")
         total, parts = self.loss(student_out, teacher_out, batch["labels"])
-        self.train_acc(student_out.logits.detach(), batch["labels"])
-        self.log("train/loss", total, prog_bar=True)
-        for name, value in parts.items():
-            self.log(f"train/loss/{name}", value)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        self.train_acc.update(student_out.logits.detach(), batch["labels"])
+        # Only on steps the logger writes (trainer.log_every_n_steps): each self.log costs ~0.6 ms here.
+        if self._trainer is None or self.trainer._logger_connector.should_update_logs:
+            self.log("train/loss", total, prog_bar=True)
+            for name, value in parts.items():
+                self.log(f"train/loss/{name}", value)
         return total
 
+    def on_train_epoch_end(self) -> None:
+        self.log("train/acc", self.train_acc.compute())
+        self.train_acc.reset()
+
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
-        student_out, teacher_out = self._forward(batch["inputs"])
+        student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"), stage)
         metrics: StageMetrics = getattr(self, f"{stage}_metrics")
         metrics.update(student_out.logits, batch["labels"], teacher_out.logits if teacher_out is not None else None)
         for name, metric in metrics.loggable(stage, with_teacher=teacher_out is not None).items():

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
+from kd.cached_teacher import prepare_cached_teacher
 from kd.compatibility import check_loss_modality, check_shared_vocabulary
 from kd.errors import ConfigError
 from kd.jobs import describe_job, finish_failed_wandb_run, record_failure, report_failure, root_cause
@@ -32,14 +33,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loss = build_loss(cfg.loss)
     check_loss_modality(cfg)
     check_shared_vocabulary(cfg, with_teacher=loss.needs_teacher)
-    teacher, teacher_ckpt = None, None
+    teacher, teacher_ckpt, teacher_outputs = None, None, {}
     if loss.needs_teacher:
         teacher, teacher_ckpt = prepare_teacher(cfg, datamodule)
+        teacher_outputs = prepare_cached_teacher(cfg, datamodule, loss, teacher, teacher_ckpt)
         L.seed_everything(cfg.seed, workers=True)
     with open_dict(cfg):
         cfg.job_type = "distill" if loss.needs_teacher else "baseline"
     extra = {"teacher_ckpt": str(teacher_ckpt) if teacher_ckpt else None}
-    _, metrics = fit_and_test(cfg, datamodule, loss, teacher, extra=extra)
+    _, metrics = fit_and_test(cfg, datamodule, loss, teacher, extra=extra, teacher_outputs=teacher_outputs)
     print_summary(cfg, metrics)
     return metrics
 

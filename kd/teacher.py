@@ -26,17 +26,22 @@ _TRAINER_KEYS = ("precision", "limit_train_batches", "max_steps", "gradient_clip
 _DATA_KEYS_IGNORED = ("data_dir", "download")
 
 
-def teacher_identity(cfg: DictConfig) -> dict[str, Any]:
-    """Everything that determines the trained teacher's weights, as plain data."""
+def data_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The data config as plain data, without what does not change the samples (paths, eval batch size)."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
     source = data.get("module", {}).get("source", {})
     for key in _DATA_KEYS_IGNORED:
         source.pop(key, None)
     data.get("module", {}).pop("eval_batch_size", None)
+    return data
+
+
+def teacher_identity(cfg: DictConfig) -> dict[str, Any]:
+    """Everything that determines the trained teacher's weights, as plain data."""
     return {
         "net": OmegaConf.to_container(cfg.teacher.net, resolve=True),
         "epochs": cfg.teacher.epochs,
-        "data": data,
+        "data": data_identity(cfg),
         "optim": OmegaConf.to_container(teacher_optim(cfg), resolve=True),
         "trainer": {k: cfg.trainer.get(k) for k in _TRAINER_KEYS},
         "seed": teacher_seed(cfg),

@@ -82,8 +82,11 @@ def fit_and_test(
     loss: WeightedSum,
     teacher: nn.Module | None,
     extra: dict[str, Any] | None = None,
+    teacher_outputs: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``cfg.student`` on ``loss`` (against ``teacher`` if given), test the best checkpoint.
+
+    ``teacher_outputs`` (by split, from ``kd.cached_teacher``) replace teacher forward passes.
 
     Returns the student, holding the best-validation weights, and the job's metrics (plus
     ``extra``), which are also written to ``<paths.output_dir>/metrics.json``.
@@ -103,8 +106,10 @@ def fit_and_test(
         student_layers=cfg.student.get("layers"),
         teacher_layers=cfg.teacher.get("layers") if teacher is not None else None,
         channels_last=cfg.get("channels_last", False),
-        cache_teacher_logits=cfg.get("cache_teacher_logits", "auto"),
+        teacher_outputs=teacher_outputs,
     )
+    if cfg.get("compile", False):
+        student.compile()  # in place: hooks, state-dict keys and checkpoints stay as without compile
     trainer = build_trainer(cfg)
     try:
         start = time.perf_counter()

@@ -24,6 +24,7 @@ def compose_config(overrides: list[str], tmp_path: Path) -> DictConfig:
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / f"run{runs}")
         cfg.paths.teacher_cache_dir = str(tmp_path / "teachers")
+        cfg.paths.teacher_outputs_dir = str(tmp_path / "teacher_outputs")
         cfg.threads = 1
         cfg.progress_bar = False
     Path(cfg.paths.output_dir).mkdir(parents=True)

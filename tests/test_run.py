@@ -41,6 +41,7 @@ def test_fast_run_per_loss(make_cfg, loss: str, modality: str) -> None:
     assert (out / "config_resolved.yaml").is_file()
     assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["val/acc_best"] >= metrics["val/acc"] - 1e-9
     assert 0.0 <= metrics["test/ece"] <= 1.0 and metrics["student/latency_ms"] > 0
+    assert 0 < metrics["time/start_to_first_step_s"] < 3600  # kd.callbacks.FirstStepTime
     assert metrics["student/size_mb"] >= 4 * metrics["student/params"] / 1e6  # fp32 weights plus buffers
     for term in build_loss(cfg.loss).active:
         assert f"train/loss/{term}" in metrics
@@ -163,3 +164,12 @@ def test_student_seeds_share_one_teacher(make_cfg) -> None:
     assert teacher_cache_dir(make_cfg("seed=1")) == base
     assert teacher_cache_dir(make_cfg("teacher.seed=1")) != base
     assert teacher_cache_dir(make_cfg("teacher.seed=null", "seed=1")) != base  # null: follow `seed`
+
+
+def test_compile_switch_compiles_the_student_in_place(make_cfg, monkeypatch) -> None:
+    compiled: list[str] = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
+    train(make_cfg("loss=kd"))
+    assert compiled == []
+    train(make_cfg("loss=kd", "compile=true"))
+    assert compiled == ["ResNet"]  # the student only; benchmarks/step_throughput.py times the real thing

@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from kd.errors import ConfigError
+from kd.teacher_cache import tensors_sha256
 
 
 class IndexedTensors(Dataset):
@@ -22,6 +23,10 @@ class IndexedTensors(Dataset):
     def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
         return {"inputs": self.inputs[index], "labels": self.labels[index], "index": index}
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the inputs and labels (the teacher-output cache checks it)."""
+        return tensors_sha256([self.inputs, self.labels])
 
 
 def batch_loader(dataset: IndexedTensors, batch_size: int, shuffle: bool) -> DataLoader:

@@ -12,6 +12,7 @@ from kd.data.batches import SplitLoaders
 from kd.data.text_sources import TextSet
 from kd.errors import ConfigError
 from kd.models.text import load_tokenizer
+from kd.teacher_cache import tensors_sha256
 
 
 class TokenizedTexts(Dataset):
@@ -35,6 +36,12 @@ class TokenizedTexts(Dataset):
             ids[i, : len(row)] = torch.as_tensor(row)
             mask[i, : len(row)] = 1
         return {"inputs": {"input_ids": ids, "attention_mask": mask}, "labels": self.labels[index], "index": index}
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the token ids, lengths and labels (the teacher-output cache checks it)."""
+        lengths = torch.as_tensor([len(row) for row in self.token_ids], dtype=torch.long)
+        flat = torch.as_tensor([t for row in self.token_ids for t in row], dtype=torch.long)
+        return tensors_sha256([flat, lengths, self.labels])
 
 
 def stratified_split(

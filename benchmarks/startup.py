@@ -1,0 +1,71 @@
+"""Process start -> first optimisation step of ``python -m kd.run`` (target: <= 10 s on this machine).
+
+    .venv/bin/python benchmarks/startup.py [--repeats 3] [--threads 2]
+
+Runs the default KD job (resnet18 -> resnet10_w8 on Fashion-MNIST, W&B offline) for one step,
+``--repeats`` times, in three situations: teacher outputs already cached (the usual case inside a
+sweep), the cache still to build, and the CE baseline (no teacher). The figure is the run's own
+``time/start_to_first_step_s`` (kd.callbacks.FirstStepTime: from the kernel's process start time).
+Also times ``import kd.run`` alone. The teacher checkpoint is a randomly initialised resnet18.
+Writes benchmarks/results/startup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sweep_cache import random_teacher
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def first_step_seconds(work: Path, name: str, overrides: list[str], threads: int, cache: str = "teacher_outputs") -> float:
+    out = work / name
+    cmd = [sys.executable, "-m", "kd.run", *overrides, "++trainer.max_steps=1", "++trainer.limit_val_batches=0",
+           "++trainer.limit_test_batches=1", f"threads={threads}", f"hydra.run.dir={out}",
+           f"paths.teacher_outputs_dir={work / cache}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads((out / "metrics.json").read_text())["time/start_to_first_step_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kd-startup-"))
+    teacher = random_teacher(work / "teacher.pt")
+    kd_job = ["loss=kd", f"teacher.ckpt={teacher}", "data.module.augment=false"]
+    results: dict[str, list[float]] = {"import_kd_run": [], "kd_cache_cold": [], "kd_cache_warm": [], "ce": []}
+    first_step_seconds(work, "prime", kd_job, args.threads)  # fills the shared cache the warm runs read
+    for i in range(args.repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import kd.run"], cwd=ROOT, check=True)
+        results["import_kd_run"].append(time.perf_counter() - start)
+        results["kd_cache_cold"].append(first_step_seconds(work, f"cold{i}", kd_job, args.threads, f"cache{i}"))
+        results["kd_cache_warm"].append(first_step_seconds(work, f"warm{i}", kd_job, args.threads))
+        results["ce"].append(first_step_seconds(work, f"ce{i}", ["loss=ce"], args.threads))
+        print({k: round(v[-1], 2) for k, v in results.items()}, flush=True)
+    report = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
+        "median_s": {k: round(statistics.median(v), 2) for k, v in results.items()},
+        "runs_s": {k: [round(x, 2) for x in v] for k, v in results.items()},
+    }
+    print(json.dumps(report["median_s"], indent=2))
+    path = ROOT / "benchmarks" / "results" / "startup.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The run's teacher-output cache: which splits may use it, and loading (or building) them.
+
+Settings live under ``teacher_cache`` in the config (see conf/train.yaml and docs/teacher_cache.md).
+"""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from kd.errors import ConfigError
+from kd.losses.weighted_sum import WeightedSum
+from kd.teacher import data_identity
+from kd.teacher_cache import file_sha256, key_of, read_entry, write_entry
+from kd.teacher_outputs import STORAGE_DTYPES, CachedTeacherOutputs, cache_folder, compute_teacher_outputs
+
+ENABLED_CHOICES = ("auto", True, False)
+
+
+def _settings(cfg: DictConfig) -> dict[str, Any]:
+    settings = {"enabled": "auto", "dtype": "float16", "top_k": None, "features": []}
+    settings.update(OmegaConf.to_container(cfg.get("teacher_cache") or {}, resolve=True))
+    if settings["enabled"] not in ENABLED_CHOICES:
+        raise ConfigError(f"teacher_cache.enabled={settings['enabled']!r}; choose auto, true or false")
+    if settings["dtype"] not in STORAGE_DTYPES:
+        raise ConfigError(f"teacher_cache.dtype={settings['dtype']!r}; choose one of {list(STORAGE_DTYPES)}")
+    top_k = settings["top_k"]
+    if top_k is not None and not (isinstance(top_k, int) and 0 < top_k < cfg.data.num_classes):
+        raise ConfigError(
+            f"teacher_cache.top_k={top_k!r}: give null or an int between 1 and {cfg.data.num_classes - 1} "
+            f"(data.num_classes={cfg.data.num_classes})"
+        )
+    settings["features"] = sorted(settings["features"] or [])
+    return settings
+
+
+def live_training_reasons(datamodule: Any, loss: WeightedSum, features: list[str]) -> list[str]:
+    """Why cached outputs would be wrong for this run's training batches (empty: they are right)."""
+    reasons = []
+    if getattr(datamodule, "augment", False):
+        reasons.append(
+            "training batches are randomly augmented (data.module.augment=true) and the cache holds "
+            "the unaugmented view"
+        )
+    if loss.reads_teacher_features and not features:
+        reasons.append(
+            f"loss terms {loss.active} read teacher features; list their taps in teacher_cache.features"
+        )
+    return reasons
+
+
+def cache_identity(cfg: DictConfig, teacher_ckpt: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """What the cached outputs depend on (the cache folder's key)."""
+    data = data_identity(cfg)
+    for key in ("batch_size", "augment"):  # neither changes the teacher's output on a sample
+        data.get("module", {}).pop(key, None)
+    return {
+        "teacher": cfg.teacher.name,
+        "teacher_checkpoint": str(Path(teacher_ckpt).resolve()),
+        "data": data,
+        "view": "unaugmented",
+        "precision": str(cfg.trainer.get("precision")),
+        **{k: settings[k] for k in ("dtype", "top_k", "features")},
+    }
+
+
+def prepare_cached_teacher(
+    cfg: DictConfig, datamodule: Any, loss: WeightedSum, teacher: nn.Module, teacher_ckpt: Path
+) -> dict[str, CachedTeacherOutputs]:
+    """Cached teacher outputs by split (``train``, ``val``, ``test``); ``{}`` when the cache is off.
+
+    Valid cache entries are read; missing, stale or corrupt ones are (re)built under a file lock,
+    so the jobs of a sweep compute each split once and share it.
+    """
+    settings = _settings(cfg)
+    if settings["enabled"] is False:
+        return {}
+    reasons = live_training_reasons(datamodule, loss, settings["features"])
+    if reasons and settings["enabled"] is True:
+        raise ConfigError(
+            f"teacher_cache.enabled=true, but {'; '.join(reasons)}. "
+            "Use teacher_cache.enabled=auto to run the teacher live on training batches."
+        )
+    splits = ["val", "test"] if reasons else ["train", "val", "test"]
+    if reasons:
+        print(f"[kd] teacher runs live on training batches: {'; '.join(reasons)}", flush=True)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    identity = cache_identity(cfg, teacher_ckpt, settings)
+    folder = cache_folder(cfg.paths.teacher_outputs_dir, cfg.teacher.name, cfg.data.name, key_of(identity))
+    folder.mkdir(parents=True, exist_ok=True)
+    teacher_sha = file_sha256(teacher_ckpt)
+    cached = {}
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for split in splits:
+            cached[split] = _load_or_build(cfg, datamodule, teacher, folder, split, identity, teacher_sha, settings)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    print(f"[kd] teacher outputs for {', '.join(splits)} read from {folder}", flush=True)
+    return cached
+
+
+def _load_or_build(
+    cfg: DictConfig,
+    datamodule: Any,
+    teacher: nn.Module,
+    folder: Path,
+    split: str,
+    identity: dict[str, Any],
+    teacher_sha: str,
+    settings: dict[str, Any],
+) -> CachedTeacherOutputs:
+    dataset = datamodule.splits[split]
+    if not hasattr(dataset, "fingerprint"):
+        raise ConfigError(f"data split {split!r} ({type(dataset).__name__}) has no fingerprint(); set teacher_cache.enabled=false")
+    features = settings["features"] if split == "train" else []
+    expected = {
+        "key": key_of(identity), "identity": identity, "split": split, "teacher_sha256": teacher_sha,
+        "data_sha256": dataset.fingerprint(), "num_samples": len(dataset), "num_classes": cfg.data.num_classes,
+        "split_features": features,
+    }
+    tensors, status = read_entry(folder, split, expected)
+    if tensors is None:
+        if status != "missing":
+            print(f"[kd] teacher-output cache {folder / split}.pt is {status}: rebuilding it", flush=True)
+        print(f"[kd] computing teacher outputs on the {split} split ({len(dataset)} samples)", flush=True)
+        tensors = compute_teacher_outputs(
+            teacher, dataset, datamodule.eval_batch_size, layers=cfg.teacher.get("layers"),
+            features=features, dtype=settings["dtype"], top_k=settings["top_k"],
+            precision=cfg.trainer.get("precision"), channels_last=cfg.get("channels_last", False),
+        )
+        shapes = {alias: list(t.shape[1:]) for alias, t in tensors["features"].items()}
+        write_entry(folder, split, tensors, {**expected, "top_k": settings["top_k"], "feature_shapes": shapes})
+    return CachedTeacherOutputs(tensors, cfg.data.num_classes)

@@ -1,0 +1,107 @@
+"""Teacher outputs on disk: one tensor file per split, with a JSON record that validates it.
+
+A cache folder holds ``<split>.pt`` (tensors, read with ``torch.load(weights_only=True)``) and
+``<split>.json`` (what the tensors were computed from, and their file's SHA-256). An entry is used
+only when its record matches what the run expects exactly (format, cache key, teacher checkpoint
+checksum, data checksum, shapes) and the tensor file's checksum matches the record; anything else
+is reported as stale or corrupt and the caller rebuilds it. Files are written to a temporary name
+and renamed, the record last, so a killed writer never leaves an entry that validates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_VERSION = 1
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
+    """SHA-256 over the shapes, dtypes and bytes of ``tensors`` (a data fingerprint)."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(memoryview(tensor.view(torch.uint8).numpy()).cast("B") if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def key_of(identity: Mapping[str, Any]) -> str:
+    """A 12-character key for a cache identity (plain JSON-able data)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _paths(folder: Path, split: str) -> tuple[Path, Path]:
+    return folder / f"{split}.pt", folder / f"{split}.json"
+
+
+def write_entry(folder: Path, split: str, tensors: Mapping[str, Any], record: Mapping[str, Any]) -> None:
+    """Store ``tensors`` for ``split`` with ``record`` (plus the tensor file's checksum)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data_path, record_path = _paths(folder, split)
+    for path in (record_path, data_path):  # an old record must not vouch for the new file mid-write
+        path.unlink(missing_ok=True)
+    tmp = data_path.with_suffix(".pt.tmp")
+    torch.save(dict(tensors), tmp)
+    os.replace(tmp, data_path)
+    full = {**record, "format": FORMAT_VERSION, "file_sha256": file_sha256(data_path)}
+    tmp = record_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, record_path)
+
+
+def read_entry(folder: Path, split: str, expected: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The tensors of ``split`` if the entry is valid for ``expected``, else None and the reason.
+
+    Reasons start with ``missing``, ``stale`` (the record differs from ``expected``: which fields)
+    or ``corrupt`` (unreadable record or tensor file, checksum or shape mismatch).
+    """
+    data_path, record_path = _paths(folder, split)
+    if not record_path.is_file() or not data_path.is_file():
+        return None, "missing"
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as err:
+        return None, f"corrupt: unreadable record {record_path.name} ({err})"
+    if not isinstance(record, dict):
+        return None, f"corrupt: record {record_path.name} is not a JSON object"
+    wanted = {**expected, "format": FORMAT_VERSION}
+    changed = sorted(k for k, v in wanted.items() if record.get(k) != json.loads(json.dumps(v, default=str)))
+    if changed:
+        return None, f"stale: {', '.join(changed)} changed"
+    if file_sha256(data_path) != record.get("file_sha256"):
+        return None, f"corrupt: {data_path.name} does not match its recorded checksum"
+    try:
+        tensors = torch.load(data_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        return None, f"corrupt: {data_path.name} could not be read ({err})"
+    problem = _shape_problem(tensors, record)
+    return (None, f"corrupt: {problem}") if problem else (tensors, "valid")
+
+
+def _shape_problem(tensors: Any, record: Mapping[str, Any]) -> str | None:
+    if not isinstance(tensors, dict) or not isinstance(tensors.get("logits"), torch.Tensor):
+        return "no logits tensor in the file"
+    width = record.get("top_k") or record.get("num_classes")
+    if tuple(tensors["logits"].shape) != (record.get("num_samples"), width):
+        return f"logits have shape {tuple(tensors['logits'].shape)}, expected ({record.get('num_samples')}, {width})"
+    for alias, shape in (record.get("feature_shapes") or {}).items():
+        feature = tensors.get("features", {}).get(alias)
+        if feature is None or list(feature.shape) != [record.get("num_samples"), *shape]:
+            return f"feature {alias!r} is missing or has the wrong shape"
+    return None

@@ -1,0 +1,134 @@
+"""Teacher outputs computed once per (teacher checkpoint, data, split, view) and read by sample index.
+
+The cache covers one deterministic view of each sample: the data set's inputs without random
+augmentation (the teacher is frozen and in eval mode, so its outputs on that view never change).
+A run whose training batches are randomly augmented therefore computes the teacher live on
+training batches (``teacher_cache.enabled=auto``) or stops with a ConfigError (``true``); its
+validation and test batches are never augmented and always use the cache. See docs/teacher_cache.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kd.data.batches import batch_loader
+from kd.errors import ConfigError
+from kd.taps import FeatureTaps, ModelOutputs
+
+STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+TOP_K_FILL = -1e4  # logit given to classes outside a sample's stored top k (softmax weight ~0)
+
+
+class CachedTeacherOutputs:
+    """One split's teacher logits (and optional features) by data-set index.
+
+    Args:
+        tensors: ``{"logits": (N, C or k), "features": {alias: (N, ...)}, "top_k_index": (N, k)}``
+            as stored; ``top_k_index`` only when just the k largest logits were kept.
+        num_classes: full logit width (to expand top-k logits).
+    """
+
+    def __init__(self, tensors: Mapping[str, Any], num_classes: int) -> None:
+        self.logits = tensors["logits"]
+        self.features: dict[str, torch.Tensor] = dict(tensors.get("features") or {})
+        self.top_k_index = tensors.get("top_k_index")
+        self.num_classes = num_classes
+
+    def __len__(self) -> int:
+        return len(self.logits)
+
+    def lookup(
+        self, index: torch.Tensor, mask: torch.Tensor | None = None, device: torch.device | str = "cpu"
+    ) -> ModelOutputs:
+        """The teacher's outputs for the samples ``index``, as float32 on ``device``."""
+        rows = index.cpu()
+        values = self.logits[rows].float()
+        if self.top_k_index is not None:
+            logits = torch.full((len(rows), self.num_classes), TOP_K_FILL)
+            logits.scatter_(1, self.top_k_index[rows].long(), values)
+        else:
+            logits = values
+        features = {alias: tensor[rows].float().to(device) for alias, tensor in self.features.items()}
+        return ModelOutputs(logits=logits.to(device), features=features, mask=mask, index=index)
+
+
+def autocast_for(precision: str | int | None) -> Any:
+    """bf16 autocast for Lightning's ``bf16-mixed``/``bf16-true`` precision, else nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in str(precision) else nullcontext()
+
+
+@torch.no_grad()
+def compute_teacher_outputs(
+    teacher: nn.Module,
+    dataset: Any,
+    batch_size: int,
+    *,
+    layers: Mapping[str, str] | None = None,
+    features: Sequence[str] = (),
+    dtype: str = "float16",
+    top_k: int | None = None,
+    precision: str | int | None = None,
+    channels_last: bool = False,
+) -> dict[str, Any]:
+    """One eval-mode pass of ``teacher`` over ``dataset`` in order: the tensors to store.
+
+    Args:
+        teacher: the frozen teacher (put in eval mode here).
+        dataset: a batch-indexable data set yielding ``inputs`` and ``index`` (kd.data.batches).
+        batch_size: samples per forward pass.
+        layers: the teacher's tap aliases -> module paths.
+        features: aliases (from ``layers``) to store besides the logits; fixed-shape taps only.
+        dtype: storage dtype, a key of ``STORAGE_DTYPES``.
+        top_k: keep only the ``top_k`` largest logits per sample (and their class indices).
+        precision: the trainer's precision (bf16 variants run the teacher under bf16 autocast).
+        channels_last: feed 4-D inputs in the channels-last layout.
+    """
+    unknown = sorted(set(features) - set(layers or {}))
+    if unknown:
+        raise ConfigError(
+            f"teacher_cache.features: {unknown} are not taps of the teacher; it declares {sorted(layers or {})}"
+        )
+    storage = STORAGE_DTYPES[dtype]
+    teacher.eval()
+    logits, indices, stored = [], [], {alias: [] for alias in features}
+    with FeatureTaps(teacher, {a: layers[a] for a in features}) as taps:
+        for batch in batch_loader(dataset, batch_size, shuffle=False):
+            inputs = batch["inputs"]
+            if isinstance(inputs, Mapping) and features:
+                raise ConfigError(
+                    "teacher_cache.features caches fixed-shape (image) taps only; text taps vary in length "
+                    "with each batch's padding. Set teacher_cache.features=[] for text teachers."
+                )
+            if channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            with autocast_for(precision):
+                out = taps(inputs)
+            batch_logits = out.logits.float()
+            if top_k is not None:
+                batch_logits, top = batch_logits.topk(top_k, dim=-1)
+                indices.append(top.to(torch.int32))
+            logits.append(batch_logits.to(storage))
+            for alias in features:
+                stored[alias].append(out.features[alias].float().to(storage))
+    tensors: dict[str, Any] = {"logits": torch.cat(logits), "features": {a: torch.cat(v) for a, v in stored.items()}}
+    if top_k is not None:
+        tensors["top_k_index"] = torch.cat(indices)
+    return tensors
+
+
+def dataset_fingerprint(dataset: Any) -> str:
+    """SHA-256 of a split's contents (its ``fingerprint()``), to notice changed data files."""
+    if not hasattr(dataset, "fingerprint"):
+        raise ConfigError(f"{type(dataset).__name__} has no fingerprint(): it cannot be used with teacher_cache")
+    return dataset.fingerprint()
+
+
+def cache_folder(root: str | Path, teacher_name: str, data_name: str, key: str) -> Path:
+    """``<root>/<teacher>-<data>-<key>``: one folder per teacher checkpoint + data + settings."""
+    return Path(root) / f"{teacher_name}-{data_name}-{key}"

@@ -1,0 +1,173 @@
+"""The teacher-output cache: same results as a live teacher, shared, validated, refused where wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from kd.cached_teacher import cache_identity
+from kd.errors import ConfigError
+from kd.run import train
+from kd.teacher_cache import read_entry, write_entry
+from kd.teacher_outputs import TOP_K_FILL, CachedTeacherOutputs
+from tests.test_run import TEXT_TINY
+
+FULL = ["trainer.max_epochs=2", "trainer.limit_train_batches=null", "trainer.limit_val_batches=null",
+        "trainer.limit_test_batches=null"]
+COMPARED = ("train/loss", "val/acc", "val/kl", "test/acc", "test/agreement", "test/teacher_acc", "test/kl")
+
+
+def cache_files(cfg) -> list[Path]:
+    return sorted(Path(cfg.paths.teacher_outputs_dir).glob("*/*.pt"))
+
+
+def assert_same_metrics(a: dict, b: dict, keys=COMPARED, rel: float = 1e-5) -> None:
+    for key in keys:
+        assert a[key] == pytest.approx(b[key], rel=rel, abs=1e-6), key
+
+
+@pytest.fixture
+def counted_lookups(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    original = CachedTeacherOutputs.lookup
+
+    def lookup(self, index, *args, **kwargs):
+        calls.append(len(index))
+        return original(self, index, *args, **kwargs)
+
+    monkeypatch.setattr(CachedTeacherOutputs, "lookup", lookup)
+    return calls
+
+
+def test_cached_run_equals_live_run_and_is_shared(make_cfg, capsys, counted_lookups) -> None:
+    live = train(make_cfg("loss=kd", *FULL, "teacher_cache.enabled=false"))
+    assert counted_lookups == []
+    first = make_cfg("loss=kd", *FULL, "teacher_cache.enabled=true", "teacher_cache.dtype=float32")
+    cached = train(first)
+    # 512/128/128 samples: 2 epochs x 8 train batches + dry run, then val (1 batch x 2 epochs) and test (1)
+    assert sorted(counted_lookups) == [2] + [64] * 16 + [128] * 3
+    assert "computing teacher outputs on the train split (512 samples)" in capsys.readouterr().out
+    assert_same_metrics(cached, live)
+    # another job of the sweep (other temperature, other seed) reuses the same files
+    again = make_cfg("loss=kd", *FULL, "loss.temperature=2", "seed=1", "teacher_cache.dtype=float32")
+    train(again)
+    out = capsys.readouterr().out
+    assert "computing teacher outputs" not in out and "teacher outputs for train, val, test read from" in out
+    assert [p.name for p in cache_files(first)] == ["test.pt", "train.pt", "val.pt"]
+
+
+def test_half_precision_cache_is_close_to_live(make_cfg) -> None:
+    live = train(make_cfg("loss=kd", *FULL, "teacher_cache.enabled=false"))
+    cached = train(make_cfg("loss=kd", *FULL))  # defaults: auto, float16
+    assert_same_metrics(cached, live, keys=("test/acc", "test/agreement", "test/teacher_acc"), rel=1e-2)
+    assert cached["train/loss"] == pytest.approx(live["train/loss"], rel=1e-2)
+
+
+def test_stale_cache_after_teacher_change_is_rebuilt(make_cfg, capsys) -> None:
+    cfg = make_cfg("loss=kd", "teacher_cache.dtype=float32")
+    train(cfg)
+    ckpt = next(Path(cfg.paths.teacher_cache_dir).glob("*/teacher.ckpt"))
+    state = torch.load(ckpt, weights_only=True)
+    torch.save({k: v + 0.05 if v.is_floating_point() else v for k, v in state.items()}, ckpt)  # "retrained"
+    capsys.readouterr()
+    rebuilt = train(make_cfg("loss=kd", "teacher_cache.dtype=float32"))
+    assert "is stale: teacher_sha256 changed: rebuilding it" in capsys.readouterr().out
+    live = train(make_cfg("loss=kd", "teacher_cache.enabled=false"))
+    assert_same_metrics(rebuilt, live)
+
+
+@pytest.mark.parametrize("damage", ["flip_byte", "truncate", "bad_record"])
+def test_corrupt_cache_is_rebuilt_never_used(make_cfg, capsys, damage: str) -> None:
+    first = train(make_cfg("loss=kd", "teacher_cache.dtype=float32"))
+    train_file = next(p for p in cache_files(make_cfg()) if p.name == "train.pt")
+    blob = bytearray(train_file.read_bytes())
+    if damage == "flip_byte":
+        blob[len(blob) // 2] ^= 0xFF
+        train_file.write_bytes(bytes(blob))
+    elif damage == "truncate":
+        train_file.write_bytes(bytes(blob[: len(blob) // 3]))
+    else:
+        train_file.with_suffix(".json").write_text("{not json")
+    capsys.readouterr()
+    second = train(make_cfg("loss=kd", "teacher_cache.dtype=float32"))
+    assert "teacher-output cache" in capsys.readouterr().out
+    assert_same_metrics(second, first, rel=1e-6)
+
+
+def test_entry_validation_names_what_changed(tmp_path: Path) -> None:
+    record = {"key": "k", "teacher_sha256": "t", "data_sha256": "d", "num_samples": 4, "num_classes": 3}
+    write_entry(tmp_path, "train", {"logits": torch.randn(4, 3), "features": {}}, {**record, "top_k": None})
+    tensors, status = read_entry(tmp_path, "train", record)
+    assert status == "valid" and tensors["logits"].shape == (4, 3)
+    assert read_entry(tmp_path, "train", {**record, "data_sha256": "other"}) == (None, "stale: data_sha256 changed")
+    assert read_entry(tmp_path, "val", record) == (None, "missing")
+    write_entry(tmp_path, "bad", {"logits": torch.randn(5, 3), "features": {}}, {**record, "top_k": None})
+    assert read_entry(tmp_path, "bad", record)[1] == "corrupt: logits have shape (5, 3), expected (4, 3)"
+
+
+def test_top_k_logits_keep_the_largest_classes() -> None:
+    full = torch.tensor([[3.0, -1.0, 0.5, 2.0], [0.0, 4.0, 1.0, -2.0]])
+    values, index = full.topk(2, dim=-1)
+    cached = CachedTeacherOutputs({"logits": values.half(), "top_k_index": index.int()}, num_classes=4)
+    logits = cached.lookup(torch.tensor([1, 0])).logits
+    assert torch.equal(logits, torch.tensor([[TOP_K_FILL, 4.0, 1.0, TOP_K_FILL], [3.0, TOP_K_FILL, TOP_K_FILL, 2.0]]))
+    renormalised = torch.softmax(torch.tensor([4.0, 1.0]), 0)
+    assert torch.allclose(logits.softmax(-1)[0, [1, 2]], renormalised)
+
+
+def test_top_k_run_trains(make_cfg) -> None:
+    metrics = train(make_cfg("loss=kd", "teacher_cache.top_k=3"))
+    assert metrics["test/kl"] > 0 and 0 <= metrics["test/agreement"] <= 1
+
+
+def test_augmented_training_uses_live_teacher_or_refuses(make_cfg, capsys) -> None:
+    with pytest.raises(ConfigError, match=r"randomly augmented \(data.module.augment=true\)"):
+        train(make_cfg("loss=kd", "data.module.augment=true", "teacher_cache.enabled=true"))
+    cfg = make_cfg("loss=kd", "data.module.augment=true")
+    train(cfg)
+    assert "teacher runs live on training batches: training batches are randomly augmented" in capsys.readouterr().out
+    assert [p.name for p in cache_files(cfg)] == ["test.pt", "val.pt"]  # evaluation is never augmented
+
+
+REFUSED = [
+    (["loss=feature", "teacher_cache.enabled=true"], r"read teacher features; list their taps in teacher_cache.features"),
+    (["loss=feature", "teacher_cache.features=[stage1]"], r"teacher_cache.features=\['stage1'\]"),
+    (["loss=feature", "teacher_cache.features=[nope]"], r"\['nope'\] are not taps of the teacher"),
+    (["loss=kd", "teacher_cache.dtype=int8"], r"teacher_cache.dtype='int8'; choose one of"),
+    (["loss=kd", "teacher_cache.top_k=10"], r"teacher_cache.top_k=10: give null or an int between 1 and 9"),
+    (["loss=kd", "teacher_cache.enabled=sometimes"], r"teacher_cache.enabled='sometimes'"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), REFUSED)
+def test_bad_cache_settings_are_refused(make_cfg, overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        train(make_cfg(*overrides))
+
+
+def test_feature_loss_with_its_taps_cached_equals_live(make_cfg) -> None:
+    live = train(make_cfg("loss=feature", *FULL, "teacher_cache.enabled=false"))
+    cached = train(make_cfg("loss=feature", *FULL, "teacher_cache.features=[stage3]", "teacher_cache.dtype=float32"))
+    assert_same_metrics(cached, live, keys=("train/loss", "train/loss/feature", "test/acc", "test/agreement"))
+
+
+def test_text_cache_equals_live_teacher(make_cfg) -> None:
+    live = train(make_cfg("loss=kd", "teacher_cache.enabled=false", base=TEXT_TINY))
+    cached = train(make_cfg("loss=kd", "teacher_cache.enabled=true", "teacher_cache.dtype=float32", base=TEXT_TINY))
+    assert_same_metrics(cached, live, keys=("train/loss", "test/acc", "test/agreement", "test/kl"), rel=1e-4)
+    with pytest.raises(ConfigError, match="fixed-shape"):
+        train(make_cfg("loss=hidden", "teacher_cache.features=[hidden1]", base=TEXT_TINY))
+
+
+def test_cache_key_follows_what_changes_teacher_outputs(make_cfg) -> None:
+    base = make_cfg()
+    settings = {"dtype": "float16", "top_k": None, "features": []}
+    key = json.dumps(cache_identity(base, Path("t.ckpt"), settings), sort_keys=True)
+    for same in (["seed=3"], ["loss.temperature=9"], ["data.module.batch_size=32"], ["data.module.augment=true"]):
+        assert json.dumps(cache_identity(make_cfg(*same), Path("t.ckpt"), settings), sort_keys=True) == key, same
+    for other in (["trainer.precision=bf16-mixed"], ["data.module.source.noise=0.7"]):
+        assert json.dumps(cache_identity(make_cfg(*other), Path("t.ckpt"), settings), sort_keys=True) != key, other
+    assert cache_identity(base, Path("u.ckpt"), settings) != cache_identity(base, Path("t.ckpt"), settings)
