@@ -122,13 +122,6 @@ def compute_teacher_outputs(
     return tensors
 
 
-def dataset_fingerprint(dataset: Any) -> str:
-    """SHA-256 of a split's contents (its ``fingerprint()``), to notice changed data files."""
-    if not hasattr(dataset, "fingerprint"):
-        raise ConfigError(f"{type(dataset).__name__} has no fingerprint(): it cannot be used with teacher_cache")
-    return dataset.fingerprint()
-
-
 def cache_folder(root: str | Path, teacher_name: str, data_name: str, key: str) -> Path:
     """``<root>/<teacher>-<data>-<key>``: one folder per teacher checkpoint + data + settings."""
     return Path(root) / f"{teacher_name}-{data_name}-{key}"
