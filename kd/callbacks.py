@@ -53,3 +53,40 @@ class FirstStepTime(L.Callback):
         if self.seconds is None:
             self.seconds = time.time() - process_start_time()
             pl_module.log("time/start_to_first_step_s", self.seconds, on_step=False, on_epoch=True)
+
+
+class ResumePoint(L.Callback):
+    """Writes ``<dirpath>/resume.ckpt`` every ``every_n_steps`` optimiser steps, so a killed run loses
+    at most that many steps; ``resume=true`` continues from the newer of it and ``last.ckpt``.
+
+    The file is written under a temporary name and then renamed, so a kill during the write leaves
+    the previous resume point intact. The last step of an epoch is left to the epoch-end checkpoint.
+    ``every_n_steps: 0`` turns the writing off.
+
+    On resume it also hands the training loader its saved position (``kd.data.batches``): Lightning
+    only does that when nothing built the loader before the checkpoint was restored, and a step-wise
+    LR schedule does (``trainer.estimated_stepping_batches``).
+    """
+
+    def __init__(self, dirpath: str, every_n_steps: int) -> None:
+        self.dirpath, self.every_n_steps = Path(dirpath), int(every_n_steps)
+        self._loader_states: list[dict[str, Any]] = []
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        self._loader_states = fit_loop.get("state_dict", {}).get("combined_loader") or []
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loader, states, self._loader_states = trainer.train_dataloader, self._loader_states, []
+        if states and hasattr(loader, "load_state_dict"):
+            loader.load_state_dict(states[0])
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        step, batch_idx = trainer.global_step, args[-1]
+        if self.every_n_steps <= 0 or step % self.every_n_steps or batch_idx + 1 >= trainer.num_training_batches:
+            return
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        path = self.dirpath / "resume.ckpt"
+        tmp = path.with_name(path.name + ".tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)  # everything a resume needs (optimiser, loops)
+        os.replace(tmp, path)

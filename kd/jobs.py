@@ -10,7 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from kd.errors import ConfigError
+from kd.errors import ConfigError, RunError
+from kd.secrets import redact, redact_override
 
 FAILURE_FILE = "failed.json"
 MAX_TAG_LENGTH = 64  # W&B's limit
@@ -28,10 +29,11 @@ def describe_job(cfg: DictConfig) -> bool:
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    overrides = list(hydra_cfg.overrides.task)
+    overrides = [redact_override(o) for o in hydra_cfg.overrides.task]
+    dirname = ",".join(redact_override(part) for part in hydra_cfg.job.override_dirname.split(",") if part)
     with open_dict(cfg):
         cfg.hydra_choices = dict(hydra_cfg.runtime.choices)
-        cfg.run.name = cfg.run.get("name") or hydra_cfg.job.override_dirname or "defaults"
+        cfg.run.name = cfg.run.get("name") or dirname or "defaults"
         if not cfg.run.get("group"):
             sweep_dir = Path(hydra_cfg.sweep.dir)
             cfg.run.group = f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}" if multirun else cfg.data.name
@@ -40,36 +42,64 @@ def describe_job(cfg: DictConfig) -> bool:
     return multirun
 
 
+def redact_argv() -> None:
+    """Replace secret override values in ``sys.argv`` (W&B records the command line)."""
+    sys.argv[:] = [redact_override(arg) for arg in sys.argv]
+
+
+def save_config(cfg: DictConfig, path: Path) -> None:
+    """``cfg`` resolved (unresolved where resolving fails), with secret values redacted."""
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - the config itself may be what failed
+        plain = OmegaConf.to_container(cfg, resolve=False)
+    OmegaConf.save(OmegaConf.create(redact(plain)), path)
+
+
 def root_cause(err: BaseException) -> BaseException:
-    """The ConfigError that Hydra's ``instantiate`` wrapped, if any; else ``err`` itself."""
+    """The kd error (ConfigError, RunError) that Hydra's ``instantiate`` wrapped, if any; else ``err``."""
     from hydra.errors import InstantiationException
 
     cause: BaseException | None = err
     while isinstance(cause, InstantiationException):
         cause = cause.__cause__
-    return cause if isinstance(cause, ConfigError) else err
+    return cause if isinstance(cause, ConfigError | RunError) else err
+
+
+def as_run_error(err: BaseException, cfg: DictConfig) -> BaseException:
+    """Full disk or unwritable outputs become a :class:`RunError`; run errors get the last good checkpoint."""
+    from kd.preflight import describe_write_error
+    from kd.resume import latest_checkpoint
+
+    output_dir = Path(cfg.paths.output_dir)
+    if isinstance(err, OSError) and (message := describe_write_error(err, output_dir)):
+        err = RunError(message)
+    if isinstance(err, RunError):
+        last = latest_checkpoint(output_dir)
+        where = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
+        err = RunError(f"{err} ({where}; `resume=true` continues from it)" if last else f"{err} ({where})")
+    return err
 
 
 def record_failure(cfg: DictConfig, err: BaseException) -> Path:
     """Write ``failed.json`` (error type and message, overrides), ``error.txt`` (traceback) and, if the
-    job did not get that far, ``config_resolved.yaml`` (unresolved where resolving fails)."""
+    job did not get that far, ``config_resolved.yaml``. A full disk may leave some of them unwritten."""
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    overrides = list(cfg.run.overrides)
-    if not (output_dir / "config_resolved.yaml").is_file():
-        try:
-            OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
-        except Exception:  # noqa: BLE001 - the config itself may be what failed
-            OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=False)
-    (output_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
     record: dict[str, Any] = {
         "status": "failed",
         "error_type": type(err).__name__,
         "error": str(err),
-        "overrides": overrides,
+        "overrides": list(cfg.run.overrides),
     }
     path = output_dir / FAILURE_FILE
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if not (output_dir / "config_resolved.yaml").is_file():
+            save_config(cfg, output_dir / "config_resolved.yaml")
+        (output_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
+        path.write_text(json.dumps(record, indent=2) + "\n")
+    except OSError as write_err:
+        print(f"[kd] could not record the failure in {output_dir}: {write_err}", file=sys.stderr)
     return path
 
 
@@ -82,7 +112,7 @@ def finish_failed_wandb_run() -> None:
 
 def report_failure(err: BaseException, record: Path, multirun: bool) -> None:
     """Tell the user what failed and where the record is."""
-    kind = "error" if isinstance(err, ConfigError) else f"error ({type(err).__name__})"
+    kind = "error" if isinstance(err, ConfigError | RunError) else f"error ({type(err).__name__})"
     print(f"{kind}: {err}", file=sys.stderr)
     note = "; the other jobs continue" if multirun else ""
     print(f"[kd] job failed; recorded in {record.parent}/{{{FAILURE_FILE}, error.txt}}{note}", file=sys.stderr)

@@ -14,9 +14,10 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from kd.errors import ConfigError
+from kd.finite import check_finite_loss, check_finite_weights
 from kd.losses.weighted_sum import WeightedSum
 from kd.metrics import StageMetrics
-from kd.taps import FeatureTaps, Inputs, ModelOutputs
+from kd.taps import FeatureTaps, Inputs, ModelOutputs, to_channels_last
 from kd.teacher_outputs import CachedTeacherOutputs
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -24,12 +25,6 @@ SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 # The frozen teacher is in eval mode on purpose; Lightning warns about that at fit start.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
-
-
-def _to_channels_last(inputs: Inputs) -> Inputs:
-    if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
-        return inputs.contiguous(memory_format=torch.channels_last)
-    return inputs
 
 
 class DistillModule(L.LightningModule):
@@ -89,9 +84,10 @@ class DistillModule(L.LightningModule):
             self.teacher_taps = FeatureTaps(teacher, teacher_layers)
         self._dry_run(example_inputs)
 
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_acc, self.val_acc_best = MulticlassAccuracy(num_classes, average="micro"), MaxMetric()
+        for metric in (self.train_acc, self.val_acc_best):  # checkpointed: a resume keeps counts and best
+            metric.persistent(True)
         self.val_metrics, self.test_metrics = StageMetrics(num_classes), StageMetrics(num_classes)
-        self.val_acc_best = MaxMetric()
 
     def _dry_run(self, inputs: Inputs) -> None:
         was_training = self.student.training
@@ -145,7 +141,7 @@ class DistillModule(L.LightningModule):
 
     def prepare_inputs(self, inputs: Inputs) -> Inputs:
         """Inputs in the memory layout both networks use."""
-        return _to_channels_last(inputs) if self.channels_last else inputs
+        return to_channels_last(inputs) if self.channels_last else inputs
 
     def forward(self, inputs: Inputs) -> torch.Tensor:
         """Student logits (what a deployed student computes)."""
@@ -154,9 +150,10 @@ class DistillModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"), "train")
         total, parts = self.loss(student_out, teacher_out, batch["labels"])
+        check_finite_loss(total, parts, self.current_epoch, self.global_step)
         self.train_acc.update(student_out.logits.detach(), batch["labels"])
         # Only on steps the logger writes (trainer.log_every_n_steps): each self.log costs ~0.6 ms here.
-        if self._trainer is None or self.trainer._logger_connector.should_update_logs:
+        if self._trainer is not None and self.trainer._logger_connector.should_update_logs:
             self.log("train/loss", total, prog_bar=True)
             for name, value in parts.items():
                 self.log(f"train/loss/{name}", value)
@@ -194,6 +191,8 @@ class DistillModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for part in (self.student, self.loss):  # never save non-finite weights over a good checkpoint
+            check_finite_weights(part, f"checkpoint at step {self.global_step}")
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("teacher.")]:
             del state[key]

@@ -8,6 +8,7 @@ missing). Everything a run writes lands in its Hydra output directory under ``ou
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -19,20 +20,42 @@ from rich.table import Table
 
 from kd.cached_teacher import prepare_cached_teacher
 from kd.compatibility import check_loss_modality, check_shared_vocabulary
-from kd.errors import ConfigError
-from kd.jobs import describe_job, finish_failed_wandb_run, record_failure, report_failure, root_cause
+from kd.errors import ConfigError, RunError
+from kd.jobs import (
+    as_run_error,
+    describe_job,
+    finish_failed_wandb_run,
+    record_failure,
+    redact_argv,
+    report_failure,
+    root_cause,
+)
+from kd.preflight import check_output_dir, preflight
+from kd.resume import apply_plan, plan_resume, write_job_record
 from kd.teacher import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one job (teacher stage when needed, then the student) and return its metrics."""
+    """Run one job (teacher stage when needed, then the student) and return its metrics.
+
+    Order: resume plan (``resume``), output folder check, config and data checks, start-up checks
+    on throw-away models (``kd.preflight``), then the teacher stage and the student.
+    """
     set_threads(cfg.get("threads"))
+    plan = plan_resume(cfg)
+    if (reused := apply_plan(cfg, plan)) is not None:
+        return reused
+    check_output_dir(Path(cfg.paths.output_dir))
+    if plan.action == "fresh":
+        write_job_record(cfg, Path(cfg.paths.output_dir))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data.module)
     loss = build_loss(cfg.loss)
     check_loss_modality(cfg)
     check_shared_vocabulary(cfg, with_teacher=loss.needs_teacher)
+    preflight(cfg, datamodule, loss.needs_teacher)
+    L.seed_everything(cfg.seed, workers=True)
     teacher, teacher_ckpt, teacher_outputs = None, None, {}
     if loss.needs_teacher:
         teacher, teacher_ckpt = prepare_teacher(cfg, datamodule)
@@ -40,8 +63,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True)
     with open_dict(cfg):
         cfg.job_type = "distill" if loss.needs_teacher else "baseline"
-    extra = {"teacher_ckpt": str(teacher_ckpt) if teacher_ckpt else None}
-    _, metrics = fit_and_test(cfg, datamodule, loss, teacher, extra=extra, teacher_outputs=teacher_outputs)
+    extra = {
+        "teacher_ckpt": str(teacher_ckpt) if teacher_ckpt else None,
+        "resumed_from": str(plan.checkpoint) if plan.checkpoint else None,
+    }
+    _, metrics = fit_and_test(
+        cfg, datamodule, loss, teacher, extra=extra, teacher_outputs=teacher_outputs, ckpt_path=plan.checkpoint
+    )
     print_summary(cfg, metrics)
     return metrics
 
@@ -58,13 +86,19 @@ def print_summary(cfg: DictConfig, metrics: dict[str, Any]) -> None:
         table.add_column(column)
     if metrics.get("teacher/params"):
         table.add_row(
-            cfg.teacher.name, "teacher", f"{metrics['teacher/params'] / 1e6:.2f} M",
-            "-", _pct(metrics.get("test/teacher_acc")),
+            cfg.teacher.name,
+            "teacher",
+            f"{metrics['teacher/params'] / 1e6:.2f} M",
+            "-",
+            _pct(metrics.get("test/teacher_acc")),
         )
     role = f"student ({loss_name})" if metrics["job_type"] == "distill" else "student (from scratch)"
     table.add_row(
-        cfg.student.name, role, f"{metrics['student/params'] / 1e6:.2f} M",
-        _pct(metrics.get("val/acc_best")), _pct(metrics.get("test/acc")),
+        cfg.student.name,
+        role,
+        f"{metrics['student/params'] / 1e6:.2f} M",
+        _pct(metrics.get("val/acc_best")),
+        _pct(metrics.get("test/acc")),
     )
     console = Console(soft_wrap=True)
     console.print(table)
@@ -82,20 +116,22 @@ def main(cfg: DictConfig) -> float | None:
 
     A failing job leaves ``failed.json`` and ``error.txt`` in its folder. In a multirun the other
     jobs go on (the failed one returns NaN, which sweepers treat as a failed trial); a single run
-    exits with status 2 for config errors and re-raises anything else.
+    exits with status 2 for config errors, 3 for run errors (non-finite loss, full disk; both reported
+    in one paragraph) and re-raises anything else.
     """
+    redact_argv()
     multirun = describe_job(cfg)
     try:
         metrics = train(cfg)
     except Exception as raised:  # noqa: BLE001 - every failure is recorded, then handled below
-        err = root_cause(raised)
+        err = as_run_error(root_cause(raised), cfg)
         finish_failed_wandb_run()
         record = record_failure(cfg, err)
         report_failure(err, record, multirun)
         if multirun:
             return float("nan")
-        if isinstance(err, ConfigError):
-            sys.exit(2)
+        if isinstance(err, ConfigError | RunError):
+            sys.exit(2 if isinstance(err, ConfigError) else 3)
         raise err
     return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
 

@@ -39,6 +39,13 @@ class ModelOutputs:
         return self.features[alias]
 
 
+def to_channels_last(inputs: Inputs) -> Inputs:
+    """4-D image batches in the channels-last memory layout; other inputs unchanged."""
+    if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+        return inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
 def unknown_module_error(model: nn.Module, path: str, alias: str) -> ConfigError:
     names = [name for name, _ in model.named_modules() if name]
     close = difflib.get_close_matches(path, names, n=3)

@@ -19,6 +19,7 @@ from torch import nn
 from kd.errors import ConfigError
 from kd.losses.ce import HardLabelCE
 from kd.losses.weighted_sum import WeightedSum
+from kd.secrets import redact
 from kd.training import fit_and_test
 
 # Trainer settings that change what a teacher learns; the rest (logging, paths) do not.
@@ -27,13 +28,14 @@ _DATA_KEYS_IGNORED = ("data_dir", "download")
 
 
 def data_identity(cfg: DictConfig) -> dict[str, Any]:
-    """The data config as plain data, without what does not change the samples (paths, eval batch size)."""
+    """The data config as plain data, without what does not change the samples (paths, eval batch size,
+    secrets)."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
     source = data.get("module", {}).get("source", {})
     for key in _DATA_KEYS_IGNORED:
         source.pop(key, None)
     data.get("module", {}).pop("eval_batch_size", None)
-    return data
+    return redact(data)  # secrets (tokens) do not change the samples, and this lands in cache records
 
 
 def teacher_identity(cfg: DictConfig) -> dict[str, Any]:

@@ -18,8 +18,10 @@ from torch import nn
 
 from kd.callbacks import EpochSummary
 from kd.cost import first_batch, latency_ms, size_on_disk_mb
+from kd.jobs import save_config
 from kd.losses.weighted_sum import WeightedSum
 from kd.module import DistillModule
+from kd.secrets import redact
 
 
 def build_loss(loss_cfg: DictConfig) -> WeightedSum:
@@ -42,7 +44,7 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     callbacks.append(RichProgressBar() if progress_bar else EpochSummary())
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     if logger:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         if type(logger).__name__ == "WandbLogger":  # the dashboard's per-run summary: the best, not the last
             logger.experiment.define_metric("val/acc_best", summary="max")
     return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_progress_bar=progress_bar)
@@ -67,8 +69,12 @@ def deployment_cost(module: DistillModule, datamodule: L.LightningDataModule, ba
         def teacher_forward(x: Any) -> Any:
             return teacher(module.prepare_inputs(x))
 
-        cost.update({"teacher/size_mb": size_on_disk_mb(module.teacher), "teacher/latency_ms": latency_ms(
-            teacher_forward, inputs)})
+        cost.update(
+            {
+                "teacher/size_mb": size_on_disk_mb(module.teacher),
+                "teacher/latency_ms": latency_ms(teacher_forward, inputs),
+            }
+        )
     return {k: round(v, 3) for k, v in cost.items()}
 
 
@@ -83,17 +89,19 @@ def fit_and_test(
     teacher: nn.Module | None,
     extra: dict[str, Any] | None = None,
     teacher_outputs: dict[str, Any] | None = None,
+    ckpt_path: Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``cfg.student`` on ``loss`` (against ``teacher`` if given), test the best checkpoint.
 
-    ``teacher_outputs`` (by split, from ``kd.cached_teacher``) replace teacher forward passes.
+    ``teacher_outputs`` (by split, from ``kd.cached_teacher``) replace teacher forward passes;
+    ``ckpt_path`` continues training from that checkpoint (``resume``).
 
     Returns the student, holding the best-validation weights, and the job's metrics (plus
     ``extra``), which are also written to ``<paths.output_dir>/metrics.json``.
     """
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
+    save_config(cfg, output_dir / "config_resolved.yaml")
     student = instantiate(cfg.student.net)
     module = DistillModule(
         student=student,
@@ -113,12 +121,12 @@ def fit_and_test(
     trainer = build_trainer(cfg)
     try:
         start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
         fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         start = time.perf_counter()
-        (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         test_seconds = time.perf_counter() - start
         cost = deployment_cost(module, datamodule, cfg.get("latency_batch_size", 64))
         for logger in trainer.loggers:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from kd.errors import ConfigError
 from kd.teacher_cache import tensors_sha256
@@ -29,10 +33,81 @@ class IndexedTensors(Dataset):
         return tensors_sha256([self.inputs, self.labels])
 
 
+def position_seed(seed: int, epoch: int, batch: int = -1) -> int:
+    """A 63-bit seed that depends only on the run's seed, the epoch and the batch's place in it.
+
+    Hashed, because torch's generator gives similar first draws for nearby seeds (consecutive
+    epochs would otherwise start with nearly the same order).
+    """
+    digest = hashlib.blake2b(f"{seed}/{epoch}/{batch}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class PositionSeededBatches(Sampler[list[int]]):
+    """Shuffled index batches whose order and randomness depend only on (seed, epoch, batch).
+
+    The order of epoch ``e`` is a permutation drawn from ``position_seed(seed, e)``. Before handing
+    out batch ``b`` it seeds torch's global RNG with ``position_seed(seed, e, b)``, so everything
+    random in that training step (augmentation, dropout, negative sampling) is fixed by its position.
+    With :meth:`state_dict` (how many batches of which epoch were handed out) this makes a run
+    resumed from a mid-epoch checkpoint take exactly the steps an uninterrupted run takes.
+    Lightning calls :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int) -> None:
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.epoch, self.handed_out = 0, 0
+        self._skip: tuple[int, int] | None = None  # (epoch, batches) to skip once, after a resume
+
+    def __len__(self) -> int:
+        return (self.size + self.batch_size - 1) // self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, first = self.epoch, 0
+        if self._skip is not None and self._skip[0] == epoch:
+            first = self._skip[1]
+        self._skip = None
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(position_seed(self.seed, epoch)))
+        for batch in range(first, len(self)):
+            self.handed_out = batch + 1
+            torch.manual_seed(position_seed(self.seed, epoch, batch))
+            yield order[batch * self.batch_size : (batch + 1) * self.batch_size].tolist()
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "handed_out": self.handed_out, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed = int(state["seed"])
+        self._skip = (int(state["epoch"]), int(state["handed_out"]))
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose position Lightning saves in checkpoints and restores on a mid-epoch resume.
+
+    Works with :class:`PositionSeededBatches` and ``num_workers=0`` (no batches fetched ahead), so
+    the batches handed out when a checkpoint is written are exactly the ones trained on.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
+
+
 def batch_loader(dataset: IndexedTensors, batch_size: int, shuffle: bool) -> DataLoader:
-    """A loader that draws index batches and fetches each batch with one tensor index."""
-    sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-    batches = BatchSampler(sampler, batch_size=batch_size, drop_last=False)
+    """A loader that draws index batches and fetches each batch with one tensor index.
+
+    Shuffled loaders are :class:`ResumableLoader` over :class:`PositionSeededBatches`, seeded with
+    ``torch.initial_seed()`` (the stage's seed, as ``seed_everything`` set it).
+    """
+    if shuffle:
+        sampler = PositionSeededBatches(len(dataset), batch_size, torch.initial_seed())
+        return ResumableLoader(dataset, sampler=sampler, batch_size=None, num_workers=0)
+    batches = BatchSampler(SequentialSampler(dataset), batch_size=batch_size, drop_last=False)
     return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=0)
 
 

@@ -25,8 +25,13 @@ MEAN, STD = 0.2860, 0.3530  # training-set pixel statistics
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzip-compressed) into a uint8 array."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+        raise ConfigError(f"{path} could not be read ({err}); re-install or re-download the data files") from None
+    if not data:
+        raise ConfigError(f"{path} is empty (0 bytes of data); re-install or re-download the data files")
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ConfigError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]

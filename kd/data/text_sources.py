@@ -50,7 +50,9 @@ def csv_texts(path: str | Path, text_column: str, label_column: str, classes: li
         raise ConfigError(f"text data file {path} does not exist (config key data.module.source.path)")
     with _open_text(path) as handle:
         reader = csv.DictReader(handle)
-        missing = {text_column, label_column} - set(reader.fieldnames or [])
+        if not reader.fieldnames:
+            raise ConfigError(f"text data file {path} is empty (config key data.module.source.path)")
+        missing = {text_column, label_column} - set(reader.fieldnames)
         if missing:
             raise ConfigError(f"{path} has no column(s) {sorted(missing)}; its columns are {reader.fieldnames}")
         rows = [(row[text_column], row[label_column]) for row in reader]

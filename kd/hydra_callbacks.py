@@ -1,0 +1,69 @@
+"""Hydra callbacks: refuse a run folder that holds another run; keep secrets out of ``.hydra/``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from kd.secrets import redact, redact_override
+
+
+def _refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _check_folder(folder: Path, key: str) -> None:
+    if folder.exists() and not folder.is_dir():
+        _refuse(f"{key}={folder} is a file, not a folder; pick another {key}.")
+    if folder.is_dir() and any(folder.iterdir()):
+        _refuse(
+            f"{key}={folder} already holds another run ({', '.join(sorted(p.name for p in folder.iterdir())[:5])}); "
+            f"kd never writes into another run's folder. Pick a new {key} (the default is a fresh time-stamped "
+            "folder), or continue that run with resume=true or resume=<its folder>."
+        )
+    for parent in folder.parents:
+        if parent.exists() and not parent.is_dir():
+            _refuse(f"{key}={folder}: {parent} is a file, so the folder cannot be created; pick another {key}.")
+
+
+class RunDirGuard(Callback):
+    """Before Hydra creates a run (or sweep) folder: stop with a clear message if it exists and is not
+    empty, or cannot be created. After Hydra saved ``.hydra/*.yaml``: redact secret values there."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_folder(Path(config.hydra.run.dir), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_folder(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        subdir = config.hydra.output_subdir
+        if subdir is None:
+            return
+        for path in (Path(config.hydra.runtime.output_dir) / subdir).glob("*.yaml"):
+            saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+            cleaned = _redacted(saved)
+            if cleaned != saved:
+                OmegaConf.save(OmegaConf.create(cleaned), path)
+
+
+def _redacted(saved: Any) -> Any:
+    """A saved ``.hydra`` file's content without secret values (in keys, override lists, dirnames)."""
+    if isinstance(saved, list):  # overrides.yaml
+        return [redact_override(str(o)) for o in saved]
+    cleaned = redact(saved)
+    hydra = cleaned.get("hydra") if isinstance(cleaned, dict) else None
+    if isinstance(hydra, dict):
+        overrides = hydra.get("overrides") or {}
+        for kind in ("task", "hydra"):
+            if overrides.get(kind):
+                overrides[kind] = [redact_override(str(o)) for o in overrides[kind]]
+        job = hydra.get("job") or {}
+        if job.get("override_dirname"):
+            job["override_dirname"] = ",".join(redact_override(p) for p in job["override_dirname"].split(","))
+    return cleaned

@@ -1,0 +1,178 @@
+"""Resuming jobs: find a job's earlier run by its config, continue it from its last checkpoint, or
+skip the job when that run finished (``resume=true``, or ``resume=<run folder>``).
+
+Every run writes ``job.json`` (a hash of its config without paths and bookkeeping keys, and that
+config) into its folder. A resumed run continues *in the earlier run's folder*, so its
+checkpoints, best-model bookkeeping and ``metrics.json`` end up where the run began; the new
+Hydra folder only gets ``resumed.json`` pointing there.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from kd.errors import ConfigError
+from kd.secrets import redact
+
+JOB_FILE = "job.json"
+# Keys that name, place or show a run without changing what it computes.
+BOOKKEEPING = (
+    "paths",
+    "run",
+    "resume",
+    "hydra_choices",
+    "job_type",
+    "threads",
+    "progress_bar",
+    "logger",
+    "checkpoint_every_n_steps",
+)
+CHECKPOINTS = ("resume.ckpt", "last.ckpt")
+
+
+def job_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config without bookkeeping keys; paths read as placeholders (``<paths.output_dir>``)."""
+    plain = copy.deepcopy(cfg)
+    with open_dict(plain):
+        for key in list(plain.paths):
+            plain.paths[key] = f"<paths.{key}>"
+    data = OmegaConf.to_container(plain, resolve=True)
+    return redact({k: v for k, v in data.items() if k not in BOOKKEEPING})
+
+
+def job_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_job_record(cfg: DictConfig, output_dir: Path) -> None:
+    """``job.json``: the job's key, config and overrides, for ``resume`` to find it by."""
+    identity = job_identity(cfg)
+    record = {
+        "key": job_key(identity),
+        "started": time.time(),
+        "overrides": list(cfg.run.overrides),
+        "config": identity,
+    }
+    (output_dir / JOB_FILE).write_text(json.dumps(record, indent=1, default=str) + "\n")
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest of ``checkpoints/{resume,last}.ckpt`` that loads (a kill can cut a write short)."""
+    found = [run_dir / "checkpoints" / name for name in CHECKPOINTS if (run_dir / "checkpoints" / name).is_file()]
+    for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return path
+        except Exception:  # noqa: BLE001 - unreadable: try the older one
+            print(f"[kd] resume: {path} cannot be read; trying an older checkpoint", flush=True)
+    return None
+
+
+@dataclass
+class ResumePlan:
+    """What ``resume`` found: ``skip`` (the job finished in ``run_dir``), ``continue`` (from
+    ``checkpoint`` in ``run_dir``) or ``fresh``."""
+
+    action: str
+    run_dir: Path | None = None
+    checkpoint: Path | None = None
+
+
+def _differences(mine: dict[str, Any], theirs: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(mine) | set(theirs))
+    out: list[str] = []
+    for key in keys:
+        a, b = mine.get(key, "<absent>"), theirs.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {b!r} there, {a!r} now")
+    return out
+
+
+def _plan_for(run_dir: Path) -> ResumePlan:
+    if (run_dir / "metrics.json").is_file():
+        return ResumePlan("skip", run_dir)
+    checkpoint = latest_checkpoint(run_dir)
+    return ResumePlan("continue", run_dir, checkpoint) if checkpoint else ResumePlan("fresh")
+
+
+def _explicit(cfg: DictConfig, run_dir: Path, identity: dict[str, Any]) -> ResumePlan:
+    record_path = run_dir / JOB_FILE
+    if not record_path.is_file():
+        raise ConfigError(
+            f"resume={run_dir}: no {JOB_FILE} there, so it is not a kd run folder. "
+            "Give the folder of the run to continue (it holds job.json and checkpoints/)."
+        )
+    record = json.loads(record_path.read_text())
+    if record.get("key") != job_key(identity):
+        diff = _differences(identity, record.get("config", {}))
+        raise ConfigError(
+            f"resume={run_dir}: that run had another config ({'; '.join(diff[:8]) or 'unknown'}). "
+            "Resume it with the command it was started with."
+        )
+    plan = _plan_for(run_dir)
+    if plan.action == "fresh":
+        raise ConfigError(
+            f"resume={run_dir}: the run has no readable checkpoint (checkpoints/resume.ckpt or "
+            "last.ckpt) to continue from; start it again without resume."
+        )
+    return plan
+
+
+def plan_resume(cfg: DictConfig) -> ResumePlan:
+    """Decide from ``cfg.resume`` what this job does; searches ``paths.log_dir`` for ``resume=true``."""
+    setting = cfg.get("resume", False)
+    if setting in (False, None, "false"):
+        return ResumePlan("fresh")
+    identity = job_identity(cfg)
+    if setting not in (True, "true"):
+        return _explicit(cfg, Path(str(setting)), identity)
+    key, own = job_key(identity), Path(cfg.paths.output_dir).resolve()
+    earlier = []
+    for record_path in Path(cfg.paths.log_dir).rglob(JOB_FILE):
+        if record_path.parent.resolve() == own:
+            continue
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("key") == key:
+            earlier.append((record.get("started", 0), record_path.parent))
+    plans = [_plan_for(run_dir) for _, run_dir in sorted(earlier, reverse=True)]
+    for action in ("skip", "continue"):
+        if found := next((p for p in plans if p.action == action), None):
+            return found
+    print(f"[kd] resume: no earlier run of this job with a checkpoint under {cfg.paths.log_dir}; starting it")
+    return ResumePlan("fresh")
+
+
+def apply_plan(cfg: DictConfig, plan: ResumePlan) -> dict[str, Any] | None:
+    """Act on ``plan``: for ``skip`` copy the finished run's metrics here and return them; for
+    ``continue`` point ``paths.output_dir`` at the earlier run. Returns None unless skipping."""
+    own = Path(cfg.paths.output_dir)
+    if plan.action == "skip":
+        metrics = json.loads((plan.run_dir / "metrics.json").read_text())
+        metrics["reused_from"] = str(plan.run_dir)
+        shutil.copy2(plan.run_dir / JOB_FILE, own / JOB_FILE)
+        (own / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        print(f"[kd] resume: this job finished in {plan.run_dir}; skipped (its metrics copied to {own})", flush=True)
+        return metrics
+    if plan.action == "continue":
+        (own / "resumed.json").write_text(
+            json.dumps({"continued_in": str(plan.run_dir), "checkpoint": str(plan.checkpoint)}) + "\n"
+        )
+        print(f"[kd] resume: continuing {plan.run_dir} from {plan.checkpoint}", flush=True)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(plan.run_dir)
+    return None
