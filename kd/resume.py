@@ -149,10 +149,12 @@ def plan_resume(cfg: DictConfig) -> ResumePlan:
             continue
         if record.get("key") == key:
             earlier.append((record.get("started", 0), record_path.parent))
-    plans = [_plan_for(run_dir) for _, run_dir in sorted(earlier, reverse=True)]
-    for action in ("skip", "continue"):
-        if found := next((p for p in plans if p.action == action), None):
-            return found
+    newest_first = [run_dir for _, run_dir in sorted(earlier, reverse=True)]
+    if finished := next((d for d in newest_first if (d / "metrics.json").is_file()), None):
+        return ResumePlan("skip", finished)
+    for run_dir in newest_first:  # loads checkpoints only until one is readable
+        if checkpoint := latest_checkpoint(run_dir):
+            return ResumePlan("continue", run_dir, checkpoint)
     print(f"[kd] resume: no earlier run of this job with a checkpoint under {cfg.paths.log_dir}; starting it")
     return ResumePlan("fresh")
 
