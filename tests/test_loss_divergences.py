@@ -43,17 +43,17 @@ def test_reverse_kl_and_tv_match_scalar_formulas() -> None:
 def test_jsd_endpoints_are_the_two_kls_and_the_middle_is_jsd() -> None:
     z_s, z_t, y = torch.randn(5, 4), torch.randn(5, 4), torch.zeros(5, dtype=torch.long)
     s, t = ModelOutputs(z_s), ModelOutputs(z_t)
-    assert GeneralizedJSD(0.0)(s, t, y).item() == pytest.approx(ForwardKL()(s, t, y).item(), rel=1e-6)
-    assert GeneralizedJSD(1.0)(s, t, y).item() == pytest.approx(ReverseKL()(s, t, y).item(), rel=1e-6)
+    assert GeneralizedJSD(jsd_beta=0.0)(s, t, y).item() == pytest.approx(ForwardKL()(s, t, y).item(), rel=1e-6)
+    assert GeneralizedJSD(jsd_beta=1.0)(s, t, y).item() == pytest.approx(ReverseKL()(s, t, y).item(), rel=1e-6)
     p_s, p_t = probs(z_s), probs(z_t)
     jsd = 0.0
     for a, b in zip(p_s, p_t, strict=True):
         m = [(x + w) / 2 for x, w in zip(a, b, strict=True)]
         jsd += 0.5 * kl(b, m) + 0.5 * kl(a, m)
-    assert GeneralizedJSD(0.5)(s, t, y).item() == pytest.approx(jsd / 5, rel=1e-5)
-    assert GeneralizedJSD(0.5)(s, t, y).item() <= math.log(2)
-    # Interior values approach the endpoint KLs at the rate beta (resp. 1 - beta).
-    small = GeneralizedJSD(1e-4)(s, t, y).item() / 1e-4
+    assert GeneralizedJSD(jsd_beta=0.5)(s, t, y).item() == pytest.approx(jsd / 5, rel=1e-5)
+    assert GeneralizedJSD(jsd_beta=0.5)(s, t, y).item() <= math.log(2)
+    # Interior values approach the endpoint KLs at the rate jsd_beta (resp. 1 - jsd_beta).
+    small = GeneralizedJSD(jsd_beta=1e-4)(s, t, y).item() / 1e-4
     assert small == pytest.approx(ForwardKL()(s, t, y).item(), rel=1e-2)
 
 
@@ -87,7 +87,9 @@ def test_zero_on_identical_gradients_to_student_only_and_finite(cls) -> None:
 
 
 def test_bad_hyper_parameters_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match=r"loss.beta"):
-        GeneralizedJSD(beta=1.5)
+    with pytest.raises(ConfigError, match=r"loss\.jsd_beta"):
+        GeneralizedJSD(jsd_beta=1.5)
+    with pytest.raises(ConfigError, match=r"loss\.jsd_beta"):
+        GeneralizedJSD(jsd_beta=-0.1)
     with pytest.raises(ConfigError, match="loss.temperature"):
         ReverseKL(temperature=-1.0)

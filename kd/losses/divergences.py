@@ -70,28 +70,30 @@ class ReverseKL(_PositionwiseDivergence):
 
 
 class GeneralizedJSD(_PositionwiseDivergence):
-    """``beta * KL(p_t || m) + (1 - beta) * KL(p_s || m)``, ``m = beta p_t + (1 - beta) p_s``.
+    """``b * KL(p_t || m) + (1 - b) * KL(p_s || m)``, ``m = b p_t + (1 - b) p_s``, ``b = jsd_beta``.
 
     The mixture is formed in probability space (through ``logsumexp`` of log-probabilities). As in
-    TRL's GKD, the endpoints are the plain divergences: ``beta=0`` is ``KL(p_t || p_s)`` and
-    ``beta=1`` is ``KL(p_s || p_t)``; ``beta=0.5`` is the Jensen-Shannon divergence.
+    TRL's GKD (where ``b`` is called ``beta``), the endpoints are the plain divergences:
+    ``jsd_beta=0`` is ``KL(p_t || p_s)`` and ``jsd_beta=1`` is ``KL(p_s || p_t)``; ``jsd_beta=0.5``
+    is the Jensen-Shannon divergence.
     """
 
     def __init__(
-        self, beta: float = 0.5, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100
+        self, jsd_beta: float = 0.5, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100
     ) -> None:
         super().__init__(temperature, t2_scale, ignore_index)
-        if not 0.0 <= beta <= 1.0:
-            raise ConfigError(f"loss.beta (JSD mixing weight) must be in [0, 1], got {beta}")
-        self.beta = float(beta)
+        if not 0.0 <= jsd_beta <= 1.0:
+            raise ConfigError(f"loss.jsd_beta (JSD mixing weight) must be in [0, 1], got {jsd_beta}")
+        self.jsd_beta = float(jsd_beta)
 
     def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
-        if self.beta == 0.0:
+        b = self.jsd_beta
+        if b == 0.0:
             return _kl(log_t, log_s)
-        if self.beta == 1.0:
+        if b == 1.0:
             return _kl(log_s, log_t)
-        log_m = torch.logsumexp(torch.stack([log_t + math.log(self.beta), log_s + math.log(1 - self.beta)]), dim=0)
-        return self.beta * _kl(log_t, log_m) + (1 - self.beta) * _kl(log_s, log_m)
+        log_m = torch.logsumexp(torch.stack([log_t + math.log(b), log_s + math.log(1 - b)]), dim=0)
+        return b * _kl(log_t, log_m) + (1 - b) * _kl(log_s, log_m)
 
 
 class TotalVariation(_PositionwiseDivergence):

@@ -19,23 +19,24 @@ def _binary_log_probs(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 
 class DecoupledKD(nn.Module):
-    """``alpha * TCKD + beta * NCKD``, both ``T^2``-scaled KL divergences with batch mean.
+    """``tckd_weight * TCKD + nckd_weight * NCKD``, both ``T^2``-scaled KL divergences with batch mean.
 
     TCKD compares the binary distributions [p(target), p(other)]; NCKD compares the distributions
     over the non-target classes only (target removed before the softmax).
 
     Args:
         temperature: softening temperature ``T > 0``.
-        alpha: weight of the target-class term.
-        beta: weight of the non-target-class term.
+        tckd_weight: weight of the target-class term (the paper's alpha).
+        nckd_weight: weight of the non-target-class term (the paper's beta).
     """
 
     needs_teacher = True
     reads_teacher_features = False  # logits only: cached teacher logits suffice
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0) -> None:
+    def __init__(self, temperature: float = 4.0, tckd_weight: float = 1.0, nckd_weight: float = 8.0) -> None:
         super().__init__()
-        self.temperature, self.alpha, self.beta = positive_temperature(temperature), float(alpha), float(beta)
+        self.temperature = positive_temperature(temperature)
+        self.tckd_weight, self.nckd_weight = float(tckd_weight), float(nckd_weight)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
         t = self.temperature
@@ -48,4 +49,4 @@ class DecoupledKD(nn.Module):
         p_t = log_t.exp()
         # The target column has p_t = 0; 0 * (-inf - -inf) would be nan, so drop it explicitly.
         nckd = (p_t * (log_t - log_s)).masked_fill(target, 0.0).sum(-1).mean()
-        return t * t * (self.alpha * tckd + self.beta * nckd)
+        return t * t * (self.tckd_weight * tckd + self.nckd_weight * nckd)
