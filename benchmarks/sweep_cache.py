@@ -43,7 +43,7 @@ def run_sweep(mode: str, work: Path, args: argparse.Namespace, teacher: Path) ->
     sweep_dir = work / mode
     cmd = [
         sys.executable, "-m", "kd.run", "-m", *SWEEP, f"teacher.ckpt={teacher}", f"trainer.max_epochs={args.epochs}",
-        f"teacher_cache.enabled={'true' if mode == 'cached' else 'false'}", f"threads={args.threads}",
+        f"teacher_outputs.cache={'true' if mode == 'cached' else 'false'}", f"threads={args.threads}",
         f"paths.teacher_outputs_dir={work / 'teacher_outputs'}", f"hydra.sweep.dir={sweep_dir}",
     ]
     if args.train_subset:

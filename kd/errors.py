@@ -1,5 +1,20 @@
 """Errors kd reports in one paragraph, without a traceback: bad input, and runs that cannot go on."""
 
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+
+DISK_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file",
+}
+
 
 class ConfigError(ValueError):
     """A config value, override or input file is wrong; the message names it and the fix."""
@@ -15,3 +30,26 @@ def positive_temperature(temperature: float) -> float:
     if not temperature > 0:
         raise ConfigError(f"loss.temperature must be > 0, got {temperature}")
     return float(temperature)
+
+
+def free_space(path: Path) -> str:
+    """Free space on the disk holding ``path`` (its nearest existing parent), as text."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return f"{shutil.disk_usage(path).free / 2**20:.0f} MiB free on the disk holding {path}"
+    except OSError:
+        return "free space unknown"
+
+
+def describe_write_error(err: OSError, output_dir: Path) -> str | None:
+    """One paragraph for an OSError from writing outputs (full disk, read-only, no permission), else None."""
+    reason = DISK_ERRNOS.get(err.errno or 0)
+    if reason is None:
+        return None
+    where = err.filename or output_dir
+    target = where if err.filename else f"in {output_dir}"
+    return (
+        f"could not write {target}: {reason} ({free_space(Path(str(where)))}). Free space, or put outputs "
+        "elsewhere with paths.log_dir=<folder> (or hydra.run.dir=<folder>)."
+    )

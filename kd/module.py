@@ -17,12 +17,10 @@ from kd.errors import ConfigError
 from kd.finite import check_finite_loss, check_finite_weights
 from kd.losses.weighted_sum import WeightedSum
 from kd.metrics import StageMetrics
-from kd.taps import FeatureTaps, Inputs, ModelOutputs, to_channels_last
-from kd.teacher_outputs import CachedTeacherOutputs
+from kd.taps import FeatureTaps, Inputs, ModelOutputs, TeacherOutputs, to_channels_last
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
-
 # The frozen teacher is in eval mode on purpose; Lightning warns about that at fit start.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
 
@@ -45,9 +43,8 @@ class DistillModule(L.LightningModule):
         student_layers: tap alias -> module path on the student.
         teacher_layers: tap alias -> module path on the teacher.
         channels_last: use the channels-last memory layout for 4-D inputs and both networks.
-        teacher_outputs: cached teacher outputs by split (``train``/``val``/``test``, see
-            ``kd.cached_teacher``); batches of a split found here read them by ``index`` instead
-            of running the teacher.
+        teacher_outputs: precomputed teacher outputs by split (``train``/``val``/``test``); batches of a
+            split found here read them by ``index`` instead of running the teacher.
     """
 
     def __init__(
@@ -62,7 +59,7 @@ class DistillModule(L.LightningModule):
         student_layers: Mapping[str, str] | None = None,
         teacher_layers: Mapping[str, str] | None = None,
         channels_last: bool = False,
-        teacher_outputs: Mapping[str, CachedTeacherOutputs] | None = None,
+        teacher_outputs: Mapping[str, TeacherOutputs] | None = None,
     ) -> None:
         super().__init__()
         self.teacher_outputs = dict(teacher_outputs or {})
@@ -77,19 +74,17 @@ class DistillModule(L.LightningModule):
         self.student_taps = FeatureTaps(student, student_layers)
         self.teacher_taps = None
         if teacher is not None:
-            teacher.requires_grad_(False)
-            teacher.eval()
+            teacher.requires_grad_(False).eval()
             if channels_last:
                 teacher.to(memory_format=torch.channels_last)
             self.teacher_taps = FeatureTaps(teacher, teacher_layers)
         self._dry_run(example_inputs)
-
         self.train_acc, self.val_acc_best = MulticlassAccuracy(num_classes, average="micro"), MaxMetric()
         for metric in (self.train_acc, self.val_acc_best):  # checkpointed: a resume keeps counts and best
             metric.persistent(True)
         self.val_metrics, self.test_metrics = StageMetrics(num_classes), StageMetrics(num_classes)
 
-    def _dry_run(self, inputs: Inputs) -> None:
+    def _dry_run(self, inputs: Inputs) -> None:  # sizes lazy connectors; catches missing taps early
         was_training = self.student.training
         self.student.eval()
         with torch.no_grad():
@@ -104,7 +99,7 @@ class DistillModule(L.LightningModule):
                 if "train" not in self.teacher_outputs:
                     raise
                 held = sorted(self.teacher_outputs["train"].features)
-                raise ConfigError(f"{err} Cached teacher outputs hold only teacher_cache.features={held}.") from None
+                raise ConfigError(f"{err} Cached teacher outputs hold only teacher_outputs.features={held}.") from None
         self.student.train(was_training)
 
     def setup(self, stage: str) -> None:
@@ -153,7 +148,8 @@ class DistillModule(L.LightningModule):
         check_finite_loss(total, parts, self.current_epoch, self.global_step)
         self.train_acc.update(student_out.logits.detach(), batch["labels"])
         # Only on steps the logger writes (trainer.log_every_n_steps): each self.log costs ~0.6 ms here.
-        if self._trainer is not None and self.trainer._logger_connector.should_update_logs:
+        every = self.trainer.log_every_n_steps if self._trainer is not None else 0
+        if every and (self.global_step + 1) % every == 0:
             self.log("train/loss", total, prog_bar=True)
             for name, value in parts.items():
                 self.log(f"train/loss/{name}", value)

@@ -1,8 +1,8 @@
 """Entry point: ``python -m kd.run [group=option ...] [key=value ...]``.
 
 Trains ``student`` on ``loss``. When a loss term needs a teacher, the teacher comes from
-``teacher.ckpt`` or from the teacher cache under ``outputs/teachers/`` (trained there first if
-missing). Everything a run writes lands in its Hydra output directory under ``outputs/``.
+``teacher.ckpt`` or from the trained teachers kept under ``outputs/teachers/`` (trained there first
+if missing). Everything a run writes lands in its Hydra output directory under ``outputs/``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
-from kd.cached_teacher import prepare_cached_teacher
-from kd.compatibility import check_loss_modality, check_shared_vocabulary
 from kd.errors import ConfigError, RunError
-from kd.jobs import (
+from kd.jobs.compatibility import check_loss_modality, check_shared_vocabulary
+from kd.jobs.preflight import check_output_dir, preflight
+from kd.jobs.records import (
     as_run_error,
     describe_job,
     finish_failed_wandb_run,
@@ -30,9 +30,9 @@ from kd.jobs import (
     report_failure,
     root_cause,
 )
-from kd.preflight import check_output_dir, preflight
-from kd.resume import apply_plan, plan_resume, write_job_record
-from kd.teacher import prepare_teacher
+from kd.jobs.resume import apply_plan, plan_resume, write_job_record
+from kd.teacher.cache import prepare_cached_teacher
+from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
 
 

@@ -6,7 +6,7 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -37,6 +37,16 @@ class ModelOutputs:
                 "Declare it under `layers:` in the model's config (teacher/ or student/)."
             )
         return self.features[alias]
+
+
+class TeacherOutputs(Protocol):
+    """Precomputed teacher outputs of one data split, read by data-set index (see ``kd.teacher.outputs``)."""
+
+    features: Mapping[str, torch.Tensor]
+
+    def lookup(
+        self, index: torch.Tensor, mask: torch.Tensor | None = None, device: torch.device | str = "cpu"
+    ) -> ModelOutputs: ...
 
 
 def to_channels_last(inputs: Inputs) -> Inputs:

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,40 @@ from torch import nn
 
 from kd.callbacks import EpochSummary
 from kd.cost import first_batch, latency_ms, size_on_disk_mb
-from kd.jobs import save_config
 from kd.losses.weighted_sum import WeightedSum
 from kd.module import DistillModule
-from kd.secrets import redact
+from kd.taps import TeacherOutputs
+from kd.utils.secrets import redact, save_config
 
 
 def build_loss(loss_cfg: DictConfig) -> WeightedSum:
     """The weighted sum of the terms declared under ``loss.terms``."""
     terms = instantiate(loss_cfg.terms, _convert_="all")
     return WeightedSum(terms)
+
+
+def build_module(
+    cfg: DictConfig,
+    datamodule: Any,
+    student: nn.Module,
+    loss: WeightedSum,
+    teacher: nn.Module | None = None,
+    teacher_outputs: Mapping[str, TeacherOutputs] | None = None,
+) -> DistillModule:
+    """The one place a :class:`DistillModule` is built from the config (the run and the start-up check)."""
+    return DistillModule(
+        student=student,
+        loss=loss,
+        optimizer=instantiate(cfg.optim.optimizer),
+        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        example_inputs=datamodule.example_inputs(),
+        num_classes=cfg.data.num_classes,
+        teacher=teacher,
+        student_layers=cfg.student.get("layers"),
+        teacher_layers=cfg.teacher.get("layers") if teacher is not None else None,
+        channels_last=cfg.get("channels_last", False),
+        teacher_outputs=teacher_outputs,
+    )
 
 
 def show_progress_bar(setting: str | bool) -> bool:
@@ -88,12 +113,12 @@ def fit_and_test(
     loss: WeightedSum,
     teacher: nn.Module | None,
     extra: dict[str, Any] | None = None,
-    teacher_outputs: dict[str, Any] | None = None,
+    teacher_outputs: Mapping[str, TeacherOutputs] | None = None,
     ckpt_path: Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``cfg.student`` on ``loss`` (against ``teacher`` if given), test the best checkpoint.
 
-    ``teacher_outputs`` (by split, from ``kd.cached_teacher``) replace teacher forward passes;
+    ``teacher_outputs`` (by split, from ``kd.teacher.cache``) replace teacher forward passes;
     ``ckpt_path`` continues training from that checkpoint (``resume``).
 
     Returns the student, holding the best-validation weights, and the job's metrics (plus
@@ -103,19 +128,7 @@ def fit_and_test(
     output_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, output_dir / "config_resolved.yaml")
     student = instantiate(cfg.student.net)
-    module = DistillModule(
-        student=student,
-        loss=loss,
-        optimizer=instantiate(cfg.optim.optimizer),
-        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
-        example_inputs=datamodule.example_inputs(),
-        num_classes=cfg.data.num_classes,
-        teacher=teacher,
-        student_layers=cfg.student.get("layers"),
-        teacher_layers=cfg.teacher.get("layers") if teacher is not None else None,
-        channels_last=cfg.get("channels_last", False),
-        teacher_outputs=teacher_outputs,
-    )
+    module = build_module(cfg, datamodule, student, loss, teacher, teacher_outputs)
     if cfg.get("compile", False):
         student.compile()  # in place: hooks, state-dict keys and checkpoints stay as without compile
     trainer = build_trainer(cfg)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import runpy
 import sys
 import warnings
 from pathlib import Path
 
-TINY_CLI = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", "threads=1",
+# Torch threads of every test run: `KD_TEST_THREADS=2 make test` runs the suite with 2 (the default is 1).
+# Tests that start two jobs at once keep threads=1 (two 2-thread jobs on 2 cores oversubscribe them).
+THREADS = int(os.environ.get("KD_TEST_THREADS", "1"))
+TINY_CLI = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", f"threads={THREADS}",
             "progress_bar=false"]
 
 

@@ -11,9 +11,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 import kd  # noqa: F401  (torchvision compatibility step, resolvers)
+from tests.cli import THREADS
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TINY = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "~logger"]
+TEXT_TINY = ["data=rotten_tomatoes", "data.module.train_subset=64", "teacher=text_tiny", "student=text_tiny",
+             "trainer=smoke", "~logger"]
 
 
 def compose_config(overrides: list[str], tmp_path: Path) -> DictConfig:
@@ -23,9 +26,9 @@ def compose_config(overrides: list[str], tmp_path: Path) -> DictConfig:
     runs = len(list(tmp_path.glob("run*")))
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / f"run{runs}")
-        cfg.paths.teacher_cache_dir = str(tmp_path / "teachers")
+        cfg.paths.teacher_weights_dir = str(tmp_path / "teachers")
         cfg.paths.teacher_outputs_dir = str(tmp_path / "teacher_outputs")
-        cfg.threads = 1
+        cfg.threads = THREADS
         cfg.progress_bar = False
     Path(cfg.paths.output_dir).mkdir(parents=True)
     return cfg

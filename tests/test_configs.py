@@ -8,7 +8,9 @@ import lightning.pytorch as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+from kd.jobs.compatibility import MODALITIES
 from kd.losses.weighted_sum import WeightedSum
 from kd.taps import call_model
 from kd.training import build_loss
@@ -28,7 +30,7 @@ def tiny_params() -> list[torch.nn.Parameter]:
 
 
 def check_instantiates(group: str, cfg) -> None:
-    is_text = "tokenizer" in cfg.data
+    is_text = cfg.data.modality == "text"
     if group == "data":
         dm = instantiate(cfg.data.module)
         assert isinstance(dm, L.LightningDataModule)
@@ -64,9 +66,28 @@ def test_option_composes_and_instantiates(make_cfg, group: str, option: str) -> 
     if group == "hydra":
         cfg = make_cfg(base=[])  # the hydra group is selected by train.yaml itself
     else:  # text options compose with text data and a text teacher (whose tokenizer the data uses)
-        text = "tokenizer:" in (CONF_DIR / group / f"{option}.yaml").read_text()
-        cfg = make_cfg(f"{group}={option}", base=["data=rotten_tomatoes", "teacher=text_tiny"] if text else [])
+        cfg = make_cfg(f"{group}={option}", base=[])
+        if OmegaConf.select(cfg, f"{group}.modality") == "text":
+            cfg = make_cfg(f"{group}={option}", base=["data=rotten_tomatoes", "teacher=text_tiny"])
     check_instantiates(group, cfg)
+
+
+MODEL_OPTIONS = [(g, o) for g, o in OPTIONS if g in ("data", "student", "teacher")]
+
+
+@pytest.mark.parametrize(("group", "option"), MODEL_OPTIONS, ids=[f"{g}={o}" for g, o in MODEL_OPTIONS])
+def test_data_and_models_declare_their_modality(make_cfg, group: str, option: str) -> None:
+    cfg = make_cfg(f"{group}={option}", base=[])
+    assert cfg[group].modality in MODALITIES
+
+
+def test_a_teacher_reuses_its_model_config(make_cfg) -> None:
+    """conf/teacher/resnet18.yaml is conf/student/resnet18.yaml plus how the teacher is trained."""
+    cfg = make_cfg("student=resnet18", "teacher=resnet18", base=[])
+    teacher = OmegaConf.to_container(cfg.teacher)
+    assert {k: teacher.pop(k) for k in ("ckpt", "seed", "epochs")} == {"ckpt": None, "seed": 0, "epochs": 10}
+    assert teacher == OmegaConf.to_container(cfg.student)
+    assert "net:" not in (CONF_DIR / "teacher" / "resnet18.yaml").read_text()
 
 
 def test_default_config_is_the_documented_experiment(make_cfg) -> None:

@@ -10,16 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from kd.data.batches import PositionSeededBatches
-from kd.resume import latest_checkpoint
+from kd.jobs.resume import latest_checkpoint
 from kd.run import train
-from tests.cli import snapshot
+from tests.cli import THREADS, snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 # Augmented batches and CRD (random negatives, memory banks): every kind of state a resume must restore.
-LONG_RUN = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", "threads=1",
+LONG_RUN = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", f"threads={THREADS}",
             "progress_bar=false", "loss=crd", "data.module.augment=true", "data.module.source.train_size=1024",
             "trainer.max_epochs=3", "trainer.limit_train_batches=1.0", "checkpoint_every_n_steps=3"]
 NOT_COMPARED = ("time/", "student/latency_ms", "teacher/latency_ms", "best_checkpoint", "resumed_from")
@@ -41,8 +42,9 @@ def compared(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.startswith(NOT_COMPARED)}
 
 
+@pytest.mark.slow
 def test_run_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path: Path) -> None:
-    teachers = f"paths.teacher_cache_dir={tmp_path}/teachers"
+    teachers = f"paths.teacher_weights_dir={tmp_path}/teachers"
     finish(kd_run(*LONG_RUN, teachers, f"paths.log_dir={tmp_path}/a", f"hydra.run.dir={tmp_path}/a/run"))
     uninterrupted = json.loads((tmp_path / "a/run/metrics.json").read_text())
 
@@ -77,8 +79,9 @@ def test_same_config_and_seed_give_identical_metrics(make_cfg) -> None:
     assert compared(train(make_cfg(*overrides, "seed=1"))) != compared(first)  # the seed does matter
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_rerun_skips_finished_jobs(tmp_path: Path) -> None:
-    sweep = ["-m", *LONG_RUN, "trainer.max_epochs=2", f"paths.log_dir={tmp_path}", f"paths.teacher_cache_dir={tmp_path}/t",
+    sweep = ["-m", *LONG_RUN, "trainer.max_epochs=2", f"paths.log_dir={tmp_path}", f"paths.teacher_weights_dir={tmp_path}/t",
              "loss.nce_t=0.07,0.1,0.2"]
     proc = kd_run(*sweep, f"hydra.sweep.dir={tmp_path}/first")
     finished = tmp_path / "first/0/metrics.json"

@@ -15,20 +15,20 @@ from omegaconf import OmegaConf
 from kd.errors import ConfigError
 from kd.run import train
 from kd.training import build_loss
-from tests.conftest import CONF_DIR
+from tests.cli import THREADS
+from tests.conftest import CONF_DIR, TEXT_TINY
 
 LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
 MODALITY = {name: OmegaConf.load(CONF_DIR / "loss" / f"{name}.yaml").get("modality") for name in LOSSES}
 REPO = CONF_DIR.parent
-TEXT_TINY = ["data=rotten_tomatoes", "data.module.train_subset=64", "teacher=text_tiny", "student=text_tiny",
-             "trainer=smoke", "~logger"]
 TEXT_OVERRIDES = {"feature": ["loss.student_layer=hidden1", "loss.teacher_layer=hidden2"], "attention": ["loss.heads=mean"]}
 
 
 @pytest.mark.parametrize(
     ("loss", "modality"),
     [(name, "image") for name in LOSSES if MODALITY[name] != "text"]
-    + [(name, "text") for name in LOSSES if MODALITY[name] != "image"],
+    + [pytest.param(name, "text", marks=[] if name == "kd" else [pytest.mark.slow])
+       for name in LOSSES if MODALITY[name] != "image"],
 )
 def test_fast_run_per_loss(make_cfg, loss: str, modality: str) -> None:
     if modality == "text":
@@ -69,7 +69,7 @@ def test_teacher_is_trained_once_then_reused(make_cfg, capsys) -> None:
     stamp = ckpt.stat().st_mtime_ns
     second = train(make_cfg("loss=kd", "loss.temperature=2", "loss.alpha=0.5"))
     assert Path(second["teacher_ckpt"]) == ckpt and ckpt.stat().st_mtime_ns == stamp
-    assert "reusing cached teacher" in capsys.readouterr().out
+    assert "reusing trained teacher" in capsys.readouterr().out
     assert second["test/teacher_acc"] == pytest.approx(first["test/teacher_acc"])
     third = train(make_cfg("loss=kd", "teacher.epochs=2"))  # another teacher config, another entry
     assert Path(third["teacher_ckpt"]) != ckpt
@@ -98,9 +98,9 @@ def test_teacher_checkpoint_errors_are_clear(make_cfg, tmp_path: Path) -> None:
         train(make_cfg("loss=kd", f"teacher.ckpt={other}"))
 
 
-def cli_args(tmp_path: Path, *overrides: str, run: str = "run") -> list[str]:
-    args = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", "threads=1",
-            f"paths.teacher_cache_dir={tmp_path / 'teachers'}", f"hydra.run.dir={tmp_path / run}", *overrides]
+def cli_args(tmp_path: Path, *overrides: str, run: str = "run", threads: int = THREADS) -> list[str]:
+    args = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", f"threads={threads}",
+            f"paths.teacher_weights_dir={tmp_path / 'teachers'}", f"hydra.run.dir={tmp_path / run}", *overrides]
     return [sys.executable, "-m", "kd.run", *args]
 
 
@@ -110,16 +110,18 @@ def cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
                           timeout=300, env=env)
 
 
+@pytest.mark.slow
 def test_parallel_jobs_train_the_teacher_once(tmp_path: Path) -> None:
-    jobs = [subprocess.Popen(cli_args(tmp_path, f"loss.temperature={t}", run=f"run{t}"), cwd=REPO, text=True,
+    jobs = [subprocess.Popen(cli_args(tmp_path, f"loss.temperature={t}", run=f"run{t}", threads=1), cwd=REPO, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for t in (2, 4)]
     outputs = [job.communicate(timeout=300)[0] for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], outputs
     assert sum("[kd] training teacher" in out for out in outputs) == 1
-    assert sum("[kd] reusing cached teacher" in out for out in outputs) == 1
+    assert sum("[kd] reusing trained teacher" in out for out in outputs) == 1
     assert len(list((tmp_path / "teachers").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_cli_run_saves_config_checkpoints_and_metrics(tmp_path: Path) -> None:
     result = cli(tmp_path, "loss=feature")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -134,6 +136,7 @@ def test_cli_run_saves_config_checkpoints_and_metrics(tmp_path: Path) -> None:
     assert "kd summary" in result.stdout and "python -m kd.run loss=ce student=tiny" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_bad_tap_fails_with_a_clear_message(tmp_path: Path) -> None:
     result = cli(tmp_path, "loss=feature", "student.layers.stage3=layer9")
     assert result.returncode == 2
@@ -141,6 +144,7 @@ def test_cli_bad_tap_fails_with_a_clear_message(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_missing_data_says_how_to_get_it(tmp_path: Path) -> None:
     result = cli(tmp_path, "data=fashion_mnist", f"data.module.source.data_dir={tmp_path / 'empty'}", "loss=ce")
     assert result.returncode == 2
@@ -158,12 +162,12 @@ def test_terms_combine_from_the_command_line(make_cfg) -> None:
 
 
 def test_student_seeds_share_one_teacher(make_cfg) -> None:
-    from kd.teacher import teacher_cache_dir
+    from kd.teacher.weights import teacher_weights_dir
 
-    base = teacher_cache_dir(make_cfg())
-    assert teacher_cache_dir(make_cfg("seed=1")) == base
-    assert teacher_cache_dir(make_cfg("teacher.seed=1")) != base
-    assert teacher_cache_dir(make_cfg("teacher.seed=null", "seed=1")) != base  # null: follow `seed`
+    base = teacher_weights_dir(make_cfg())
+    assert teacher_weights_dir(make_cfg("seed=1")) == base
+    assert teacher_weights_dir(make_cfg("teacher.seed=1")) != base
+    assert teacher_weights_dir(make_cfg("teacher.seed=null", "seed=1")) != base  # null: follow `seed`
 
 
 def test_compile_switch_compiles_the_student_in_place(make_cfg, monkeypatch) -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kd.errors import RunError
-from kd.jobs import as_run_error
+from kd.jobs.records import as_run_error
 from kd.run import train
 from tests.cli import TINY_CLI, run_cli
 

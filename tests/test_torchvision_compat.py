@@ -1,7 +1,7 @@
 """The torchvision compatibility step, both paths, each in a fresh interpreter.
 
 Operator registrations are process-wide, so every case runs in a subprocess that loads
-``kd/torchvision_compat.py`` directly (importing the ``kd`` package would run the step already).
+``kd/utils/torchvision_compat.py`` directly (importing the ``kd`` package would run the step already).
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-MODULE = Path(__file__).resolve().parents[1] / "kd" / "torchvision_compat.py"
+import pytest
+
+MODULE = Path(__file__).resolve().parents[1] / "kd" / "utils" / "torchvision_compat.py"
 PRELUDE = f"""
 import importlib.util, torch
 spec = importlib.util.spec_from_file_location("compat", {str(MODULE)!r})
@@ -25,6 +27,7 @@ def run(code: str) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.slow
 def test_fallback_defines_schemas_when_library_fails_to_load() -> None:
     out = run(
         """
@@ -76,6 +79,7 @@ print(compat.ensure_torchvision_ops(load_library=must_not_load), compat._library
     assert out == "present True"
 
 
+@pytest.mark.slow
 def test_real_install_imports_through_kd() -> None:
     out = run("import kd, torchvision, timm, lightning.pytorch\nprint(kd.TORCHVISION_OPS)")
     assert out in {"loaded", "defined"}

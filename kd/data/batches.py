@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from kd.errors import ConfigError
-from kd.teacher_cache import tensors_sha256
+from kd.utils.hashing import tensors_sha256
 
 
 class IndexedTensors(Dataset):

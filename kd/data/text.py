@@ -12,7 +12,7 @@ from kd.data.batches import SplitLoaders
 from kd.data.text_sources import TextSet
 from kd.errors import ConfigError
 from kd.models.text import load_tokenizer
-from kd.teacher_cache import tensors_sha256
+from kd.utils.hashing import tensors_sha256
 
 
 class TokenizedTexts(Dataset):

@@ -8,10 +8,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from kd.errors import ConfigError, RunError
-from kd.secrets import redact, redact_override
+from kd.errors import ConfigError, RunError, describe_write_error
+from kd.jobs.resume import latest_checkpoint
+from kd.utils.secrets import redact_override, save_config
 
 FAILURE_FILE = "failed.json"
 MAX_TAG_LENGTH = 64  # W&B's limit
@@ -47,15 +48,6 @@ def redact_argv() -> None:
     sys.argv[:] = [redact_override(arg) for arg in sys.argv]
 
 
-def save_config(cfg: DictConfig, path: Path) -> None:
-    """``cfg`` resolved (unresolved where resolving fails), with secret values redacted."""
-    try:
-        plain = OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # noqa: BLE001 - the config itself may be what failed
-        plain = OmegaConf.to_container(cfg, resolve=False)
-    OmegaConf.save(OmegaConf.create(redact(plain)), path)
-
-
 def root_cause(err: BaseException) -> BaseException:
     """The kd error (ConfigError, RunError) that Hydra's ``instantiate`` wrapped, if any; else ``err``."""
     from hydra.errors import InstantiationException
@@ -68,9 +60,6 @@ def root_cause(err: BaseException) -> BaseException:
 
 def as_run_error(err: BaseException, cfg: DictConfig) -> BaseException:
     """Full disk or unwritable outputs become a :class:`RunError`; run errors get the last good checkpoint."""
-    from kd.preflight import describe_write_error
-    from kd.resume import latest_checkpoint
-
     output_dir = Path(cfg.paths.output_dir)
     if isinstance(err, OSError) and (message := describe_write_error(err, output_dir)):
         err = RunError(message)

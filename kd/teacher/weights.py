@@ -1,11 +1,10 @@
-"""Teacher stage: load a given teacher checkpoint, or train the teacher once and cache it."""
+"""Teacher weights: load a given checkpoint, or train the teacher once and keep it under
+``paths.teacher_weights_dir`` for every later job with the same teacher and data config."""
 
 from __future__ import annotations
 
 import copy
 import fcntl
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from torch import nn
 from kd.errors import ConfigError
 from kd.losses.ce import HardLabelCE
 from kd.losses.weighted_sum import WeightedSum
-from kd.secrets import redact
 from kd.training import fit_and_test
+from kd.utils.hashing import config_identity, identity_hash
 
 # Trainer settings that change what a teacher learns; the rest (logging, paths) do not.
 _TRAINER_KEYS = ("precision", "limit_train_batches", "max_steps", "gradient_clip_val", "accumulate_grad_batches")
@@ -30,18 +29,18 @@ _DATA_KEYS_IGNORED = ("data_dir", "download")
 def data_identity(cfg: DictConfig) -> dict[str, Any]:
     """The data config as plain data, without what does not change the samples (paths, eval batch size,
     secrets)."""
-    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data = config_identity(cfg.data)  # secrets (tokens) do not change the samples, and this lands in cache records
     source = data.get("module", {}).get("source", {})
     for key in _DATA_KEYS_IGNORED:
         source.pop(key, None)
     data.get("module", {}).pop("eval_batch_size", None)
-    return redact(data)  # secrets (tokens) do not change the samples, and this lands in cache records
+    return data
 
 
 def teacher_identity(cfg: DictConfig) -> dict[str, Any]:
     """Everything that determines the trained teacher's weights, as plain data."""
     return {
-        "net": OmegaConf.to_container(cfg.teacher.net, resolve=True),
+        "net": config_identity(cfg.teacher.net),
         "epochs": cfg.teacher.epochs,
         "data": data_identity(cfg),
         "optim": OmegaConf.to_container(teacher_optim(cfg), resolve=True),
@@ -62,11 +61,10 @@ def teacher_optim(cfg: DictConfig) -> DictConfig:
     return cfg.teacher.get("optim") or cfg.optim
 
 
-def teacher_cache_dir(cfg: DictConfig) -> Path:
-    """``<paths.teacher_cache_dir>/<teacher>-<data>-<hash of the teacher+data config>``."""
-    blob = json.dumps(teacher_identity(cfg), sort_keys=True, default=str)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:12]
-    return Path(cfg.paths.teacher_cache_dir) / f"{cfg.teacher.name}-{cfg.data.name}-{key}"
+def teacher_weights_dir(cfg: DictConfig) -> Path:
+    """``<paths.teacher_weights_dir>/<teacher>-<data>-<hash of the teacher+data config>``."""
+    key = identity_hash(teacher_identity(cfg), 12)
+    return Path(cfg.paths.teacher_weights_dir) / f"{cfg.teacher.name}-{cfg.data.name}-{key}"
 
 
 def load_teacher_weights(net: nn.Module, path: str | Path, name: str) -> None:
@@ -93,43 +91,44 @@ def load_teacher_weights(net: nn.Module, path: str | Path, name: str) -> None:
         ) from None
 
 
-def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, cache: Path) -> None:
+def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, folder: Path) -> None:
     tcfg = copy.deepcopy(cfg)
     with open_dict(tcfg):
         tcfg.student = cfg.teacher
         tcfg.optim = teacher_optim(cfg)
         tcfg.trainer.max_epochs = cfg.teacher.epochs
-        tcfg.paths.output_dir = str(cache)
+        tcfg.paths.output_dir = str(folder)
         tcfg.job_type = "teacher"
         if "run" in tcfg:
             tcfg.run.name = f"teacher {cfg.teacher.name} on {cfg.data.name}"
     L.seed_everything(teacher_seed(cfg), workers=True)
     loss = WeightedSum({"ce": {"weight": 1.0, "fn": HardLabelCE()}})
-    print(f"[kd] training teacher {cfg.teacher.name} for {cfg.teacher.epochs} epochs -> {cache}", flush=True)
+    print(f"[kd] training teacher {cfg.teacher.name} for {cfg.teacher.epochs} epochs -> {folder}", flush=True)
     net, _ = fit_and_test(tcfg, datamodule, loss, teacher=None)
-    tmp = cache / "teacher.ckpt.tmp"
+    tmp = folder / "teacher.ckpt.tmp"
     torch.save(net.state_dict(), tmp)
-    os.replace(tmp, cache / "teacher.ckpt")
+    os.replace(tmp, folder / "teacher.ckpt")
 
 
 def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[nn.Module, Path]:
     """The frozen teacher network and the checkpoint it came from.
 
-    ``teacher.ckpt`` set: load it. Otherwise reuse the cached teacher for this teacher+data
+    ``teacher.ckpt`` set: load it. Otherwise reuse the trained teacher kept for this teacher+data
     config, training it first if no job has yet (a file lock makes parallel jobs wait).
     """
     net = instantiate(cfg.teacher.net)
     if cfg.teacher.get("ckpt"):
-        load_teacher_weights(net, cfg.teacher.ckpt, cfg.teacher.name)
-        return net, Path(cfg.teacher.ckpt)
-    cache = teacher_cache_dir(cfg)
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (cache / "teacher.ckpt").is_file():
-            _train_teacher(cfg, datamodule, cache)
-        else:
-            print(f"[kd] reusing cached teacher {cache / 'teacher.ckpt'}", flush=True)
-        fcntl.flock(lock, fcntl.LOCK_UN)
-    load_teacher_weights(net, cache / "teacher.ckpt", cfg.teacher.name)
-    return net, cache / "teacher.ckpt"
+        ckpt = Path(cfg.teacher.ckpt)
+    else:
+        folder = teacher_weights_dir(cfg)
+        folder.mkdir(parents=True, exist_ok=True)
+        ckpt = folder / "teacher.ckpt"
+        with open(folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not ckpt.is_file():
+                _train_teacher(cfg, datamodule, folder)
+            else:
+                print(f"[kd] reusing trained teacher {ckpt}", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    load_teacher_weights(net, ckpt, cfg.teacher.name)
+    return net, ckpt

@@ -10,7 +10,6 @@ Hydra folder only gets ``resumed.json`` pointing there.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import shutil
 import time
@@ -22,7 +21,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kd.errors import ConfigError
-from kd.secrets import redact
+from kd.jobs.migrations import upgrade_identity
+from kd.utils.hashing import config_identity, identity_hash
 
 JOB_FILE = "job.json"
 # Keys that name, place or show a run without changing what it computes.
@@ -47,11 +47,20 @@ def job_identity(cfg: DictConfig) -> dict[str, Any]:
         for key in list(plain.paths):
             plain.paths[key] = f"<paths.{key}>"
     data = OmegaConf.to_container(plain, resolve=True)
-    return redact({k: v for k, v in data.items() if k not in BOOKKEEPING})
+    return config_identity({k: v for k, v in data.items() if k not in BOOKKEEPING})
 
 
 def job_key(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The 16-digit key of a job identity."""
+    return identity_hash(identity, 16)
+
+
+def record_key(record: dict[str, Any]) -> str | None:
+    """The key of a ``job.json`` record under today's config names (older records are upgraded)."""
+    config = record.get("config")
+    if not isinstance(config, dict):
+        return record.get("key")
+    return job_key(config_identity(upgrade_identity(config)))
 
 
 def write_job_record(cfg: DictConfig, output_dir: Path) -> None:
@@ -115,8 +124,8 @@ def _explicit(cfg: DictConfig, run_dir: Path, identity: dict[str, Any]) -> Resum
             "Give the folder of the run to continue (it holds job.json and checkpoints/)."
         )
     record = json.loads(record_path.read_text())
-    if record.get("key") != job_key(identity):
-        diff = _differences(identity, record.get("config", {}))
+    if record_key(record) != job_key(identity):
+        diff = _differences(identity, config_identity(upgrade_identity(record.get("config", {}))))
         raise ConfigError(
             f"resume={run_dir}: that run had another config ({'; '.join(diff[:8]) or 'unknown'}). "
             "Resume it with the command it was started with."
@@ -147,7 +156,7 @@ def plan_resume(cfg: DictConfig) -> ResumePlan:
             record = json.loads(record_path.read_text())
         except (OSError, ValueError):
             continue
-        if record.get("key") == key:
+        if record_key(record) == key:
             earlier.append((record.get("started", 0), record_path.parent))
     newest_first = [run_dir for _, run_dir in sorted(earlier, reverse=True)]
     if finished := next((d for d in newest_first if (d / "metrics.json").is_file()), None):

@@ -9,9 +9,7 @@ differs from the data's. The output folder is checked for being writable first.
 
 from __future__ import annotations
 
-import errno
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,42 +19,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from kd.errors import ConfigError, RunError
-from kd.module import DistillModule
+from kd.errors import ConfigError, RunError, describe_write_error
 from kd.taps import call_model
-from kd.training import build_loss
-
-DISK_ERRNOS = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.ENOTDIR: "a part of the path is a file",
-}
-
-
-def free_space(path: Path) -> str:
-    """Free space on the disk holding ``path`` (its nearest existing parent), as text."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    try:
-        return f"{shutil.disk_usage(path).free / 2**20:.0f} MiB free on the disk holding {path}"
-    except OSError:
-        return "free space unknown"
-
-
-def describe_write_error(err: OSError, output_dir: Path) -> str | None:
-    """One paragraph for an OSError from writing outputs (full disk, read-only, no permission), else None."""
-    reason = DISK_ERRNOS.get(err.errno or 0)
-    if reason is None:
-        return None
-    where = err.filename or output_dir
-    target = where if err.filename else f"in {output_dir}"
-    return (
-        f"could not write {target}: {reason} ({free_space(Path(str(where)))}). Free space, or put outputs "
-        "elsewhere with paths.log_dir=<folder> (or hydra.run.dir=<folder>)."
-    )
+from kd.training import build_loss, build_module
 
 
 def check_output_dir(output_dir: Path) -> None:
@@ -101,17 +66,7 @@ def preflight(cfg: DictConfig, datamodule: L.LightningDataModule, needs_teacher:
     teacher: nn.Module | None = instantiate(cfg.teacher.net) if needs_teacher else None
     check_class_counts({"student": student, "teacher": teacher} if teacher else {"student": student},
                        datamodule.example_inputs(), cfg)
-    module = DistillModule(
-        student=student,
-        loss=build_loss(cfg.loss),
-        optimizer=lambda params: None,
-        example_inputs=datamodule.example_inputs(),
-        num_classes=cfg.data.num_classes,
-        teacher=teacher,
-        student_layers=cfg.student.get("layers"),
-        teacher_layers=cfg.teacher.get("layers") if teacher else None,
-        channels_last=cfg.get("channels_last", False),
-    )
+    module = build_module(cfg, datamodule, student, build_loss(cfg.loss), teacher)
     if getattr(datamodule, "train_size", None):
         module.loss.bind_train_size(datamodule.train_size)
     batch = next(iter(datamodule.train_dataloader()))

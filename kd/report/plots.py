@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker
@@ -13,12 +13,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file-only backend
 
-if TYPE_CHECKING:
-    from kd.report import Run
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+from kd.report.runs import Run, mean_std
 
 
 def _select(config: dict[str, Any], dotted: str) -> Any:
@@ -47,7 +42,7 @@ def temperature_plot(runs: list[Run], path: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     for alpha in sorted({a for a, _ in cells}, key=str):
-        points = sorted((t, *_mean_std(v)) for (a, t), v in cells.items() if a == alpha)
+        points = sorted((t, *mean_std(v)) for (a, t), v in cells.items() if a == alpha)
         ts, means, stds = zip(*points, strict=True)
         ax.errorbar(ts, means, yerr=stds, marker="o", capsize=3, label=f"alpha={alpha}")
     _teacher_line(ax, runs)
@@ -69,7 +64,7 @@ def loss_plot(runs: list[Run], path: Path) -> Path | None:
     if not by_loss:
         return None
     names = sorted(by_loss)
-    stats = [_mean_std(by_loss[n]) for n in names]
+    stats = [mean_std(by_loss[n]) for n in names]
     fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(names) + 2), 4))
     ax.bar(names, [m for m, _ in stats], yerr=[s for _, s in stats], capsize=4, color="tab:blue")
     low = min(m - s for m, s in stats)

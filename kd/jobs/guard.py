@@ -9,7 +9,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from kd.secrets import redact, redact_override
+from kd.utils.secrets import redact, redact_override
 
 
 def _refuse(message: str) -> None:

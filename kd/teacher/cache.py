@@ -1,6 +1,6 @@
 """The run's teacher-output cache: which splits may use it, and loading (or building) them.
 
-Settings live under ``teacher_cache`` in the config (see conf/train.yaml and docs/teacher_cache.md).
+Settings live under ``teacher_outputs`` in the config (see conf/train.yaml and docs/teacher_cache.md).
 """
 
 from __future__ import annotations
@@ -14,24 +14,25 @@ from torch import nn
 
 from kd.errors import ConfigError
 from kd.losses.weighted_sum import WeightedSum
-from kd.teacher import data_identity
-from kd.teacher_cache import file_sha256, key_of, read_entry, write_entry
-from kd.teacher_outputs import STORAGE_DTYPES, CachedTeacherOutputs, cache_folder, compute_teacher_outputs
+from kd.teacher.cache_files import read_entry, write_entry
+from kd.teacher.outputs import STORAGE_DTYPES, CachedTeacherOutputs, cache_folder, compute_teacher_outputs
+from kd.teacher.weights import data_identity
+from kd.utils.hashing import file_sha256, identity_hash
 
-ENABLED_CHOICES = ("auto", True, False)
+CACHE_CHOICES = ("auto", True, False)
 
 
 def _settings(cfg: DictConfig) -> dict[str, Any]:
-    settings = {"enabled": "auto", "dtype": "float16", "top_k": None, "features": []}
-    settings.update(OmegaConf.to_container(cfg.get("teacher_cache") or {}, resolve=True))
-    if settings["enabled"] not in ENABLED_CHOICES:
-        raise ConfigError(f"teacher_cache.enabled={settings['enabled']!r}; choose auto, true or false")
+    settings = {"cache": "auto", "dtype": "float16", "top_k": None, "features": []}
+    settings.update(OmegaConf.to_container(cfg.get("teacher_outputs") or {}, resolve=True))
+    if settings["cache"] not in CACHE_CHOICES:
+        raise ConfigError(f"teacher_outputs.cache={settings['cache']!r}; choose auto, true or false")
     if settings["dtype"] not in STORAGE_DTYPES:
-        raise ConfigError(f"teacher_cache.dtype={settings['dtype']!r}; choose one of {list(STORAGE_DTYPES)}")
+        raise ConfigError(f"teacher_outputs.dtype={settings['dtype']!r}; choose one of {list(STORAGE_DTYPES)}")
     top_k = settings["top_k"]
     if top_k is not None and not (isinstance(top_k, int) and 0 < top_k < cfg.data.num_classes):
         raise ConfigError(
-            f"teacher_cache.top_k={top_k!r}: give null or an int between 1 and {cfg.data.num_classes - 1} "
+            f"teacher_outputs.top_k={top_k!r}: give null or an int between 1 and {cfg.data.num_classes - 1} "
             f"(data.num_classes={cfg.data.num_classes})"
         )
     settings["features"] = sorted(settings["features"] or [])
@@ -48,7 +49,7 @@ def live_training_reasons(datamodule: Any, loss: WeightedSum, features: list[str
         )
     if loss.reads_teacher_features and not features:
         reasons.append(
-            f"loss terms {loss.active} read teacher features; list their taps in teacher_cache.features"
+            f"loss terms {loss.active} read teacher features; list their taps in teacher_outputs.features"
         )
     return reasons
 
@@ -77,13 +78,13 @@ def prepare_cached_teacher(
     so the jobs of a sweep compute each split once and share it.
     """
     settings = _settings(cfg)
-    if settings["enabled"] is False:
+    if settings["cache"] is False:
         return {}
     reasons = live_training_reasons(datamodule, loss, settings["features"])
-    if reasons and settings["enabled"] is True:
+    if reasons and settings["cache"] is True:
         raise ConfigError(
-            f"teacher_cache.enabled=true, but {'; '.join(reasons)}. "
-            "Use teacher_cache.enabled=auto to run the teacher live on training batches."
+            f"teacher_outputs.cache=true, but {'; '.join(reasons)}. "
+            "Use teacher_outputs.cache=auto to run the teacher live on training batches."
         )
     splits = ["val", "test"] if reasons else ["train", "val", "test"]
     if reasons:
@@ -91,7 +92,7 @@ def prepare_cached_teacher(
     datamodule.prepare_data()
     datamodule.setup("fit")
     identity = cache_identity(cfg, teacher_ckpt, settings)
-    folder = cache_folder(cfg.paths.teacher_outputs_dir, cfg.teacher.name, cfg.data.name, key_of(identity))
+    folder = cache_folder(cfg.paths.teacher_outputs_dir, cfg.teacher.name, cfg.data.name, identity_hash(identity, 12))
     folder.mkdir(parents=True, exist_ok=True)
     teacher_sha = file_sha256(teacher_ckpt)
     cached = {}
@@ -116,10 +117,12 @@ def _load_or_build(
 ) -> CachedTeacherOutputs:
     dataset = datamodule.splits[split]
     if not hasattr(dataset, "fingerprint"):
-        raise ConfigError(f"data split {split!r} ({type(dataset).__name__}) has no fingerprint(); set teacher_cache.enabled=false")
+        raise ConfigError(
+            f"data split {split!r} ({type(dataset).__name__}) has no fingerprint(); set teacher_outputs.cache=false"
+        )
     features = settings["features"] if split == "train" else []
     expected = {
-        "key": key_of(identity), "identity": identity, "split": split, "teacher_sha256": teacher_sha,
+        "key": identity_hash(identity, 12), "identity": identity, "split": split, "teacher_sha256": teacher_sha,
         "data_sha256": dataset.fingerprint(), "num_samples": len(dataset), "num_classes": cfg.data.num_classes,
         "split_features": features,
     }

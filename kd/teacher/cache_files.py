@@ -10,40 +10,17 @@ and renamed, the record last, so a killed writer never leaves an entry that vali
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-FORMAT_VERSION = 1
+from kd.utils.hashing import file_sha256
 
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
-    """SHA-256 over the shapes, dtypes and bytes of ``tensors`` (a data fingerprint)."""
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{tuple(tensor.shape)}:{tensor.dtype};".encode())
-        digest.update(memoryview(tensor.view(torch.uint8).numpy()).cast("B") if tensor.numel() else b"")
-    return digest.hexdigest()
-
-
-def key_of(identity: Mapping[str, Any]) -> str:
-    """A 12-character key for a cache identity (plain JSON-able data)."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+FORMAT_VERSION = 2  # 2: computed with the teacher in the run's memory layout (1: inputs only)
 
 
 def _paths(folder: Path, split: str) -> tuple[Path, Path]:

@@ -9,7 +9,10 @@ variables (``WANDB_API_KEY``, ``HF_TOKEN``), which kd never writes anywhere.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 SECRET_NAME = re.compile(r"(api[_-]?key|secret|passw(or)?d|credential|token$)", re.IGNORECASE)
 REDACTED = "<redacted>"
@@ -33,3 +36,12 @@ def redact_override(override: str) -> str:
     """``key=value`` with the value replaced when ``key`` names a secret; other strings unchanged."""
     key, sep, _ = override.partition("=")
     return f"{key}{sep}{REDACTED}" if sep and is_secret_key(key.lstrip("+~")) else override
+
+
+def save_config(cfg: DictConfig, path: Path) -> None:
+    """``cfg`` resolved (unresolved where resolving fails), with secret values redacted."""
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - the config itself may be what failed
+        plain = OmegaConf.to_container(cfg, resolve=False)
+    OmegaConf.save(OmegaConf.create(redact(plain)), path)

@@ -3,7 +3,7 @@
 The cache covers one deterministic view of each sample: the data set's inputs without random
 augmentation (the teacher is frozen and in eval mode, so its outputs on that view never change).
 A run whose training batches are randomly augmented therefore computes the teacher live on
-training batches (``teacher_cache.enabled=auto``) or stops with a ConfigError (``true``); its
+training batches (``teacher_outputs.cache=auto``) or stops with a ConfigError (``true``); its
 validation and test batches are never augmented and always use the cache. See docs/teacher_cache.md.
 """
 
@@ -19,7 +19,7 @@ from torch import nn
 
 from kd.data.batches import batch_loader
 from kd.errors import ConfigError
-from kd.taps import FeatureTaps, ModelOutputs
+from kd.taps import FeatureTaps, ModelOutputs, to_channels_last
 
 STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 TOP_K_FILL = -1e4  # logit given to classes outside a sample's stored top k (softmax weight ~0)
@@ -87,26 +87,29 @@ def compute_teacher_outputs(
         dtype: storage dtype, a key of ``STORAGE_DTYPES``.
         top_k: keep only the ``top_k`` largest logits per sample (and their class indices).
         precision: the trainer's precision (bf16 variants run the teacher under bf16 autocast).
-        channels_last: feed 4-D inputs in the channels-last layout.
+        channels_last: run the teacher and its 4-D inputs in the channels-last layout, as training
+            steps do (another layout can pick other kernels, with other rounding).
     """
     unknown = sorted(set(features) - set(layers or {}))
     if unknown:
         raise ConfigError(
-            f"teacher_cache.features: {unknown} are not taps of the teacher; it declares {sorted(layers or {})}"
+            f"teacher_outputs.features: {unknown} are not taps of the teacher; it declares {sorted(layers or {})}"
         )
     storage = STORAGE_DTYPES[dtype]
     teacher.eval()
+    if channels_last:
+        teacher.to(memory_format=torch.channels_last)
     logits, indices, stored = [], [], {alias: [] for alias in features}
     with FeatureTaps(teacher, {a: layers[a] for a in features}) as taps:
         for batch in batch_loader(dataset, batch_size, shuffle=False):
             inputs = batch["inputs"]
             if isinstance(inputs, Mapping) and features:
                 raise ConfigError(
-                    "teacher_cache.features caches fixed-shape (image) taps only; text taps vary in length "
-                    "with each batch's padding. Set teacher_cache.features=[] for text teachers."
+                    "teacher_outputs.features caches fixed-shape (image) taps only; text taps vary in length "
+                    "with each batch's padding. Set teacher_outputs.features=[] for text teachers."
                 )
-            if channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            if channels_last:
+                inputs = to_channels_last(inputs)
             with autocast_for(precision):
                 out = taps(inputs)
             batch_logits = out.logits.float()

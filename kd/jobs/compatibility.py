@@ -1,0 +1,89 @@
+"""Start-up guards: data, models and loss must suit one modality, and text models one vocabulary.
+
+Every data and model config declares its ``modality`` (``image`` or ``text``); a loss config may
+declare one too, when it only works on that kind of data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from kd.errors import ConfigError
+from kd.models.text import load_tokenizer
+
+LOSS_CONFIGS = Path(__file__).resolve().parents[2] / "conf" / "loss"  # kd.run's config_path is ../conf
+MODALITIES = ("image", "text")
+
+
+def declared_modality(cfg: DictConfig, group: str) -> str:
+    """``<group>.modality``, which every data and model config declares."""
+    modality = cfg[group].get("modality", None)
+    if modality not in MODALITIES:
+        name = cfg[group].get("name", "this config")
+        raise ConfigError(
+            f"{group}.modality={modality!r} ({group}={name}): declare `modality:` as one of {list(MODALITIES)} "
+            f"in conf/{group}/{name}.yaml"
+        )
+    return modality
+
+
+def losses_for(modality: str) -> list[str]:
+    """Names of the loss configs that work on ``modality`` (those declaring no modality work on all)."""
+    names = []
+    for path in sorted(LOSS_CONFIGS.glob("*.yaml")):
+        declared = OmegaConf.load(path).get("modality", None)
+        if declared in (None, modality):
+            names.append(path.stem)
+    return names
+
+
+def check_loss_modality(cfg: DictConfig) -> None:
+    """A loss config may declare ``modality``; refuse it on the other kind of data."""
+    modality = cfg.loss.get("modality", None)
+    data_modality = declared_modality(cfg, "data")
+    if modality is not None and modality != data_modality:
+        choice = cfg.get("hydra_choices", {}).get("loss", "this loss")
+        raise ConfigError(
+            f"loss={choice} works on {modality} models (loss.modality={modality}), but data={cfg.data.name} "
+            f"is {data_modality} data. Losses for {data_modality} data: {', '.join(losses_for(data_modality))}."
+        )
+
+
+def check_shared_vocabulary(cfg: DictConfig, with_teacher: bool) -> None:
+    """Raise a ConfigError unless every model in the run suits the data's modality and, for text,
+    reads the data's token ids the same way.
+
+    One data module tokenises the texts once, so the student (and the teacher, when one is used)
+    must share ``data.tokenizer``'s vocabulary; otherwise token ids, and every logit- or token-level
+    loss built on them, would silently mean different things to the two models.
+    """
+    data_modality = declared_modality(cfg, "data")
+    roles = ["student", "teacher"] if with_teacher else ["student"]
+    for role in roles:
+        modality = declared_modality(cfg, role)
+        if modality != data_modality:
+            raise ConfigError(
+                f"data={cfg.data.name} is {data_modality} data but {role}={cfg[role].name} is a model for {modality} "
+                f"({role}.modality={modality}). Pick a {role} whose config declares modality: {data_modality}."
+            )
+    if data_modality != "text":
+        return
+    data_tokenizer = cfg.data.get("tokenizer", None)
+    if data_tokenizer is None:
+        raise ConfigError(
+            f"data.tokenizer is null: data={cfg.data.name} tokenises with the teacher's tokenizer, but "
+            f"teacher={cfg.teacher.name} has none. Pick a text teacher (e.g. teacher=minilm_l6) or set data.tokenizer."
+        )
+    reference = load_tokenizer(data_tokenizer).get_vocab()
+    for role in roles:
+        name = cfg[role].tokenizer
+        vocab = load_tokenizer(name).get_vocab()
+        if vocab != reference:
+            differing = len(set(vocab.items()) ^ set(reference.items()))
+            raise ConfigError(
+                f"{role}.tokenizer={name} does not match data.tokenizer={data_tokenizer}: vocabularies of "
+                f"{len(vocab)} and {len(reference)} tokens, {differing} (token, id) pairs differ. Teacher "
+                "and student must share a vocabulary; pick a student built on the teacher's tokenizer."
+            )

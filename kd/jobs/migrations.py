@@ -1,0 +1,54 @@
+"""Job records of earlier kd versions, read with today's config names, so ``resume`` still finds them.
+
+A job record (``job.json``) stores the job's config identity; its key is the hash of that identity.
+When a config key is renamed, an old record's identity is upgraded here before it is compared, so a
+run started before the rename is recognised as the same job. Each step is idempotent: an identity
+written today passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# kd 0.1 (up to b0d8114): `teacher_cache.enabled` became `teacher_outputs.cache` (cached teacher outputs;
+# trained teacher weights are `paths.teacher_weights_dir`).
+# Loss configs: one weight convention (issue 13): `alpha` is the distillation share with CE at
+# 1 - alpha, `beta` the distillation weight with CE at 1; method knobs got method names.
+LOSS_RENAMES: dict[str, list[tuple[str, str]]] = {  # term name -> (old key, new key), in order
+    "dkd": [("alpha", "tckd_weight"), ("beta", "nckd_weight"), ("weight", "beta")],
+    "jsd": [("beta", "jsd_beta")],
+    "dist": [("weight", "beta")],
+    "rkd": [("weight", "beta")],
+}
+TERM_ARG_RENAMES: dict[str, list[tuple[str, str]]] = {
+    "dkd": [("alpha", "tckd_weight"), ("beta", "nckd_weight")],
+    "jsd": [("beta", "jsd_beta")],
+}
+
+
+def _rename(node: dict[str, Any], old: str, new: str) -> None:
+    if old in node and new not in node:
+        node[new] = node.pop(old)
+
+
+def upgrade_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    """``identity`` (a job record's ``config``) with every later rename applied."""
+    upgraded = copy.deepcopy(identity)
+    if isinstance(upgraded.get("teacher_cache"), dict):
+        settings = upgraded.pop("teacher_cache")
+        _rename(settings, "enabled", "cache")
+        upgraded.setdefault("teacher_outputs", settings)
+    loss = upgraded.get("loss")
+    terms = loss.get("terms") if isinstance(loss, dict) else None
+    if isinstance(terms, dict):
+        for term, renames in LOSS_RENAMES.items():
+            if term in terms:
+                for old, new in renames:
+                    _rename(loss, old, new)
+        for term, renames in TERM_ARG_RENAMES.items():
+            fn = terms.get(term, {}).get("fn") if isinstance(terms.get(term), dict) else None
+            if isinstance(fn, dict):
+                for old, new in renames:
+                    _rename(fn, old, new)
+    return upgraded

@@ -1,0 +1,2 @@
+"""Support code with no kd dependencies: content hashes, secret redaction, OmegaConf resolvers, the
+torchvision compatibility step."""

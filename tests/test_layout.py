@@ -1,0 +1,99 @@
+"""The package's layout: no import cycles, no upward imports, small modules, only the core path at the top."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+KD = Path(__file__).resolve().parents[1] / "kd"
+MAX_LINES = 200
+# The training core, importable as kd.<name>; everything else lives in a sub-package.
+TOP_LEVEL = {"run", "training", "module", "taps", "metrics", "callbacks", "schedules", "finite", "cost", "errors"}
+# Each unit may import only from units of its own layer or below (lowest first).
+LAYERS = [
+    {"kd.errors", "kd.utils"},
+    {"kd.taps", "kd.schedules", "kd.finite", "kd.cost", "kd.metrics", "kd.models"},
+    {"kd.data", "kd.losses"},
+    {"kd.module", "kd.callbacks"},
+    {"kd.training"},
+    {"kd.teacher"},
+    {"kd.jobs"},
+    {"kd.report"},
+    {"kd.run"},
+]
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in KD.rglob("*.py"):
+        name = ".".join(path.relative_to(KD.parent).with_suffix("").parts).removesuffix(".__init__")
+        found[name] = path
+    return found
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+    """The kd modules ``path`` imports (at any depth of the file, lazy imports included)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        out |= {name for name in names if name in known and name != "kd"}
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: imports(path, set(mods)) - {name} for name, path in mods.items()}
+
+
+def layer_of(module: str) -> int:
+    for rank, units in enumerate(LAYERS):
+        if any(module == unit or module.startswith(unit + ".") for unit in units):
+            return rank
+    raise AssertionError(f"{module} belongs to no layer; add it to LAYERS in tests/test_layout.py")
+
+
+def test_no_import_cycles() -> None:
+    edges = graph()
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges[node]):
+            assert state.get(nxt) != 1, f"import cycle: {' -> '.join([*path, node, nxt])}"
+            if nxt not in state:
+                visit(nxt, [*path, node])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [])
+
+
+def test_no_upward_imports() -> None:
+    upward = [f"{a} -> {b}" for a, targets in graph().items() if a != "kd" for b in targets if layer_of(b) > layer_of(a)]
+    assert upward == []
+
+
+def test_modules_are_small() -> None:
+    sizes = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
+    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_top_level_holds_the_core_path_and_sub_packages() -> None:
+    assert {p.stem for p in KD.glob("*.py")} - {"__init__"} == TOP_LEVEL
+    packages = {p.name for p in KD.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == {"data", "losses", "models", "teacher", "jobs", "report", "utils"}
+    for package in packages:  # each says what it holds
+        assert ast.get_docstring(ast.parse((KD / package / "__init__.py").read_text())), package
+
+
+def test_the_layer_test_sees_an_upward_import(tmp_path: Path) -> None:
+    """The checks above would catch a data module importing the teacher-output cache (as one once did)."""
+    bad = tmp_path / "batches.py"
+    bad.write_text("from kd.teacher.cache_files import read_entry\n")
+    (target,) = imports(bad, set(modules()))
+    assert layer_of(target) > layer_of("kd.data.batches")
