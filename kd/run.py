@@ -31,6 +31,7 @@ from kd.jobs.records import (
     root_cause,
 )
 from kd.jobs.resume import apply_plan, plan_resume, write_job_record
+from kd.jobs.validate import check_config
 from kd.teacher.cache import prepare_cached_teacher
 from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
@@ -39,9 +40,11 @@ from kd.training import build_loss, fit_and_test, set_threads
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one job (teacher stage when needed, then the student) and return its metrics.
 
-    Order: resume plan (``resume``), output folder check, config and data checks, start-up checks
-    on throw-away models (``kd.preflight``), then the teacher stage and the student.
+    Order: every config value against its rule (``kd.jobs.validate``), resume plan (``resume``),
+    output folder check, data and model checks, start-up checks on throw-away models
+    (``kd.jobs.preflight``), then the teacher stage and the student.
     """
+    check_config(cfg, OmegaConf.select(cfg, "run.overrides") or [])
     set_threads(cfg.get("threads"))
     plan = plan_resume(cfg)
     if (reused := apply_plan(cfg, plan)) is not None:

@@ -180,7 +180,7 @@ REFUSED = [
     (["loss=feature", "teacher_outputs.cache=true"], r"read teacher features; list their taps in teacher_outputs.features"),
     (["loss=feature", "teacher_outputs.features=[stage1]"], r"teacher_outputs.features=\['stage1'\]"),
     (["loss=feature", "teacher_outputs.features=[nope]"], r"\['nope'\] are not taps of the teacher"),
-    (["loss=kd", "teacher_outputs.dtype=int8"], r"teacher_outputs.dtype='int8'; choose one of"),
+    (["loss=kd", "teacher_outputs.dtype=int8"], r"teacher_outputs.dtype='int8': choose one of float16"),
     (["loss=kd", "teacher_outputs.top_k=10"], r"teacher_outputs.top_k=10: give null or an int between 1 and 9"),
     (["loss=kd", "teacher_outputs.cache=sometimes"], r"teacher_outputs.cache='sometimes'"),
 ]

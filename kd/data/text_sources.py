@@ -31,12 +31,14 @@ def package_file(package: str, relative: str) -> Path:
     return path
 
 
-def _open_text(path: Path):
+def _open_text(path: Path, encoding: str):
     opener = {".bz2": bz2.open, ".gz": gzip.open}.get(path.suffix, open)
-    return opener(path, "rt", encoding="utf-8", newline="")
+    return opener(path, "rt", encoding=encoding, newline="")
 
 
-def csv_texts(path: str | Path, text_column: str, label_column: str, classes: list[str] | None = None) -> TextSet:
+def csv_texts(
+    path: str | Path, text_column: str, label_column: str, classes: list[str] | None = None, encoding: str = "utf-8"
+) -> TextSet:
     """Rows of a CSV file (optionally ``.bz2``/``.gz``); rows whose label is not in ``classes`` are skipped.
 
     Args:
@@ -44,18 +46,30 @@ def csv_texts(path: str | Path, text_column: str, label_column: str, classes: li
         text_column: column holding the text.
         label_column: column holding the class name.
         classes: class names in label order; None takes the sorted distinct values.
+        encoding: the file's text encoding (``utf-8``; ``cp1252`` or ``latin-1`` for many Windows exports).
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"text data file {path} does not exist (config key data.module.source.path)")
-    with _open_text(path) as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames:
-            raise ConfigError(f"text data file {path} is empty (config key data.module.source.path)")
-        missing = {text_column, label_column} - set(reader.fieldnames)
-        if missing:
-            raise ConfigError(f"{path} has no column(s) {sorted(missing)}; its columns are {reader.fieldnames}")
-        rows = [(row[text_column], row[label_column]) for row in reader]
+    try:
+        with _open_text(path, encoding) as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames:
+                raise ConfigError(f"text data file {path} is empty (config key data.module.source.path)")
+            missing = {text_column, label_column} - set(reader.fieldnames)
+            if missing:
+                raise ConfigError(f"{path} has no column(s) {sorted(missing)}; its columns are {reader.fieldnames}")
+            rows = [(row[text_column], row[label_column]) for row in reader]
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path} is not valid {encoding} text (byte {err.object[err.start:err.start + 1]!r} at position "
+            f"{err.start}; config key data.module.source.encoding={encoding}). Give the file's encoding, e.g. "
+            "data.module.source.encoding=cp1252 (Windows) or latin-1."
+        ) from None
+    except LookupError:
+        raise ConfigError(
+            f"data.module.source.encoding={encoding!r} is not a known text encoding (e.g. utf-8, cp1252, latin-1)"
+        ) from None
     names = list(classes) if classes else sorted({label for _, label in rows})
     lookup = {name: i for i, name in enumerate(names)}
     kept = [(text, lookup[label]) for text, label in rows if label in lookup]

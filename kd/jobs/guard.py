@@ -1,4 +1,5 @@
-"""Hydra callbacks: refuse a run folder that holds another run; keep secrets out of ``.hydra/``."""
+"""Hydra callbacks: refuse bad config values and a run folder that holds another run before Hydra
+writes anything; keep secrets out of ``.hydra/``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from kd.errors import ConfigError
+from kd.jobs.validate import check_config
 from kd.utils.secrets import redact, redact_override
 
 
@@ -32,10 +35,16 @@ def _check_folder(folder: Path, key: str) -> None:
 
 
 class RunDirGuard(Callback):
-    """Before Hydra creates a run (or sweep) folder: stop with a clear message if it exists and is not
-    empty, or cannot be created. After Hydra saved ``.hydra/*.yaml``: redact secret values there."""
+    """Before Hydra creates a run folder: stop with a clear message if a config value breaks its rule
+    (``kd.jobs.validate``; multirun jobs are checked as they start), or if the run (or sweep) folder
+    exists and is not empty, or cannot be created. After Hydra saved ``.hydra/*.yaml``: redact secret
+    values there."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_config(config, list(config.hydra.overrides.task))
+        except ConfigError as err:
+            _refuse(str(err))
         _check_folder(Path(config.hydra.run.dir), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:

@@ -1,0 +1,123 @@
+"""The type and range of every config key kd's configs use, by dotted key (``*`` = any one name).
+
+Arguments of a ``_target_`` are also checked against the callable's type annotation
+(``kd.jobs.validate``); the rules here add the ranges and cover what annotations cannot
+(``**kwargs``, third-party signatures). ``tests/test_config_schema.py`` fails for a config key that
+is neither here nor annotated, so a new key gets its rule with it.
+"""
+
+from __future__ import annotations
+
+from kd.jobs.rules import Bool, Checkpoint, Choice, Float, Int, ListOf, Rule, Share, Str, Table
+
+MODALITIES = ("image", "text")
+PRECISIONS = ("32-true", "32", 32, "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16", 16, "64-true", "64", 64)
+
+RUN = {
+    "seed": Int(0, help="random seed of the student's run"),
+    "resume": Rule(("bool", "str"), help="true, false or the folder of the run to continue"),
+    "checkpoint_every_n_steps": Int(0, help="steps between mid-epoch resume points; 0 = epoch ends only"),
+    "threads": Int(1, null=True, help="torch threads; null = every core this process may use"),
+    "channels_last": Bool(), "compile": Bool(),
+    "progress_bar": Choice("auto", True, False),
+    "latency_batch_size": Int(1, help="test inputs per batch when timing CPU inference"),
+    "optimized_metric": Str(), "job_type": Choice("teacher", "distill", "baseline"),
+    "run.name": Str(null=True), "run.group": Str(null=True),
+    "run.tags": ListOf(Str()), "run.overrides": ListOf(Str()), "hydra_choices": Table(),
+    "paths.*": Str(),
+    "teacher_outputs.cache": Choice("auto", True, False, help="auto: cache where correct; false: teacher runs live"),
+    "teacher_outputs.dtype": Choice("float16", "bfloat16", "float32"),
+    "teacher_outputs.top_k": Int(1, null=True, help="keep the k largest logits per sample"),
+    "teacher_outputs.features": ListOf(Str(), help="teacher tap aliases to store"),
+}
+DATA = {
+    "data.name": Str(), "data.modality": Choice(*MODALITIES), "data.tokenizer": Str(null=True),
+    "data.num_classes": Int(2), "data.in_chans": Int(1),
+    "data.module.batch_size": Int(1, help="training batch size"),
+    "data.module.eval_batch_size": Int(1, help="validation and test batch size"),
+    "data.module.augment": Bool(), "data.module.max_length": Int(2, help="tokens per text"),
+    "data.module.val_fraction": Float(gt=0, lt=1), "data.module.test_fraction": Float(gt=0, lt=1),
+    "data.module.split_seed": Int(0),
+    "data.module.train_subset": Int(1, null=True, help="use only this many training samples; null = all"),
+    "data.module.source.data_dir": Str(), "data.module.source.download": Bool(),
+    "data.module.source.val_size": Int(1, help="samples held out of the training set for validation"),
+    "data.module.source.split_seed": Int(0), "data.module.source.seed": Int(0),
+    "data.module.source.train_subset": Int(1, null=True, help="use only this many training samples; null = all"),
+    "data.module.source.num_classes": Int(2), "data.module.source.input_shape": ListOf(Int(1)),
+    "data.module.source.train_size": Int(1), "data.module.source.test_size": Int(1),
+    "data.module.source.noise": Float(ge=0),
+    "data.module.source.path": Str(null=True), "data.module.source.root": Str(null=True),
+    "data.module.source.text_column": Str(), "data.module.source.label_column": Str(),
+    "data.module.source.classes": ListOf(Str(), null=True), "data.module.source.pattern": Str(),
+    "data.module.source.encoding": Str(help="the text file's encoding, e.g. utf-8, cp1252, latin-1"),
+}
+MODEL = {  # for student.* and teacher.*
+    "name": Str(), "modality": Choice(*MODALITIES), "tokenizer": Str(null=True),
+    "lr": Float(gt=0, help="learning rate the text experiments use for this model"),
+    "layers": Table(help="tap aliases -> module paths"),
+    "net.model_name": Str(), "net.in_chans": Int(1), "net.num_classes": Int(2), "net.num_labels": Int(2),
+    "net.layers": ListOf(Int(1)), "net.channels": ListOf(Int(1)), "net.pretrained": Bool(),
+    "net.name_or_path": Str(), "net.num_layers": Int(1), "net.hidden_size": Int(1), "net.num_heads": Int(1),
+    "net.intermediate_size": Int(1), "net.max_position_embeddings": Int(1),
+    "net.attn_implementation": Choice("eager", "sdpa"), "net.attention_dropout": Share(),
+    "net.drop_rate": Share(),
+}
+TEACHER = {"teacher.ckpt": Checkpoint(null=True, help="trained teacher weights; null = train the teacher here once"), "teacher.seed": Int(0, null=True), "teacher.epochs": Int(1)}
+OPTIM = {  # for optim.* and teacher.optim.*
+    "optimizer.lr": Float(gt=0, help="learning rate"), "optimizer.momentum": Float(ge=0, lt=1),
+    "optimizer.nesterov": Bool(), "optimizer.weight_decay": Float(ge=0), "optimizer.eps": Float(gt=0),
+    "optimizer.betas": ListOf(Float(ge=0, lt=1)),
+    "scheduler.warmup_fraction": Float(ge=0, lt=1, help="share of the steps spent warming up"),
+    "scheduler.final_lr_fraction": Share(),
+}
+LOSS = {
+    "loss.modality": Choice(*MODALITIES),
+    "loss.alpha": Share(help="the distillation term's share; CE gets 1 - alpha"),
+    "loss.beta": Float(ge=0, help="the distillation term's weight; CE keeps weight 1"),
+    "loss.temperature": Float(gt=0, help="softmax temperature"),
+    "loss.standardize": Bool(), "loss.tckd_weight": Float(ge=0), "loss.nckd_weight": Float(ge=0),
+    "loss.warmup_epochs": Int(1), "loss.jsd_beta": Share(help="JSD mixing weight"),
+    "loss.inter_weight": Float(ge=0), "loss.intra_weight": Float(ge=0),
+    "loss.distance_weight": Float(ge=0), "loss.angle_weight": Float(ge=0),
+    "loss.p": Float(gt=0), "loss.kernel": Choice("gaussian", "bilinear"), "loss.gamma": Float(gt=0),
+    "loss.order": Int(1), "loss.feat_dim": Int(1), "loss.nce_k": Int(1), "loss.nce_t": Float(gt=0),
+    "loss.nce_m": Float(ge=0, lt=1), "loss.heads": Choice("per_head", "mean"),
+    "loss.distance": Choice("mse", "cosine"), "loss.layer_map": Table(null=True),
+    "loss.student_layer": Str(null=True), "loss.teacher_layer": Str(null=True),
+    "loss.student_layers": ListOf(Str()), "loss.teacher_layers": ListOf(Str()),
+    "loss.terms.*.weight": Float(ge=0, help="the term's weight"),
+    "loss.terms.*.fn.label_smoothing": Share(),
+    "loss.terms.*.schedule.*.epochs": Int(1),
+}
+TRAINER = {
+    "trainer.accelerator": Str(), "trainer.devices": Rule(("int", "str", "list")),
+    "trainer.max_epochs": Int(1, help="training epochs"), "trainer.max_steps": Int(-1),
+    "trainer.precision": Choice(*PRECISIONS), "trainer.log_every_n_steps": Int(0),
+    "trainer.num_sanity_val_steps": Int(-1), "trainer.enable_model_summary": Bool(),
+    "trainer.deterministic": Choice(True, False, "warn"), "trainer.default_root_dir": Str(),
+    "trainer.limit_train_batches": Float(ge=0, null=True), "trainer.limit_val_batches": Float(ge=0, null=True),
+    "trainer.limit_test_batches": Float(ge=0, null=True), "trainer.gradient_clip_val": Float(ge=0, null=True),
+    "trainer.accumulate_grad_batches": Int(1), "trainer.check_val_every_n_epoch": Int(1, null=True),
+    "callbacks.*.dirpath": Str(), "callbacks.model_checkpoint.filename": Str(),
+    "callbacks.model_checkpoint.monitor": Str(), "callbacks.model_checkpoint.mode": Choice("min", "max"),
+    "callbacks.model_checkpoint.save_last": Bool(), "callbacks.model_checkpoint.auto_insert_metric_name": Bool(),
+    "callbacks.resume_point.every_n_steps": Int(0),
+    "logger.project": Str(), "logger.save_dir": Str(), "logger.offline": Bool(), "logger.job_type": Str(),
+    "logger.name": Str(null=True), "logger.group": Str(null=True), "logger.tags": ListOf(Str()),
+    "logger.log_model": Choice(True, False, "all"),
+}
+RULES: dict[str, Rule] = {**RUN, **DATA, **TEACHER, **LOSS, **TRAINER}
+RULES.update({f"{role}.{key}": rule for role in ("student", "teacher") for key, rule in MODEL.items()})
+RULES.update({f"{prefix}.{key}": rule for prefix in ("optim", "teacher.optim") for key, rule in OPTIM.items()})
+PATTERNS = {tuple(key.split(".")): rule for key, rule in RULES.items() if "*" in key}
+
+
+def rule_for(key: str) -> Rule | None:
+    """The rule of a dotted config key, or None."""
+    if key in RULES:
+        return RULES[key]
+    parts = tuple(key.split("."))
+    for pattern, rule in PATTERNS.items():
+        if len(pattern) == len(parts) and all(p in ("*", k) for p, k in zip(pattern, parts, strict=True)):
+            return rule
+    return None

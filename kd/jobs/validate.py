@@ -1,0 +1,170 @@
+"""Check every value of a composed config before a run does anything (typed configs, issue 19).
+
+Each leaf key is checked against its rule in ``kd.jobs.schema`` and, when it is an argument of a
+``_target_``, against that callable's type annotation. A key that only refers to another
+(``temperature: ${loss.temperature}``) passes its constraints to the key it refers to, so errors name
+the key a user types (``loss.temperature``, not ``loss.terms.kd.fn.temperature``); a value derived
+from others (``${one_minus:${loss.alpha}}``) is reported only when the keys it comes from are valid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from kd.errors import ConfigError
+from kd.jobs.annotations import annotation_problem, checkable, parameter_annotation
+from kd.jobs.rules import Rule
+from kd.jobs.schema import rule_for
+
+HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
+REFERENCE = re.compile(r"^\$\{(\.*)([A-Za-z_][\w.]*)\}$")
+MENTIONS = re.compile(r"\$\{(?:oc\.select:)?(\.*[A-Za-z_][\w.]*)[,}]")
+
+
+@dataclass
+class Leaf:
+    """One leaf of the config: its key, its unresolved value and the ``_target_`` it is an argument of."""
+
+    key: str
+    raw: Any
+    target: Callable[..., Any] | None = None
+
+
+def leaves(node: Any, prefix: str = "", target: Callable[..., Any] | None = None) -> list[Leaf]:
+    """Every leaf under ``node``; lists and mappings that a rule covers whole count as leaves."""
+    if isinstance(node, DictConfig) and not (prefix and _whole(prefix)):
+        found = []
+        inner = _locate(node, prefix) if "_target_" in node else None
+        for name in node:
+            if name in HYDRA_KEYS or (not prefix and name == "hydra"):
+                continue
+            key = f"{prefix}.{name}" if prefix else str(name)
+            found += leaves(node._get_node(name), key, inner)
+        return found
+    return [Leaf(prefix, _raw(node), target)]
+
+
+def _whole(key: str) -> bool:
+    rule = rule_for(key)
+    return rule is not None and rule.kind == "dict"
+
+
+def _raw(node: Any) -> Any:
+    if isinstance(node, DictConfig | ListConfig):
+        return OmegaConf.to_container(node, resolve=False)
+    return node._value()
+
+
+def _locate(node: DictConfig, key: str) -> Callable[..., Any]:
+    path = node._get_node("_target_")._value()
+    try:
+        return get_object(path)
+    except Exception as err:  # noqa: BLE001 - any import failure is the config's fault
+        raise ConfigError(f"{key}._target_={path}: cannot import it ({err})") from None
+
+
+def source_of(key: str, raw: Any) -> str | None:
+    """The key a plain reference ``${a.b}`` (or relative ``${.x}``, ``${..x}``) points at, else None."""
+    match = REFERENCE.match(raw) if isinstance(raw, str) else None
+    if match is None:
+        return None
+    return _absolute(key, match.group(1), match.group(2))
+
+
+def _absolute(key: str, dots: str, name: str) -> str:
+    if not dots:
+        return name
+    parent = key.split(".")[: -len(dots)]
+    return ".".join([*parent, name])
+
+
+def mentioned(key: str, raw: Any) -> list[str]:
+    """The keys a derived value (``${one_minus:${loss.alpha}}``) is computed from."""
+    if not isinstance(raw, str):
+        return []
+    out = []
+    for ref in MENTIONS.findall(raw):
+        dots = len(ref) - len(ref.lstrip("."))
+        out.append(_absolute(key, ref[:dots], ref[dots:]))
+    return out
+
+
+def constraints(cfg: DictConfig) -> tuple[dict[str, list[Any]], dict[str, list[str]], list[Leaf]]:
+    """Rules and annotations by the key they constrain (references pass theirs to their source),
+    the keys of derived values with the keys they come from, and all leaves."""
+    all_leaves = leaves(cfg)
+    points_to = {leaf.key: src for leaf in all_leaves if (src := source_of(leaf.key, leaf.raw))}
+
+    def owner(key: str) -> str:
+        seen = set()
+        while key in points_to and key not in seen:
+            seen.add(key)
+            key = points_to[key]
+        return key
+
+    by_key: dict[str, list[Any]] = {}
+    derived: dict[str, list[str]] = {}
+    for leaf in all_leaves:
+        annotation = parameter_annotation(leaf.target, leaf.key.rsplit('.', 1)[-1])
+        checks = [c for c in (rule_for(leaf.key), annotation if checkable(annotation) else None) if c is not None]
+        by_key.setdefault(owner(leaf.key), []).extend(checks)
+        if leaf.key not in points_to and (refs := mentioned(leaf.key, leaf.raw)):
+            derived[leaf.key] = [owner(r) for r in refs]
+    return by_key, derived, all_leaves
+
+
+def problems(cfg: DictConfig) -> dict[str, tuple[Any, str, str]]:
+    """``{key: (value, what is wrong, what the key means)}`` for every value that breaks a constraint."""
+    by_key, derived, _ = constraints(cfg)
+    found: dict[str, tuple[Any, str, str]] = {}
+    for key, checks in by_key.items():
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=True)
+        except Exception:  # noqa: BLE001, S112 - not resolvable yet (e.g. ${hydra:...} before the job starts)
+            continue
+        value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        for check in checks:
+            problem = check.problem(value) if isinstance(check, Rule) else annotation_problem(value, check)
+            if problem is not None:
+                found[key] = (value, problem, check.help if isinstance(check, Rule) else "")
+                break
+    return {k: v for k, v in found.items() if not any(r in found for r in derived.get(k, []))}
+
+
+def uncovered(cfg: DictConfig) -> list[str]:
+    """Leaf keys that no rule and no annotation types (references are typed by their source)."""
+    by_key, _, all_leaves = constraints(cfg)
+    return sorted(leaf.key for leaf in all_leaves if source_of(leaf.key, leaf.raw) is None and not by_key.get(leaf.key))
+
+
+def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
+    """Raise one :class:`ConfigError` naming every bad value (keys set by ``overrides`` first)."""
+    found = problems(cfg)
+    if not found:
+        return
+    typed = [str(o).lstrip("+~").split("=", 1)[0] for o in overrides]
+
+    def typed_at(key: str) -> int:  # the place of the override that set ``key`` (untyped keys last)
+        return next((i for i, t in enumerate(typed) if key == t or key.startswith(t + ".")), len(typed))
+
+    keys = sorted(found, key=lambda k: (typed_at(k), k))
+    lines = []
+    for key in keys:
+        value, problem, meaning = found[key]
+        lines.append(f"{key}={_shown(value)}: {problem}" + (f" ({meaning})" if meaning else ""))
+    head = "invalid config value" if len(lines) == 1 else f"{len(lines)} invalid config values"
+    raise ConfigError(f"{head}: " + "; ".join(lines) + ". The options and their meaning: conf/ and `python -m kd.run --help`.")
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, str) else str(value)
