@@ -9,7 +9,14 @@ import torch
 
 from kd.errors import ConfigError
 from kd.losses.ce import HardLabelCE
-from kd.losses.divergences import ForwardKL, GeneralizedJSD, ReverseKL, TotalVariation
+from kd.losses.divergences import (
+    ForwardKL,
+    GeneralizedJSD,
+    ReverseKL,
+    SkewForwardKL,
+    SkewReverseKL,
+    TotalVariation,
+)
 from kd.losses.kd import SoftTargetKL
 from kd.taps import ModelOutputs
 
@@ -93,3 +100,50 @@ def test_bad_hyper_parameters_are_config_errors() -> None:
         GeneralizedJSD(jsd_beta=-0.1)
     with pytest.raises(ConfigError, match="loss.temperature"):
         ReverseKL(temperature=-1.0)
+
+
+MASKABLE = [ForwardKL(), ReverseKL(), GeneralizedJSD(), SkewForwardKL(), SkewReverseKL(), SoftTargetKL(1.0)]
+
+
+@pytest.mark.parametrize("term", MASKABLE, ids=lambda t: type(t).__name__)
+def test_masked_vocabulary_entries_give_finite_losses_and_gradients(term) -> None:
+    """A -inf logit (a padded or masked vocabulary entry) contributes 0: 0 * log 0 = 0, not NaN."""
+    z_s, z_t, y = torch.randn(3, 4, 6, requires_grad=True), torch.randn(3, 4, 6), torch.zeros(3, 4, dtype=torch.long)
+    pad = torch.full((3, 4, 2), float("-inf"))
+    padded = term(ModelOutputs(torch.cat([z_s, pad], -1)), ModelOutputs(torch.cat([z_t, pad], -1)), y)
+    plain = term(ModelOutputs(z_s), ModelOutputs(z_t), y)
+    assert torch.isfinite(padded) and padded.item() == pytest.approx(plain.item(), rel=1e-6)
+    padded.backward()
+    assert torch.isfinite(z_s.grad).all() and z_s.grad.abs().sum() > 0
+
+
+def test_teacher_masked_entries_leave_the_forward_kl_finite() -> None:
+    z_s, z_t, y = torch.randn(4, 6), torch.randn(4, 6), torch.zeros(4, dtype=torch.long)
+    z_t[:, 4:] = float("-inf")  # the teacher gives these classes no mass; the student does
+    for term in (ForwardKL(), SkewForwardKL(), SkewReverseKL(), GeneralizedJSD(), SoftTargetKL(1.0)):
+        assert torch.isfinite(term(ModelOutputs(z_s), ModelOutputs(z_t), y)), type(term).__name__
+
+
+def test_skew_kls_match_their_formulas_and_endpoints() -> None:
+    z_s, z_t, y = torch.randn(5, 4), torch.randn(5, 4) * 3, torch.zeros(5, dtype=torch.long)
+    s, t = ModelOutputs(z_s), ModelOutputs(z_t)
+    assert SkewForwardKL(skew=0.0)(s, t, y).item() == pytest.approx(ForwardKL()(s, t, y).item(), rel=1e-6)
+    assert SkewReverseKL(skew=0.0)(s, t, y).item() == pytest.approx(ReverseKL()(s, t, y).item(), rel=1e-6)
+    p_s, p_t, lam = probs(z_s), probs(z_t), 0.1
+    forward = sum(kl(b, [lam * x + (1 - lam) * w for x, w in zip(b, a, strict=True)]) for a, b in zip(p_s, p_t, strict=True))
+    reverse = sum(kl(a, [lam * w + (1 - lam) * x for x, w in zip(b, a, strict=True)]) for a, b in zip(p_s, p_t, strict=True))
+    assert SkewForwardKL(skew=lam)(s, t, y).item() == pytest.approx(forward / 5, rel=1e-5)
+    assert SkewReverseKL(skew=lam)(s, t, y).item() == pytest.approx(reverse / 5, rel=1e-5)
+
+
+def test_skew_bounds_the_divergence_where_the_student_misses_the_teacher() -> None:
+    """The mixture holds at least skew * p_t, so the skew forward KL stays below -log(skew)."""
+    z_t = torch.tensor([[30.0, 0.0, 0.0]])
+    z_s = torch.tensor([[-30.0, 0.0, 0.0]])  # no mass where the teacher has all of it
+    y = torch.zeros(1, dtype=torch.long)
+    assert ForwardKL()(ModelOutputs(z_s), ModelOutputs(z_t), y).item() > 20
+    for skew in (0.1, 0.5):
+        value = SkewForwardKL(skew=skew)(ModelOutputs(z_s), ModelOutputs(z_t), y).item()
+        assert 0 < value <= -math.log(skew) + 1e-6
+    with pytest.raises(ConfigError, match=r"loss.skew .* must be in \[0, 1\), got 1.0"):
+        SkewReverseKL(skew=1.0)

@@ -1,2 +1,3 @@
-"""A job's life around training: records (names, failures), resume, start-up checks (``preflight``,
-``compatibility``) and the Hydra run-folder ``guard``."""
+"""A job's life around training: the typed config check (``validate`` with ``schema`` and ``rules``),
+records (names, failures), resume (``resume``, ``migrations``), start-up checks (``preflight``,
+``compatibility``) and the Hydra ``guard`` callback."""

@@ -77,6 +77,7 @@ LOSS = {
     "loss.temperature": Float(gt=0, help="softmax temperature"),
     "loss.standardize": Bool(), "loss.tckd_weight": Float(ge=0), "loss.nckd_weight": Float(ge=0),
     "loss.warmup_epochs": Int(1), "loss.jsd_beta": Share(help="JSD mixing weight"),
+    "loss.skew": Float(ge=0, lt=1, help="the mixture's share of the distribution it is compared with"),
     "loss.inter_weight": Float(ge=0), "loss.intra_weight": Float(ge=0),
     "loss.distance_weight": Float(ge=0), "loss.angle_weight": Float(ge=0),
     "loss.p": Float(gt=0), "loss.kernel": Choice("gaussian", "bilinear"), "loss.gamma": Float(gt=0),

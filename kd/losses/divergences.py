@@ -31,9 +31,17 @@ def masked_mean(per_position: torch.Tensor, labels: torch.Tensor | None, ignore_
     return (per_position * valid).sum() / valid.sum().clamp_min(1)
 
 
-def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """``KL(p || q)`` per position, with ``0 * log 0 = 0``."""
-    return F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)
+def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """``KL(p || q)`` per position (summed over the last dimension) from log-probabilities.
+
+    Entries where ``p = 0`` (``log p = -inf``: a padded or masked vocabulary entry) contribute 0, as
+    ``0 * log 0 = 0``; ``F.kl_div`` would compute ``0 * (-inf)`` there and return NaN.
+    """
+    absent = torch.isneginf(log_p)  # zeroed before the product, so gradients stay finite too
+    log_p_kept = log_p.masked_fill(absent, 0.0)
+    log_q_kept = log_q.masked_fill(absent, 0.0)
+    return (log_p.exp() * (log_p_kept - log_q_kept)).sum(-1)
+
 
 
 class _PositionwiseDivergence(nn.Module):
@@ -59,14 +67,14 @@ class ForwardKL(_PositionwiseDivergence):
     """``KL(p_t || p_s)`` (mean-seeking), times ``T^2`` when ``t2_scale``."""
 
     def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
-        return _kl(log_t, log_s)
+        return kl_divergence(log_t, log_s)
 
 
 class ReverseKL(_PositionwiseDivergence):
     """``KL(p_s || p_t)`` (mode-seeking), times ``T^2`` when ``t2_scale``."""
 
     def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
-        return _kl(log_s, log_t)
+        return kl_divergence(log_s, log_t)
 
 
 class GeneralizedJSD(_PositionwiseDivergence):
@@ -89,11 +97,11 @@ class GeneralizedJSD(_PositionwiseDivergence):
     def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
         b = self.jsd_beta
         if b == 0.0:
-            return _kl(log_t, log_s)
+            return kl_divergence(log_t, log_s)
         if b == 1.0:
-            return _kl(log_s, log_t)
-        log_m = torch.logsumexp(torch.stack([log_t + math.log(b), log_s + math.log(1 - b)]), dim=0)
-        return b * _kl(log_t, log_m) + (1 - b) * _kl(log_s, log_m)
+            return kl_divergence(log_s, log_t)
+        log_m = _mixture(log_t, log_s, b)
+        return b * kl_divergence(log_t, log_m) + (1 - b) * kl_divergence(log_s, log_m)
 
 
 class TotalVariation(_PositionwiseDivergence):
@@ -104,3 +112,44 @@ class TotalVariation(_PositionwiseDivergence):
 
     def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
         return 0.5 * (log_t.exp() - log_s.exp()).abs().sum(-1)
+
+
+class SkewForwardKL(_PositionwiseDivergence):
+    """DistiLLM's skew forward KL, ``KL(p_t || l p_t + (1 - l) p_s)``, ``l = skew`` (Ko et al., ICML 2024).
+
+    ``skew=0`` is the forward KL; a larger ``skew`` bounds the divergence (by ``-log l``) and its
+    gradients where the student gives the teacher's tokens little mass.
+    """
+
+    def __init__(self, skew: float = 0.1, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100):
+        super().__init__(temperature, t2_scale, ignore_index)
+        self.skew = _skew(skew)
+
+    def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
+        return kl_divergence(log_t, _mixture(log_t, log_s, self.skew))
+
+
+class SkewReverseKL(_PositionwiseDivergence):
+    """DistiLLM's skew reverse KL, ``KL(p_s || l p_s + (1 - l) p_t)``, ``l = skew``; ``skew=0`` is the reverse KL."""
+
+    def __init__(self, skew: float = 0.1, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100):
+        super().__init__(temperature, t2_scale, ignore_index)
+        self.skew = _skew(skew)
+
+    def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
+        return kl_divergence(log_s, _mixture(log_s, log_t, self.skew))
+
+
+def _skew(skew: float) -> float:
+    if not 0.0 <= skew < 1.0:
+        raise ConfigError(f"loss.skew (the mixture's own share) must be in [0, 1), got {skew}")
+    return float(skew)
+
+
+def _mixture(log_a: torch.Tensor, log_b: torch.Tensor, share_a: float) -> torch.Tensor:
+    """``log(share_a * a + (1 - share_a) * b)`` from log-probabilities."""
+    if share_a == 0.0:
+        return log_b
+    neither = torch.isneginf(log_a) & torch.isneginf(log_b)  # kept out of logsumexp: its gradient would be NaN
+    terms = [log_a.masked_fill(neither, 0.0) + math.log(share_a), log_b.masked_fill(neither, 0.0) + math.log(1 - share_a)]
+    return torch.logsumexp(torch.stack(terms), dim=0).masked_fill(neither, float("-inf"))

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.errors import positive_temperature
+from kd.losses.divergences import kl_divergence
 from kd.taps import ModelOutputs
 
 
@@ -46,5 +47,5 @@ class SoftTargetKL(nn.Module):
             z_s, z_t = standardized(z_s), standardized(z_t)
         log_p_s = F.log_softmax(z_s / t, dim=-1)
         log_p_t = F.log_softmax(z_t / t, dim=-1)
-        kl = F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean")
+        kl = kl_divergence(log_p_t, log_p_s).sum() / z_s.shape[0]  # batch mean ("batchmean")
         return kl * t * t
