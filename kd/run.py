@@ -40,11 +40,14 @@ from kd.training import build_loss, fit_and_test, set_threads
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one job (teacher stage when needed, then the student) and return its metrics.
 
-    Order: every config value against its rule (``kd.jobs.validate``), resume plan (``resume``),
-    output folder check, data and model checks, start-up checks on throw-away models
+    Order: every config value against its rule (``kd.jobs.validate``), modality and vocabulary
+    checks, resume plan (``resume``), output folder check, start-up checks on throw-away models
     (``kd.jobs.preflight``), then the teacher stage and the student.
     """
     check_config(cfg, OmegaConf.select(cfg, "run.overrides") or [])
+    loss = build_loss(cfg.loss)
+    check_loss_modality(cfg)
+    check_shared_vocabulary(cfg, with_teacher=loss.needs_teacher)
     set_threads(cfg.get("threads"))
     plan = plan_resume(cfg)
     if (reused := apply_plan(cfg, plan)) is not None:
@@ -54,9 +57,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_job_record(cfg, Path(cfg.paths.output_dir))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data.module)
-    loss = build_loss(cfg.loss)
-    check_loss_modality(cfg)
-    check_shared_vocabulary(cfg, with_teacher=loss.needs_teacher)
     preflight(cfg, datamodule, loss.needs_teacher)
     L.seed_everything(cfg.seed, workers=True)
     teacher, teacher_ckpt, teacher_outputs = None, None, {}

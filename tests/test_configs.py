@@ -30,17 +30,17 @@ def tiny_params() -> list[torch.nn.Parameter]:
 
 
 def check_instantiates(group: str, cfg) -> None:
-    is_text = cfg.data.modality == "text"
+    is_tokens = cfg.data.modality in ("text", "lm")
     if group == "data":
         dm = instantiate(cfg.data.module)
         assert isinstance(dm, L.LightningDataModule)
         example = dm.example_inputs(2)
-        assert example["input_ids"].shape[0] == 2 if is_text else example.shape == (2, cfg.data.in_chans, 28, 28)
+        assert example["input_ids"].shape[0] == 2 if is_tokens else example.shape == (2, cfg.data.in_chans, 28, 28)
     elif group in ("teacher", "student"):
         net = instantiate(cfg[group].net).eval()
-        inputs = instantiate(cfg.data.module).example_inputs(2) if is_text else torch.zeros(2, cfg.data.in_chans, 28, 28)
+        inputs = instantiate(cfg.data.module).example_inputs(2) if is_tokens else torch.zeros(2, cfg.data.in_chans, 28, 28)
         out = call_model(net, inputs)
-        assert out.shape == (2, cfg.data.num_classes)
+        assert out.shape[0] == 2 and out.shape[-1] == cfg.data.num_classes
     elif group == "loss":
         assert isinstance(build_loss(cfg.loss), WeightedSum)
     elif group == "optim":
@@ -61,14 +61,24 @@ def check_instantiates(group: str, cfg) -> None:
         assert cfg.data.name and cfg.student.name
 
 
-@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+# Options of another modality compose with data and a teacher of theirs (whose tokenizer the data uses).
+BASES = {"text": ["data=rotten_tomatoes", "teacher=text_tiny"], "lm": ["data=lm_fortunes", "teacher=llama_tiny"]}
+PRETRAINED_LM = {("teacher", "smollm2"), ("student", "smollm2_l2")}  # convert the real SmolLM2 (about 20 s)
+
+
+@pytest.mark.parametrize(
+    ("group", "option"),
+    [pytest.param(g, o, marks=[pytest.mark.slow] if (g, o) in PRETRAINED_LM else []) for g, o in OPTIONS],
+    ids=[f"{g}={o}" for g, o in OPTIONS],
+)
 def test_option_composes_and_instantiates(make_cfg, group: str, option: str) -> None:
     if group == "hydra":
         cfg = make_cfg(base=[])  # the hydra group is selected by train.yaml itself
-    else:  # text options compose with text data and a text teacher (whose tokenizer the data uses)
+    else:
         cfg = make_cfg(f"{group}={option}", base=[])
-        if OmegaConf.select(cfg, f"{group}.modality") == "text":
-            cfg = make_cfg(f"{group}={option}", base=["data=rotten_tomatoes", "teacher=text_tiny"])
+        modality = OmegaConf.select(cfg, f"{group}.modality")
+        if modality in BASES:
+            cfg = make_cfg(f"{group}={option}", base=BASES[modality])
     check_instantiates(group, cfg)
 
 

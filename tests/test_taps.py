@@ -10,6 +10,7 @@ from torch import nn
 
 from kd.errors import ConfigError
 from kd.taps import FeatureTaps
+from tests.conftest import CONF_DIR
 
 
 def tiny_resnet() -> nn.Module:
@@ -96,20 +97,26 @@ def test_taps_unwrap_tuples_and_accept_keyword_inputs() -> None:
     torch.testing.assert_close(out.features["hidden"], x * 2)
 
 
-@pytest.mark.parametrize("group", ["teacher", "student"])
-def test_every_model_config_declares_valid_taps(make_cfg, group: str) -> None:
-    from tests.conftest import CONF_DIR
+MODEL_OPTIONS = [(g, p.stem) for g in ("teacher", "student") for p in sorted((CONF_DIR / g).glob("*.yaml"))]
+BASES = {"image": ["data=synthetic"], "text": ["data=rotten_tomatoes", "teacher=text_tiny"],
+         "lm": ["data=lm_fortunes", "teacher=llama_tiny"]}
+PRETRAINED_LM = {("teacher", "smollm2"), ("student", "smollm2_l2")}  # convert the real SmolLM2 (about 20 s)
 
-    for path in sorted((CONF_DIR / group).glob("*.yaml")):
-        text = "tokenizer:" in path.read_text()
-        base = ["data=rotten_tomatoes", "teacher=text_tiny"] if text else ["data=synthetic"]
-        cfg = make_cfg(f"{group}={path.stem}", base=base)
-        model = instantiate(cfg[group].net).eval()
-        if text:
-            inputs = instantiate(cfg.data.module).example_inputs(2)
-        else:
-            inputs = torch.randn(2, cfg.data.in_chans, 28, 28)
-        with FeatureTaps(model, cfg[group].layers) as taps:
-            out = taps(inputs)
-        assert out.logits.shape == (2, cfg.data.num_classes), path.name
-        assert set(out.features) == set(cfg[group].layers), path.name
+
+@pytest.mark.parametrize(
+    ("group", "option"),
+    [pytest.param(g, o, marks=[pytest.mark.slow] if (g, o) in PRETRAINED_LM else []) for g, o in MODEL_OPTIONS],
+    ids=[f"{g}={o}" for g, o in MODEL_OPTIONS],
+)
+def test_every_model_config_declares_valid_taps(make_cfg, group: str, option: str) -> None:
+    modality = make_cfg(f"{group}={option}", base=[])[group].modality
+    cfg = make_cfg(f"{group}={option}", base=BASES[modality])
+    model = instantiate(cfg[group].net).eval()
+    if modality == "image":
+        inputs = torch.randn(2, cfg.data.in_chans, 28, 28)
+    else:
+        inputs = instantiate(cfg.data.module).example_inputs(2)
+    with FeatureTaps(model, cfg[group].layers) as taps:
+        out = taps(inputs)
+    assert out.logits.shape[0] == 2 and out.logits.shape[-1] == cfg.data.num_classes
+    assert set(out.features) == set(cfg[group].layers)

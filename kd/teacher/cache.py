@@ -80,6 +80,11 @@ def prepare_cached_teacher(
     settings = _settings(cfg)
     if settings["cache"] is False:
         return {}
+    if cfg.data.get("modality") == "lm":  # a vocabulary of logits per token: top-k caching is still to come
+        if settings["cache"] is True:
+            raise ConfigError("teacher_outputs.cache=true: language-model teacher outputs are not cached yet; use auto or false")
+        print("[kd] teacher runs live: language-model teacher outputs are not cached yet", flush=True)
+        return {}
     reasons = live_training_reasons(datamodule, loss, settings["features"])
     if reasons and settings["cache"] is True:
         raise ConfigError(

@@ -110,19 +110,28 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, folder: P
     os.replace(tmp, folder / "teacher.ckpt")
 
 
-def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[nn.Module, Path]:
+def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[nn.Module, Path | None]:
     """The frozen teacher network and the checkpoint it came from.
 
-    ``teacher.ckpt`` set: load it. Otherwise reuse the trained teacher kept for this teacher+data
+    ``teacher.pretrained`` (a pretrained language model): the network as loaded. ``teacher.ckpt`` set: load it. Otherwise reuse the trained teacher kept for this teacher+data
     config, training it first if no job has yet (a file lock makes parallel jobs wait).
     """
     net = instantiate(cfg.teacher.net)
+    if cfg.teacher.get("pretrained") and not cfg.teacher.get("ckpt"):  # used as loaded: no teacher stage
+        weights = Path(str(getattr(net, "name_or_path", ""))) / "model.safetensors"
+        print(f"[kd] teacher {cfg.teacher.name}: pretrained weights as loaded", flush=True)
+        return net, weights if weights.is_file() else None
     if cfg.teacher.get("ckpt"):
         ckpt = Path(cfg.teacher.ckpt)
     else:
         folder = teacher_weights_dir(cfg)
         folder.mkdir(parents=True, exist_ok=True)
         ckpt = folder / "teacher.ckpt"
+        if cfg.teacher.epochs < 1:
+            raise ConfigError(
+                f"teacher.epochs={cfg.teacher.epochs}: a teacher trained here needs at least 1 epoch "
+                "(0 is for pretrained teachers, teacher.pretrained=true), or give teacher.ckpt"
+            )
         with open(folder / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not ckpt.is_file():
