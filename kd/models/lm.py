@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from kd.errors import ConfigError
-from kd.models.names import resolve_model_path
-from kd.models.text import load_tokenizer
+from kd.models.text import load_pretrained, load_tokenizer, truncate_layers
 
 
 def pretrained_causal_lm(name_or_path: str, num_layers: int | None = None, dtype: str = "float32") -> nn.Module:
@@ -21,16 +20,10 @@ def pretrained_causal_lm(name_or_path: str, num_layers: int | None = None, dtype
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    path = resolve_model_path(name_or_path)
-    config = AutoConfig.from_pretrained(path)
-    if num_layers is not None:
-        if not 1 <= num_layers <= config.num_hidden_layers:
-            raise ConfigError(
-                f"num_layers={num_layers}: {name_or_path} has {config.num_hidden_layers} layers; "
-                f"choose 1..{config.num_hidden_layers}"
-            )
-        config.num_hidden_layers = num_layers
-    return AutoModelForCausalLM.from_pretrained(path, config=config, dtype=getattr(torch, dtype))
+    config = load_pretrained(AutoConfig.from_pretrained, name_or_path, "model config")
+    truncate_layers(config, num_layers, name_or_path)
+    return load_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, "model", config=config,
+                           dtype=getattr(torch, dtype))
 
 
 def random_llama(

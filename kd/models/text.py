@@ -16,7 +16,8 @@ from kd.models.names import resolve_model_path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _from_pretrained(loader, name_or_path: str, what: str, **kwargs):
+def load_pretrained(loader, name_or_path: str, what: str, **kwargs):
+    """``loader(path, **kwargs)`` for a model name (``kd.models.names``); a load failure is a ConfigError."""
     path = resolve_model_path(name_or_path, with_weights=what != "tokenizer")
     try:
         return loader(path, **kwargs)
@@ -30,7 +31,19 @@ def load_tokenizer(name_or_path: str):
     """The (cached) fast tokenizer stored with ``name_or_path``."""
     from transformers import AutoTokenizer
 
-    return _from_pretrained(AutoTokenizer.from_pretrained, name_or_path, "tokenizer")
+    return load_pretrained(AutoTokenizer.from_pretrained, name_or_path, "tokenizer")
+
+
+def truncate_layers(config, num_layers: int | None, name_or_path: str) -> None:
+    """Keep only the first ``num_layers`` layers of a model ``config`` (None keeps all)."""
+    if num_layers is None:
+        return
+    if not 1 <= num_layers <= config.num_hidden_layers:
+        raise ConfigError(
+            f"num_layers={num_layers}: {name_or_path} has {config.num_hidden_layers} layers; "
+            f"choose 1..{config.num_hidden_layers}"
+        )
+    config.num_hidden_layers = num_layers
 
 
 def pretrained_classifier(
@@ -52,14 +65,8 @@ def pretrained_classifier(
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    config = _from_pretrained(AutoConfig.from_pretrained, name_or_path, "model config")
-    if num_layers is not None:
-        if not 1 <= num_layers <= config.num_hidden_layers:
-            raise ConfigError(
-                f"num_layers={num_layers}: {name_or_path} has {config.num_hidden_layers} layers; "
-                f"choose 1..{config.num_hidden_layers}"
-            )
-        config.num_hidden_layers = num_layers
+    config = load_pretrained(AutoConfig.from_pretrained, name_or_path, "model config")
+    truncate_layers(config, num_layers, name_or_path)
     config.num_labels = num_labels
     config._attn_implementation = attn_implementation
     if attention_dropout is not None:
@@ -70,7 +77,7 @@ def pretrained_classifier(
     logging.set_verbosity_error()  # the new head and dropped layers are expected, not news
     logging.disable_progress_bar()
     try:
-        return _from_pretrained(
+        return load_pretrained(
             AutoModelForSequenceClassification.from_pretrained, name_or_path, "model", config=config
         )
     finally:
