@@ -15,6 +15,18 @@ from tests.cli import THREADS
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TINY = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "~logger"]
+# Options of a modality compose with data and models of that modality (the data uses the teacher's tokenizer).
+MODALITY_BASES = {"image": ["data=synthetic"],
+                  "text": ["data=rotten_tomatoes", "teacher=text_tiny", "student=text_tiny"],
+                  "lm": ["data=lm_fortunes", "teacher=llama_tiny", "student=llama_tiny"]}
+PRETRAINED_LM = {("teacher", "smollm2"), ("student", "smollm2_l2")}  # convert the real SmolLM2 (about 20 s)
+
+
+def slow_if_pretrained(group: str, option: str) -> list:
+    """The ``slow`` mark for options that load the real SmolLM2."""
+    return [pytest.mark.slow] if (group, option) in PRETRAINED_LM else []
+
+
 TEXT_TINY = ["data=rotten_tomatoes", "data.module.train_subset=64", "teacher=text_tiny", "student=text_tiny",
              "trainer=smoke", "~logger"]
 

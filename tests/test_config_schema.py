@@ -14,10 +14,8 @@ from omegaconf import OmegaConf, open_dict
 from kd.errors import ConfigError
 from kd.jobs.validate import check_config, problems, uncovered
 from tests.cli import TINY_CLI, run_cli
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, MODALITY_BASES
 
-MODALITY_BASES = {"text": ["data=rotten_tomatoes", "teacher=text_tiny", "student=text_tiny"],
-                  "lm": ["data=lm_fortunes", "teacher=llama_tiny", "student=llama_tiny"]}
 # (overrides, the key the message must name, a phrase it must contain)
 BAD_VALUES = [
     # types

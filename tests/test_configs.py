@@ -14,7 +14,7 @@ from kd.jobs.compatibility import MODALITIES
 from kd.losses.weighted_sum import WeightedSum
 from kd.taps import call_model
 from kd.training import build_loss
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, MODALITY_BASES, slow_if_pretrained
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
@@ -61,14 +61,9 @@ def check_instantiates(group: str, cfg) -> None:
         assert cfg.data.name and cfg.student.name
 
 
-# Options of another modality compose with data and a teacher of theirs (whose tokenizer the data uses).
-BASES = {"text": ["data=rotten_tomatoes", "teacher=text_tiny"], "lm": ["data=lm_fortunes", "teacher=llama_tiny"]}
-PRETRAINED_LM = {("teacher", "smollm2"), ("student", "smollm2_l2")}  # convert the real SmolLM2 (about 20 s)
-
-
 @pytest.mark.parametrize(
     ("group", "option"),
-    [pytest.param(g, o, marks=[pytest.mark.slow] if (g, o) in PRETRAINED_LM else []) for g, o in OPTIONS],
+    [pytest.param(g, o, marks=slow_if_pretrained(g, o)) for g, o in OPTIONS],
     ids=[f"{g}={o}" for g, o in OPTIONS],
 )
 def test_option_composes_and_instantiates(make_cfg, group: str, option: str) -> None:
@@ -77,8 +72,8 @@ def test_option_composes_and_instantiates(make_cfg, group: str, option: str) -> 
     else:
         cfg = make_cfg(f"{group}={option}", base=[])
         modality = OmegaConf.select(cfg, f"{group}.modality")
-        if modality in BASES:
-            cfg = make_cfg(f"{group}={option}", base=BASES[modality])
+        if modality in ("text", "lm"):  # the option under test overrides its base's choice
+            cfg = make_cfg(f"{group}={option}", base=MODALITY_BASES[modality])
     check_instantiates(group, cfg)
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from kd.errors import ConfigError
 from kd.taps import FeatureTaps
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, MODALITY_BASES, slow_if_pretrained
 
 
 def tiny_resnet() -> nn.Module:
@@ -98,19 +98,16 @@ def test_taps_unwrap_tuples_and_accept_keyword_inputs() -> None:
 
 
 MODEL_OPTIONS = [(g, p.stem) for g in ("teacher", "student") for p in sorted((CONF_DIR / g).glob("*.yaml"))]
-BASES = {"image": ["data=synthetic"], "text": ["data=rotten_tomatoes", "teacher=text_tiny"],
-         "lm": ["data=lm_fortunes", "teacher=llama_tiny"]}
-PRETRAINED_LM = {("teacher", "smollm2"), ("student", "smollm2_l2")}  # convert the real SmolLM2 (about 20 s)
 
 
 @pytest.mark.parametrize(
     ("group", "option"),
-    [pytest.param(g, o, marks=[pytest.mark.slow] if (g, o) in PRETRAINED_LM else []) for g, o in MODEL_OPTIONS],
+    [pytest.param(g, o, marks=slow_if_pretrained(g, o)) for g, o in MODEL_OPTIONS],
     ids=[f"{g}={o}" for g, o in MODEL_OPTIONS],
 )
 def test_every_model_config_declares_valid_taps(make_cfg, group: str, option: str) -> None:
     modality = make_cfg(f"{group}={option}", base=[])[group].modality
-    cfg = make_cfg(f"{group}={option}", base=BASES[modality])
+    cfg = make_cfg(f"{group}={option}", base=MODALITY_BASES[modality])
     model = instantiate(cfg[group].net).eval()
     if modality == "image":
         inputs = torch.randn(2, cfg.data.in_chans, 28, 28)
