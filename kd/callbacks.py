@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning.pytorch as L
 
-SHOWN = ("train/acc", "val/acc", "val/acc_best", "val/agreement")
+SHOWN = ("train/acc", "val/acc", "val/acc_best", "val/ppl", "val/ppl_best", "val/agreement")
 
 
 class EpochSummary(L.Callback):
@@ -90,3 +90,26 @@ class ResumePoint(L.Callback):
         tmp = path.with_name(path.name + ".tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # everything a resume needs (optimiser, loops)
         os.replace(tmp, path)
+
+
+class TrainThroughput(L.Callback):
+    """Logs training throughput per epoch, timed from each batch's start to its end (the optimiser step
+    included, data loading and validation not): ``train/tokens_per_s`` for per-position labels
+    (language models; ignored positions not counted), ``train/samples_per_s`` otherwise."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._seconds, self._count, self._per_position = 0.0, 0, False
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, *args: Any) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any) -> None:
+        self._seconds += time.perf_counter() - self._start
+        labels = batch["labels"]
+        self._per_position = labels.dim() > 1
+        self._count += int((labels != -100).sum()) if self._per_position else len(labels)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._seconds > 0:
+            name = "train/tokens_per_s" if self._per_position else "train/samples_per_s"
+            pl_module.log(name, self._count / self._seconds)

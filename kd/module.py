@@ -10,7 +10,7 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 from torch import nn
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, MinMetric
 
 from kd.errors import ConfigError
 from kd.finite import check_finite_loss, check_finite_weights
@@ -20,8 +20,7 @@ from kd.taps import FeatureTaps, Inputs, ModelOutputs, TeacherOutputs, to_channe
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
-# The frozen teacher is in eval mode on purpose; Lightning warns about that at fit start.
-warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")  # the teacher, on purpose
 
 
 class DistillModule(L.LightningModule):
@@ -34,17 +33,16 @@ class DistillModule(L.LightningModule):
         student: the network being trained.
         loss: the weighted sum of loss terms.
         optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
-        example_inputs: a small batch of inputs; one dry run on it sizes learnable connectors
-            inside the loss before the optimiser is built.
+        example_inputs: a small batch; a dry run on it sizes lazy loss connectors before the optimiser.
         num_classes: number of classes (the vocabulary size for language models), for the metrics.
         scheduler: ``(optimizer, total_steps=...) -> LRScheduler``, stepped every batch, or None.
         teacher: the frozen teacher, or None for training without one.
-        student_layers: tap alias -> module path on the student.
-        teacher_layers: tap alias -> module path on the teacher.
+        student_layers, teacher_layers: tap alias -> module path on the student / the teacher.
         channels_last: use the channels-last memory layout for 4-D inputs and both networks.
-        teacher_outputs: precomputed teacher outputs by split (``train``/``val``/``test``); batches of a
-            split found here read them by ``index`` instead of running the teacher.
-        task: ``classification`` (a label per sample) or ``lm`` (next-token labels per position).
+        teacher_outputs: precomputed teacher outputs by split, read by batch ``index`` instead of a forward.
+        task: ``classification`` (a label per sample; the best checkpoint has the highest ``val/acc``)
+            or ``lm`` (next-token labels per position; the lowest ``val/ppl``).
+        on_policy: ``(batch, student) -> batch`` for training batches (``kd.lm.on_policy``), or None.
     """
 
     def __init__(
@@ -61,6 +59,7 @@ class DistillModule(L.LightningModule):
         channels_last: bool = False,
         teacher_outputs: Mapping[str, TeacherOutputs] | None = None,
         task: str = "classification",
+        on_policy: Callable[[dict[str, Any], nn.Module], dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.teacher_outputs = dict(teacher_outputs or {})
@@ -69,20 +68,17 @@ class DistillModule(L.LightningModule):
         self.student, self.teacher, self.loss = student, teacher, loss
         student.train()  # from_pretrained() hands models over in eval mode (dropout off)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.channels_last = channels_last
-        if channels_last:
-            student.to(memory_format=torch.channels_last)
-        self.student_taps = FeatureTaps(student, student_layers)
-        self.teacher_taps = None
+        self.channels_last, self.on_policy = channels_last, on_policy
+        for net in [n for n in (student, teacher) if n is not None and channels_last]:
+            net.to(memory_format=torch.channels_last)
         if teacher is not None:
             teacher.requires_grad_(False).eval()
-            if channels_last:
-                teacher.to(memory_format=torch.channels_last)
-            self.teacher_taps = FeatureTaps(teacher, teacher_layers)
+        self.student_taps = FeatureTaps(student, student_layers)
+        self.teacher_taps = FeatureTaps(teacher, teacher_layers) if teacher is not None else None
         self._dry_run(example_inputs)
-        self.train_acc, self.val_acc_best = train_accuracy(task, num_classes), MaxMetric()
-        for metric in (self.train_acc, self.val_acc_best):  # checkpointed: a resume keeps counts and best
-            metric.persistent(True)
+        self.best_of = "ppl" if task == "lm" else "acc"  # the validation metric whose best is tracked
+        self.train_acc, self.val_best = train_accuracy(task, num_classes), MinMetric() if task == "lm" else MaxMetric()
+        self.train_acc.persistent(True), self.val_best.persistent(True)  # checkpointed: a resume keeps counts and best
         self.val_metrics, self.test_metrics = stage_metrics(task, num_classes), stage_metrics(task, num_classes)
 
     def _dry_run(self, inputs: Inputs) -> None:  # sizes lazy connectors; catches missing taps early
@@ -93,6 +89,7 @@ class DistillModule(L.LightningModule):
             if "train" in self.teacher_outputs:  # what training steps will see: the cached outputs
                 rows = torch.arange(student_out.logits.shape[0])
                 teacher_out = replace(self.teacher_outputs["train"].lookup(rows, student_out.mask), index=None)
+                teacher_out.logits = teacher_out.logits[:, : student_out.logits.shape[1]]  # LM: example length
             labels = torch.zeros(student_out.logits.shape[:-1], dtype=torch.long)
             try:
                 self.loss(student_out, teacher_out, labels)
@@ -104,9 +101,7 @@ class DistillModule(L.LightningModule):
         self.student.train(was_training)
 
     def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
-        train_size = getattr(datamodule, "train_size", None)
-        if train_size:
+        if train_size := getattr(self.trainer.datamodule if self._trainer is not None else None, "train_size", None):
             self.loss.bind_train_size(train_size)
 
     def train(self, mode: bool = True) -> DistillModule:
@@ -144,6 +139,8 @@ class DistillModule(L.LightningModule):
         return self.student_taps(self.prepare_inputs(inputs)).logits
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        if self.on_policy is not None:
+            batch = self.on_policy(batch, self.student)
         student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"), "train")
         total, parts = self.loss(student_out, teacher_out, batch["labels"])
         check_finite_loss(total, parts, self.current_epoch, self.global_step)
@@ -173,8 +170,8 @@ class DistillModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        self.val_acc_best(self.val_metrics.acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        self.val_best(getattr(self.val_metrics, self.best_of).compute())
+        self.log(f"val/{self.best_of}_best", self.val_best.compute(), prog_bar=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test")
@@ -195,6 +192,9 @@ class DistillModule(L.LightningModule):
             del state[key]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("val_acc_best.")]:  # the name before language models
+            state[key.replace("val_acc_best.", "val_best.", 1)] = state.pop(key)
         if self.teacher is not None:
             teacher_state = {f"teacher.{k}": v for k, v in self.teacher.state_dict().items()}
             checkpoint["state_dict"].update(teacher_state)

@@ -33,6 +33,7 @@ from kd.jobs.records import (
 from kd.jobs.resume import apply_plan, plan_resume, write_job_record
 from kd.jobs.validate import check_config
 from kd.teacher.cache import prepare_cached_teacher
+from kd.teacher.generations import use_teacher_generations
 from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
 
@@ -59,15 +60,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data.module)
     preflight(cfg, datamodule, loss.needs_teacher)
     L.seed_everything(cfg.seed, workers=True)
-    teacher, teacher_ckpt, teacher_outputs = None, None, {}
-    if loss.needs_teacher:
+    teacher, teacher_ckpt, teacher_outputs, generations = None, None, {}, None
+    sequence_kd = bool(cfg.loss.get("teacher_generations"))  # the teacher writes the training texts
+    if loss.needs_teacher or sequence_kd:
         teacher, teacher_ckpt = prepare_teacher(cfg, datamodule)
+        if sequence_kd:
+            generations = use_teacher_generations(cfg, datamodule, teacher, teacher_ckpt)
         teacher_outputs = prepare_cached_teacher(cfg, datamodule, loss, teacher, teacher_ckpt)
         L.seed_everything(cfg.seed, workers=True)
     with open_dict(cfg):
-        cfg.job_type = "distill" if loss.needs_teacher else "baseline"
+        cfg.job_type = "distill" if loss.needs_teacher or sequence_kd else "baseline"
     extra = {
         "teacher_ckpt": str(teacher_ckpt) if teacher_ckpt else None,
+        "teacher_generations": str(generations) if generations else None,
         "resumed_from": str(plan.checkpoint) if plan.checkpoint else None,
     }
     _, metrics = fit_and_test(
@@ -81,28 +86,31 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f} %"
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def print_summary(cfg: DictConfig, metrics: dict[str, Any]) -> None:
-    """A table of teacher and student accuracy, and the command for the missing baseline."""
+    """A table of teacher and student results, and the command for the missing baseline."""
     loss_name = OmegaConf.select(cfg, "hydra_choices.loss", default=None) or "this loss"
+    lm = "test/ppl" in metrics  # language models: perplexity (lower is better) and bits per byte
+    columns = ("val/ppl_best", "test/ppl", "test/bpb", "test/acc") if lm else ("val/acc_best", "test/acc")
     table = Table(title=f"kd summary ({cfg.data.name}, {metrics['epochs']} epochs)")
-    for column in ("model", "role", "params", "val/acc_best", "test/acc"):
-        table.add_column(column)
+    for column in ("model", "role", "params", *columns):
+        table.add_column(column + (" (next token)" if lm and column == "test/acc" else ""))
+
+    def cells(prefix: str) -> list[str]:
+        out = []
+        for column in columns:
+            stage, name = column.split("/")
+            value = None if name.endswith("_best") and prefix else metrics.get(f"{stage}/{prefix}{name}")
+            out.append(_pct(value) if "acc" in name else _num(value))
+        return out
+
     if metrics.get("teacher/params"):
-        table.add_row(
-            cfg.teacher.name,
-            "teacher",
-            f"{metrics['teacher/params'] / 1e6:.2f} M",
-            "-",
-            _pct(metrics.get("test/teacher_acc")),
-        )
+        table.add_row(cfg.teacher.name, "teacher", f"{metrics['teacher/params'] / 1e6:.2f} M", *cells("teacher_"))
     role = f"student ({loss_name})" if metrics["job_type"] == "distill" else "student (from scratch)"
-    table.add_row(
-        cfg.student.name,
-        role,
-        f"{metrics['student/params'] / 1e6:.2f} M",
-        _pct(metrics.get("val/acc_best")),
-        _pct(metrics.get("test/acc")),
-    )
+    table.add_row(cfg.student.name, role, f"{metrics['student/params'] / 1e6:.2f} M", *cells(""))
     console = Console(soft_wrap=True)
     console.print(table)
     if "test/agreement" in metrics:
@@ -110,7 +118,8 @@ def print_summary(cfg: DictConfig, metrics: dict[str, Any]) -> None:
     if metrics["job_type"] == "distill":
         student = OmegaConf.select(cfg, "hydra_choices.student", default=None) or cfg.student.name
         console.print(f"student from scratch, for comparison: python -m kd.run loss=ce student={student}")
-    console.print(f"outputs: {cfg.paths.output_dir}  (config, checkpoints/, metrics.json)")
+    files = "config, checkpoints/, metrics.json" + (", generations.md" if lm else "")
+    console.print(f"outputs: {cfg.paths.output_dir}  ({files})")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

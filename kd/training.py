@@ -19,6 +19,7 @@ from torch import nn
 
 from kd.callbacks import EpochSummary
 from kd.cost import first_batch, latency_ms, size_on_disk_mb
+from kd.lm.evaluation import check_generation, report_language_model
 from kd.losses.weighted_sum import WeightedSum
 from kd.module import DistillModule
 from kd.taps import TeacherOutputs
@@ -53,6 +54,7 @@ def build_module(
         channels_last=cfg.get("channels_last", False),
         teacher_outputs=teacher_outputs,
         task="lm" if cfg.data.get("modality") == "lm" else "classification",
+        on_policy=instantiate(cfg.loss.on_policy) if cfg.loss.get("on_policy") else None,
     )
 
 
@@ -72,7 +74,8 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     if logger:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         if type(logger).__name__ == "WandbLogger":  # the dashboard's per-run summary: the best, not the last
-            logger.experiment.define_metric("val/acc_best", summary="max")
+            metric = cfg.get("optimized_metric", "val/acc_best")
+            logger.experiment.define_metric(metric, summary="min" if "ppl" in metric else "max")
     return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_progress_bar=progress_bar)
 
 
@@ -129,6 +132,9 @@ def fit_and_test(
     output_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, output_dir / "config_resolved.yaml")
     student = instantiate(cfg.student.net)
+    generation = OmegaConf.to_container(cfg.data.generation) if cfg.data.get("generation") else None
+    if generation:
+        check_generation(generation, {"student": student, "teacher": teacher})
     module = build_module(cfg, datamodule, student, loss, teacher, teacher_outputs)
     if cfg.get("compile", False):
         student.compile()  # in place: hooks, state-dict keys and checkpoints stay as without compile
@@ -143,6 +149,9 @@ def fit_and_test(
         (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         test_seconds = time.perf_counter() - start
         cost = deployment_cost(module, datamodule, cfg.get("latency_batch_size", 64))
+        if generation:  # language models: bits per byte, generations side by side, ms per token
+            measured = {k: float(v) for k, v in test_metrics.items()}
+            cost.update(report_language_model(datamodule, student, teacher, generation, measured, output_dir, trainer.loggers))
         for logger in trainer.loggers:
             logger.log_metrics(cost)
     finally:

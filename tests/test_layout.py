@@ -13,7 +13,7 @@ TOP_LEVEL = {"run", "training", "module", "taps", "metrics", "callbacks", "sched
 LAYERS = [
     {"kd.errors", "kd.utils"},
     {"kd.taps", "kd.schedules", "kd.finite", "kd.cost", "kd.metrics", "kd.models"},
-    {"kd.data", "kd.losses"},
+    {"kd.data", "kd.losses", "kd.lm"},
     {"kd.module", "kd.callbacks"},
     {"kd.training"},
     {"kd.teacher"},
@@ -86,7 +86,7 @@ def test_modules_are_small() -> None:
 def test_top_level_holds_the_core_path_and_sub_packages() -> None:
     assert {p.stem for p in KD.glob("*.py")} - {"__init__"} == TOP_LEVEL
     packages = {p.name for p in KD.iterdir() if (p / "__init__.py").is_file()}
-    assert packages == {"data", "losses", "models", "teacher", "jobs", "report", "utils"}
+    assert packages == {"data", "losses", "models", "lm", "teacher", "jobs", "report", "utils"}
     for package in packages:  # each says what it holds
         assert ast.get_docstring(ast.parse((KD / package / "__init__.py").read_text())), package
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 
 from kd.data.lm import LMDataModule, pack, split_documents
 from kd.errors import ConfigError
@@ -70,3 +72,83 @@ def test_every_token_level_loss_trains(make_cfg, loss: str) -> None:
 def test_an_image_student_on_language_data_is_refused(make_cfg) -> None:
     with pytest.raises(ConfigError, match=r"is lm data but student=tiny is a model for image"):
         train(make_cfg("loss=kd", "student=tiny", base=LM_TINY))
+
+
+def test_student_samples_keep_the_prompt_and_ignore_its_labels() -> None:
+    from kd.lm.on_policy import IGNORE_INDEX, StudentSamples
+    from kd.models.lm import random_llama
+
+    torch.manual_seed(0)
+    student = random_llama(SMOLLM2, hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=32)
+    ids = torch.randint(0, 1000, (2, 9))
+    batch = {"inputs": {"input_ids": ids[:, :-1], "attention_mask": torch.ones(2, 8)}, "labels": ids[:, 1:],
+             "index": torch.tensor([0, 1])}
+    assert StudentSamples(lmbda=0.0)(batch, student) is batch  # lmbda = 0: the corpus batch as it is
+    out = StudentSamples(lmbda=1.0, prompt_tokens=3)(batch, student)
+    sampled, labels = out["inputs"]["input_ids"], out["labels"]
+    assert sampled.shape == labels.shape == (2, 8) and "index" not in out and student.training
+    assert torch.equal(sampled[:, :3], ids[:, :3])  # the prompt stays
+    assert (labels[:, :2] == IGNORE_INDEX).all() and (labels[:, 2:] >= 0).all()  # only sampled tokens count
+    assert torch.equal(labels[:, 2:-1], sampled[:, 3:])  # labels are the next sampled tokens
+    with pytest.raises(ConfigError, match=r"loss.on_policy.prompt_tokens=8 leaves nothing to sample"):
+        StudentSamples(lmbda=1.0, prompt_tokens=8)(batch, student)
+    with pytest.raises(ConfigError, match=r"loss.lmbda .* must be in \[0, 1\]"):
+        StudentSamples(lmbda=1.5)
+
+
+def test_on_policy_distillation_runs_and_refuses_the_cache(make_cfg) -> None:
+    metrics = train(make_cfg("loss=gkd", "loss.lmbda=1", "loss.on_policy.prompt_tokens=4", base=LM_TINY))
+    assert metrics["job_type"] == "distill" and math.isfinite(metrics["train/loss/jsd"])
+    with pytest.raises(ConfigError, match=r"sampled from the student \(on-policy\)"):
+        train(make_cfg("loss=gkd", "loss.on_policy.prompt_tokens=4", "teacher_outputs.cache=true", "teacher_outputs.top_k=8",
+                       base=LM_TINY))
+    with pytest.raises((ConfigError, InstantiationException), match=r"loss.on_policy.prompt_tokens=16 leaves nothing"):
+        train(make_cfg("loss=gkd", base=LM_TINY))  # blocks of 16 tokens: refused before any training
+
+
+def test_sequence_level_kd_trains_on_teacher_generations_made_once(make_cfg, capsys) -> None:
+    first = train(make_cfg("loss=seqkd", "loss.teacher_generations.prompt_tokens=4", base=LM_TINY))
+    stored = json.loads(Path(first["teacher_generations"]).read_text())
+    assert len(stored["texts"]) == 32 and stored["identity"]["prompt_tokens"] == 4  # one per training block
+    assert first["job_type"] == "distill" and "test/teacher_ppl" in first and "train/loss/ce" in first
+    capsys.readouterr()
+    second = train(make_cfg("loss=seqkd", "loss.teacher_generations.prompt_tokens=4", "seed=1", base=LM_TINY))
+    assert second["teacher_generations"] == first["teacher_generations"]  # greedy: generated once, then read
+    assert "teacher generations read from" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=r"loss.teacher_generations.prompt_tokens=16: give 1 to 15"):
+        train(make_cfg("loss=seqkd", "loss.teacher_generations.prompt_tokens=16", base=LM_TINY))
+
+
+def test_top_k_cache_serves_token_level_kd_and_records_its_error(make_cfg) -> None:
+    cfg = make_cfg("loss=fkl", "teacher_outputs.top_k=8", "teacher_outputs.cache=true", base=LM_TINY)
+    metrics = train(cfg)
+    (folder,) = Path(cfg.paths.teacher_outputs_dir).glob("llama_tiny-lm_fortunes-*")
+    record = json.loads((folder / "train.json").read_text())
+    assert record["top_k"] == 8 and record["top_k_kl"] > 0
+    tensors = torch.load(folder / "train.pt", weights_only=True)
+    assert tensors["logits"].shape == (32, 16, 8) and tensors["top_k_rest"].shape == (32, 16)
+    assert math.isfinite(metrics["test/kl"]) and metrics["test/ppl"] > 1
+
+
+def test_a_language_model_run_reports_perplexity_bits_per_byte_and_generations(make_cfg) -> None:
+    cfg = make_cfg("loss=fkl", "data.generation.prompts=2", "data.generation.new_tokens=5", base=LM_TINY)
+    metrics = train(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert metrics["val/ppl_best"] <= metrics["val/ppl"] + 1e-6 and cfg.callbacks.model_checkpoint.monitor == "val/ppl"
+    assert cfg.callbacks.model_checkpoint.mode == "min" and cfg.optimized_metric == "val/ppl_best"
+    # bits per byte from the test perplexity and the test split's bytes per token
+    assert metrics["test/bpb"] == pytest.approx(math.log2(metrics["test/ppl"]) / bytes_per_test_token(cfg), rel=1e-3)
+    assert metrics["student/ms_per_token"] > 0 and metrics["teacher/ms_per_token"] > 0 and metrics["train/tokens_per_s"] > 0
+    text = (out / "generations.md").read_text()
+    assert text.count("## Prompt") == 2 and text.count("**teacher**") == 2 and text.count("**student**") == 2
+    with pytest.raises(ConfigError, match=r"data.generation.prompt_tokens \+ data.generation.new_tokens = 24 \+ 300"):
+        train(make_cfg("loss=fkl", "data.generation.new_tokens=300", base=LM_TINY))
+
+
+def bytes_per_test_token(cfg) -> float:
+    from hydra.utils import instantiate
+
+    dm = instantiate(cfg.data.module)
+    dm.setup()
+    labels = dm.splits["test"].blocks[:, 1:]
+    return len(dm.tokenizer.decode(labels.reshape(-1).tolist(), clean_up_tokenization_spaces=False).encode()) / labels.numel()

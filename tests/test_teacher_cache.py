@@ -15,7 +15,7 @@ from kd.run import train
 from kd.taps import to_channels_last
 from kd.teacher.cache import cache_identity
 from kd.teacher.cache_files import read_entry, write_entry
-from kd.teacher.outputs import TOP_K_FILL, CachedTeacherOutputs, compute_teacher_outputs
+from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs, top_k_log_probs
 from tests.conftest import TEXT_TINY
 
 FULL = ["trainer.max_epochs=2", "trainer.limit_train_batches=null", "trainer.limit_val_batches=null",
@@ -149,17 +149,46 @@ def test_entry_validation_names_what_changed(tmp_path: Path) -> None:
     assert read_entry(tmp_path, "train", {**record, "data_sha256": "other"}) == (None, "stale: data_sha256 changed")
     assert read_entry(tmp_path, "val", record) == (None, "missing")
     write_entry(tmp_path, "bad", {"logits": torch.randn(5, 3), "features": {}}, {**record, "top_k": None})
-    assert read_entry(tmp_path, "bad", record)[1] == "corrupt: logits have shape (5, 3), expected (4, 3)"
+    assert read_entry(tmp_path, "bad", record)[1] == "corrupt: logits have shape (5, 3), expected (4, [positions,] 3)"
 
 
-def test_top_k_logits_keep_the_largest_classes() -> None:
+def test_top_k_keeps_the_largest_log_probabilities_and_spreads_the_rest_evenly() -> None:
     full = torch.tensor([[3.0, -1.0, 0.5, 2.0], [0.0, 4.0, 1.0, -2.0]])
-    values, index = full.topk(2, dim=-1)
-    cached = CachedTeacherOutputs({"logits": values.half(), "top_k_index": index.int()}, num_classes=4)
+    p = full.softmax(-1)
+    values, index, rest = top_k_log_probs(full, 2)
+    assert torch.equal(index, torch.tensor([[0, 3], [1, 2]]))
+    cached = CachedTeacherOutputs({"logits": values.half(), "top_k_index": index.int(), "top_k_rest": rest}, 4)
     logits = cached.lookup(torch.tensor([1, 0])).logits
-    assert torch.equal(logits, torch.tensor([[TOP_K_FILL, 4.0, 1.0, TOP_K_FILL], [3.0, TOP_K_FILL, TOP_K_FILL, 2.0]]))
-    renormalised = torch.softmax(torch.tensor([4.0, 1.0]), 0)
-    assert torch.allclose(logits.softmax(-1)[0, [1, 2]], renormalised)
+    # row 0 of the batch is sample 1: its two largest entries as they are, the other two share the rest
+    rest1 = 1 - p[1, 1] - p[1, 2]
+    expected = torch.stack([rest1 / 2, p[1, 1], p[1, 2], rest1 / 2]).log()
+    assert torch.allclose(logits[0], expected, atol=2e-3)  # float16 storage of the log-probabilities
+    assert torch.allclose(logits.exp().sum(-1), torch.ones(2), atol=2e-3)  # a distribution again
+
+
+def test_top_k_error_is_measured_and_vanishes_when_only_one_entry_is_left_out() -> None:
+    """Token logits (B, L, V): with k = V - 1 the expansion is exact; with a smaller k, the recorded error
+    is the mean KL(full || expanded), computed here by hand."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 10) * 3
+    blocks = torch.randint(0, 10, (3, 6))
+
+    class Fixed(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):  # the logits of the blocks asked for
+            rows = [int(torch.nonzero((blocks[:, :-1] == r).all(1))[0]) for r in input_ids]
+            return logits[rows]
+
+    from kd.data.lm import TokenBlocks
+
+    exact = compute_teacher_outputs(Fixed(), TokenBlocks(blocks), 2, dtype="float32", top_k=9)
+    assert exact["logits"].shape == (3, 5, 9) and float(exact["top_k_kl"]) == pytest.approx(0.0, abs=1e-5)
+    coarse = compute_teacher_outputs(Fixed(), TokenBlocks(blocks), 2, dtype="float32", top_k=3)
+    log_p = logits.log_softmax(-1)
+    values, index = log_p.topk(3, -1)
+    spread = ((1 - values.exp().sum(-1)) / 7).log().unsqueeze(-1).expand(3, 5, 10).clone()
+    expanded = spread.scatter(-1, index, values)
+    kl = (log_p.exp() * (log_p - expanded)).sum(-1).mean()
+    assert float(coarse["top_k_kl"]) == pytest.approx(float(kl), rel=1e-4) and float(kl) > 0.01
 
 
 def test_top_k_run_trains(make_cfg) -> None:

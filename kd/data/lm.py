@@ -14,6 +14,8 @@ from kd.errors import ConfigError
 from kd.models.text import load_tokenizer
 from kd.utils.hashing import tensors_sha256
 
+OPENING_TOKENS = 64  # tokens kept from the start of each document (prompts for generations)
+
 
 class TokenBlocks(Dataset):
     """Blocks of ``block_size + 1`` token ids; a batch's inputs are all but the last token of each
@@ -93,6 +95,8 @@ class LMDataModule(SplitLoaders, L.LightningDataModule):
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
         self.max_blocks = dict(max_blocks or {})
         self.splits: dict[str, TokenBlocks] = {}
+        self.openings: dict[str, list[list[int]]] = {}  # the first OPENING_TOKENS tokens of each document
+        self.bytes_per_token: dict[str, float] = {}  # UTF-8 bytes per label token (for bits per byte)
 
     @property
     def tokenizer(self):
@@ -107,6 +111,8 @@ class LMDataModule(SplitLoaders, L.LightningDataModule):
         if self.splits:
             return
         documents = self.source()
+        if not any(doc.strip() for doc in documents):
+            raise ConfigError(f"the corpus of data.module.source ({self.source}) holds no text: every document is empty")
         separator = self.tokenizer.eos_token_id
         if separator is None:
             raise ConfigError(f"tokenizer {self.tokenizer_name} has no end-of-text token to separate documents")
@@ -119,3 +125,7 @@ class LMDataModule(SplitLoaders, L.LightningDataModule):
                     "use a larger corpus or split fraction, or a smaller block_size"
                 )
             self.splits[name] = TokenBlocks(blocks)
+            self.openings[name] = [doc[:OPENING_TOKENS] for doc in ids]
+            if name != "train":  # evaluated splits only (decoding the training set would cost seconds)
+                text = self.tokenizer.decode(blocks[:, 1:].reshape(-1).tolist(), clean_up_tokenization_spaces=False)
+                self.bytes_per_token[name] = len(text.encode("utf-8")) / blocks[:, 1:].numel()

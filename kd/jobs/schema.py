@@ -32,6 +32,10 @@ RUN = {
 }
 DATA = {
     "data.name": Str(), "data.modality": Choice(*MODALITIES), "data.tokenizer": Str(null=True),
+    "data.monitor.metric": Str(help="validation metric that picks the best checkpoint"),
+    "data.monitor.mode": Choice("min", "max"),
+    "data.generation.prompts": Int(0, help="held-out openings continued after the test"),
+    "data.generation.prompt_tokens": Int(1), "data.generation.new_tokens": Int(0),
     "data.num_classes": Int(2), "data.in_chans": Int(1),
     "data.module.batch_size": Int(1, help="training batch size"),
     "data.module.eval_batch_size": Int(1, help="validation and test batch size"),
@@ -82,6 +86,10 @@ LOSS = {
     "loss.temperature": Float(gt=0, help="softmax temperature"),
     "loss.standardize": Bool(), "loss.tckd_weight": Float(ge=0), "loss.nckd_weight": Float(ge=0),
     "loss.warmup_epochs": Int(1), "loss.jsd_beta": Share(help="JSD mixing weight"),
+    "loss.lmbda": Share(help="share of training batches sampled from the student (on-policy)"),
+    "loss.teacher_generations.prompt_tokens": Int(1, help="tokens of each training block kept as the prompt"),
+    "loss.teacher_generations.temperature": Float(ge=0, help="0 = greedy"),
+    "loss.teacher_generations.batch_size": Int(1),
     "loss.skew": Float(ge=0, lt=1, help="the mixture's share of the distribution it is compared with"),
     "loss.inter_weight": Float(ge=0), "loss.intra_weight": Float(ge=0),
     "loss.distance_weight": Float(ge=0), "loss.angle_weight": Float(ge=0),

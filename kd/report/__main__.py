@@ -7,8 +7,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from kd.report.table import format_summary, write_report
+from kd.report.runs import TASKS
+from kd.report.table import best_configurations, header, row_cells, write_report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,17 +19,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the first root)")
     args = parser.parse_args(argv)
     result = write_report(args.roots, args.out)
-    table = Table(title=f"kd report: {' '.join(map(str, args.roots))}")
-    for column in ("configuration", "runs", "failed", "test/acc", "val/acc_best"):
+    rows, out = result["rows"], args.out or args.roots[0]
+    # on the console the first two columns of each task (test/acc, val/acc_best; test/ppl, val/ppl_best)
+    tasks = {row["task"] for row in rows}
+    shown = [c for c in result["columns"] if any(c in TASKS[t].columns[:2] for t in tasks)]
+    table = Table(title=f"kd report: {' '.join(map(str, args.roots))}",
+                  caption=f"↓ lower is better, ↑ higher; bold: best (per task); all columns in {out / 'report.md'}")
+    table.add_column("configuration", overflow="fold")
+    for column in ("runs", "failed", *map(header, shown)):
         table.add_column(column)
-    for row in result["rows"]:
-        acc, best = row["test/acc"], row["val/acc_best"]
-        table.add_row(row["configuration"], str(row["runs"]), str(row["failed"]),
-                      format_summary((acc["mean"], acc["std"]) if acc else None, True),
-                      format_summary((best["mean"], best["std"]) if best else None, True))
+    best = {key: best_configurations(rows, key) for key in shown}
+    for row in rows:
+        table.add_row(*(Text(text, style="bold" if top else "") for text, top in row_cells(row, shown, best)))
     console = Console(soft_wrap=True)
     console.print(table)
-    console.print(f"wrote {(args.out or args.roots[0]) / 'report.md'}, report.json and {len(result['plots'])} plot(s)")
+    console.print(f"wrote {out / 'report.md'}, report.json and {len(result['plots'])} plot(s)")
 
 
 if __name__ == "__main__":

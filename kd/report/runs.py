@@ -1,9 +1,11 @@
-"""Run folders as ``kd.report`` reads them: overrides, resolved config, metrics or failure record."""
+"""Run folders as ``kd.report`` reads them: overrides, resolved config, metrics or failure record; what
+each kind of run (classification, language model) is judged by, and which way each metric is better."""
 
 from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,68 @@ from kd.jobs.records import FAILURE_FILE
 
 IGNORED_OVERRIDES = ("seed=", "paths.", "threads=", "progress_bar=", "hydra.")  # not part of a configuration
 CONFIG_GROUPS = ("data", "teacher", "student", "loss", "optim", "trainer", "experiment")
+# Metric names (their last part, less ``teacher_``, or any part for losses) where a smaller value is
+# better; all others (accuracies, agreement, tokens per second) are better larger. The one place the
+# report looks this up.
+LOWER_IS_BETTER = {"ppl", "ppl_best", "bpb", "kl", "ece", "loss", "latency_ms", "ms_per_token"}
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether ``metric`` is minimised (perplexity, bits per byte, KL, ECE, losses, latency)."""
+    parts = metric.split("/")
+    return parts[-1].removeprefix("teacher_") in LOWER_IS_BETTER or "loss" in parts
+
+
+def arrow(metric: str) -> str:
+    """``↓`` for a metric where lower is better, ``↑`` otherwise."""
+    return "↓" if lower_is_better(metric) else "↑"
+
+
+def best_of(metric: str, values: Mapping[str, float]) -> str | None:
+    """The key of the best value of ``metric`` (smallest or largest, by its direction); None when
+    ``values`` is empty or the best value is shared (a tie names no winner)."""
+    if not values:
+        return None
+    pick = min if lower_is_better(metric) else max
+    winner = pick(values, key=lambda k: values[k])
+    return None if list(values.values()).count(values[winner]) > 1 else winner
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a kind of run is judged by: table columns, headline and teacher metrics, plot labels."""
+
+    name: str
+    columns: tuple[str, ...]
+    headline: str  # the metric plotted and used to pick the best configuration
+    teacher: str
+    latency: str  # suffix of ``student/...`` and ``teacher/...`` for the cost plot
+    latency_label: str
+    label: str
+    scale: float  # 100 for accuracies shown in %
+    plot_prefix: str
+
+
+TASKS = {
+    "classification": Task(
+        "classification", ("test/acc", "val/acc_best", "test/agreement", "test/kl", "test/ece", "student/latency_ms"),
+        "test/acc", "test/teacher_acc", "latency_ms", "CPU latency per batch (ms)", "test accuracy (%)", 100.0,
+        "report_"),
+    "lm": Task(
+        "lm", ("test/ppl", "val/ppl_best", "test/bpb", "test/acc", "test/agreement", "test/kl", "student/ms_per_token"),
+        "test/ppl", "test/teacher_ppl", "ms_per_token", "generation latency per token (ms)", "test perplexity", 1.0,
+        "report_lm_"),
+}
+
+
+def select(config: Mapping[str, Any], dotted: str) -> Any:
+    """``config``'s value at ``a.b.c``, or None where a key is missing."""
+    node: Any = config
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -40,6 +104,12 @@ class Run:
         chosen = {f"{group}={choices[group]}" for group in CONFIG_GROUPS if choices.get(group)}
         values = {o for o in self.overrides if "=" in o and "." in o.split("=")[0].lstrip("+~")}
         return chosen | {o for o in values if not o.startswith(IGNORED_OVERRIDES)}
+
+    @property
+    def task(self) -> Task:
+        """Language model (``data.modality: lm``, or perplexity in its metrics) or classification."""
+        lm = select(self.config, "data.modality") == "lm" or "test/ppl" in (self.metrics or {})
+        return TASKS["lm" if lm else "classification"]
 
 
 def _read_yaml(path: Path) -> Any:

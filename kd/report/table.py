@@ -2,9 +2,11 @@
 
 Reads each run's own ``config_resolved.yaml``, ``metrics.json`` (or ``failed.json``) and Hydra
 ``overrides.yaml`` (never the W&B server). Runs whose overrides differ only in ``seed`` form one
-configuration (config-group choices and value overrides; seeds apart). Writes ``report.md`` (mean ±
-std over seeds, run counts, failed runs), ``report.json`` and PNG plots to ``--out`` (default: the
-outputs dir).
+configuration (config-group choices and value overrides; seeds apart). The columns are those of the
+runs' tasks (``TASKS`` in ``kd.report.runs``: accuracy for classification, perplexity for language
+models; their union for a mixed report) that at least one run has. Writes ``report.md`` (mean ± std
+over seeds, run counts, the best configuration per task, failed runs), ``report.json`` and PNG plots
+to ``--out`` (default: the outputs dir).
 """
 
 from __future__ import annotations
@@ -16,9 +18,7 @@ from typing import Any
 
 from kd.jobs.records import FAILURE_FILE
 from kd.report.plots import write_plots
-from kd.report.runs import Run, find_runs, mean_std
-
-COLUMNS = ("test/acc", "val/acc_best", "test/agreement", "test/kl", "test/ece", "student/latency_ms")
+from kd.report.runs import TASKS, Run, arrow, best_of, find_runs, lower_is_better, mean_std
 
 
 @dataclass
@@ -34,6 +34,11 @@ class Group:
     def summary(self, key: str) -> tuple[float, float] | None:
         values = self.values(key)
         return mean_std(values) if values else None
+
+    @property
+    def task(self) -> str:
+        """The task of its successful runs (of any run if none succeeded)."""
+        return ([r for r in self.runs if r.metrics] or self.runs)[0].task.name
 
 
 def common_settings(runs: list[Run]) -> set[str]:
@@ -51,6 +56,22 @@ def group_runs(runs: list[Run]) -> list[Group]:
     return sorted(groups.values(), key=lambda g: g.name)
 
 
+def choose_columns(runs: list[Run]) -> list[str]:
+    """The columns of the runs' tasks (in ``TASKS`` order, without repeats) that some run has."""
+    tasks = {r.task.name for r in runs}
+    wanted = dict.fromkeys(c for name, task in TASKS.items() if name in tasks for c in task.columns)
+    return [c for c in wanted if any(r.metrics and r.metrics.get(c) is not None for r in runs)]
+
+
+def is_percent(key: str) -> bool:
+    return key.endswith(("acc", "acc_best", "agreement"))
+
+
+def header(key: str) -> str:
+    """``test/acc (%) ↑``, ``test/ppl ↓``: unit and direction."""
+    return f"{key}{' (%)' if is_percent(key) else ''} {arrow(key)}"
+
+
 def format_summary(summary: tuple[float, float] | None, percent: bool, digits: int = 2) -> str:
     if summary is None:
         return "-"
@@ -59,33 +80,64 @@ def format_summary(summary: tuple[float, float] | None, percent: bool, digits: i
     return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
-def table_rows(groups: list[Group]) -> list[dict[str, Any]]:
-    """One row per configuration: counts, and mean/std of every column over its successful runs."""
+def format_cell(key: str, stat: dict[str, float] | None) -> str:
+    """Accuracies in %, KL and ECE with 3 decimals, the rest (perplexity, bits per byte, ms) with 2."""
+    digits = 3 if key.endswith(("kl", "ece")) else 2
+    return format_summary((stat["mean"], stat["std"]) if stat else None, is_percent(key), digits)
+
+
+def best_configurations(rows: list[dict[str, Any]], key: str) -> dict[str, str]:
+    """Per task, the configuration with the best mean ``key`` (lowest or highest, by the metric's
+    direction), where at least two configurations of that task have it and none ties with it."""
+    best = {}
+    for task in TASKS:
+        means = {r["configuration"]: r[key]["mean"] for r in rows if r["task"] == task and r.get(key)}
+        if len(means) > 1 and (winner := best_of(key, means)):
+            best[task] = winner
+    return best
+
+
+def table_rows(groups: list[Group], columns: list[str]) -> list[dict[str, Any]]:
+    """One row per configuration: task, counts, and mean/std of every column over its successful runs."""
     rows = []
     for group in groups:
         ok = [r for r in group.runs if r.metrics]
-        row: dict[str, Any] = {"configuration": group.name, "runs": len(ok), "failed": len(group.runs) - len(ok)}
-        for key in COLUMNS:
+        row: dict[str, Any] = {"configuration": group.name, "task": group.task, "runs": len(ok),
+                               "failed": len(group.runs) - len(ok)}
+        for key in columns:
             summary = group.summary(key)
             row[key] = None if summary is None else {"mean": summary[0], "std": summary[1], "n": len(group.values(key))}
         rows.append(row)
     return rows
 
 
-def markdown(rows: list[dict[str, Any]], failed: list[Run], common: set[str]) -> str:
-    header = ["configuration", "runs", "failed", *COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def row_cells(row: dict[str, Any], columns: list[str], best: dict[str, dict[str, str]]) -> list[tuple[str, bool]]:
+    """A row as text, each cell with whether it is the best of its column among its task."""
+    cells = [(row["configuration"], False), (str(row["runs"]), False), (str(row["failed"]), False)]
+    return cells + [(format_cell(key, row[key]), best[key].get(row["task"]) == row["configuration"]) for key in columns]
+
+
+def markdown(rows: list[dict[str, Any]], failed: list[Run], common: set[str], columns: list[str]) -> str:
+    head = ["configuration", "runs", "failed", *map(header, columns)]
+    best = {key: best_configurations(rows, key) for key in columns}
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row["configuration"], str(row["runs"]), str(row["failed"])]
-        for key in COLUMNS:
-            stat = row[key]
-            percent = key.endswith(("acc", "acc_best", "agreement"))
-            digits = 3 if key.endswith(("kl", "ece")) else 2
-            cells.append(format_summary((stat["mean"], stat["std"]) if stat else None, percent, digits))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(f"**{t}**" if top else t for t, top in row_cells(row, columns, best)) + " |")
     shared = " ".join(f"`{o}`" for o in sorted(common)) or "none"
-    text = (f"Overrides shared by all runs: {shared}.\n\nAccuracies in %, mean ± std over seeds "
-            "(sample std; 0 for one run).\n\n" + "\n".join(lines) + "\n")
+    tasks = {row["task"] for row in rows}
+    text = (f"Overrides shared by all runs: {shared}.\n\nMean ± std over seeds (sample std; 0 for one run). "
+            "↓: lower is better (perplexity, bits per byte, KL, ECE, latency); ↑: higher is better "
+            "(accuracy, agreement). Accuracies in %; perplexity and bits per byte as plain numbers. "
+            "**Bold**: the best configuration in that column")
+    if len(tasks) > 1:
+        text += " among those of the same task; `test/acc` is next-token accuracy for language models"
+    text += ".\n\n" + "\n".join(lines) + "\n"
+    for task in sorted(tasks):
+        key = TASKS[task].headline
+        if winner := best.get(key, {}).get(task):
+            way = "lowest" if lower_is_better(key) else "highest"
+            kind = "language-model" if task == "lm" else "classification"
+            text += f"\nBest {kind} configuration ({way} mean `{key}`): `{winner}`.\n"
     if failed:
         text += "\n## Failed runs\n\n" + "".join(f"- `{r.path}`: {r.error}\n" for r in failed)
     return text
@@ -93,16 +145,20 @@ def markdown(rows: list[dict[str, Any]], failed: list[Run], common: set[str]) ->
 
 def write_report(roots: list[Path], out: Path | None = None) -> dict[str, Any]:
     """Read the runs under ``roots``; write report.md, report.json and plots to ``out`` (default: the
-    first root); return the rows."""
+    first root); return the columns, rows, best configuration per task, failed runs and plots."""
     out = out or roots[0]
     out.mkdir(parents=True, exist_ok=True)
     runs = find_runs(roots)
     if not runs:
         raise SystemExit(f"error: no runs (metrics.json or {FAILURE_FILE}) under {', '.join(map(str, roots))}")
-    rows = table_rows(group_runs(runs))
+    columns = choose_columns(runs)
+    rows = table_rows(group_runs(runs), columns)
     failed = [r for r in runs if r.metrics is None]
-    (out / "report.md").write_text(markdown(rows, failed, common_settings(runs)))
+    (out / "report.md").write_text(markdown(rows, failed, common_settings(runs), columns))
     plots = write_plots([r for r in runs if r.metrics], out)
-    result = {"rows": rows, "failed": [str(r.path) for r in failed], "plots": [str(p) for p in plots]}
+    best = {task: {"metric": spec.headline, "configuration": winner} for task, spec in TASKS.items()
+            if (winner := best_configurations(rows, spec.headline).get(task))}
+    result = {"columns": columns, "rows": rows, "best": best, "failed": [str(r.path) for r in failed],
+              "plots": [str(p) for p in plots]}
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -62,6 +62,7 @@ def cache_identity(cfg: DictConfig, teacher_ckpt: Path, settings: dict[str, Any]
     return {
         "teacher": cfg.teacher.name,
         "teacher_checkpoint": str(Path(teacher_ckpt).resolve()),
+        "teacher_net": OmegaConf.to_container(cfg.teacher.net, resolve=True),
         "data": data,
         "view": "unaugmented",
         "precision": str(cfg.trainer.get("precision")),
@@ -80,18 +81,26 @@ def prepare_cached_teacher(
     settings = _settings(cfg)
     if settings["cache"] is False:
         return {}
-    if cfg.data.get("modality") == "lm":  # a vocabulary of logits per token: top-k caching is still to come
+    if cfg.data.get("modality") == "lm" and (teacher_ckpt is None or settings["top_k"] is None):
+        why = ("the teacher has no weights file to key the cache by" if teacher_ckpt is None else
+               "full-vocabulary logits of every token do not fit; set teacher_outputs.top_k (e.g. 64) to cache "
+               "the k most likely tokens and the mass outside them")
         if settings["cache"] is True:
-            raise ConfigError("teacher_outputs.cache=true: language-model teacher outputs are not cached yet; use auto or false")
-        print("[kd] teacher runs live: language-model teacher outputs are not cached yet", flush=True)
+            raise ConfigError(f"teacher_outputs.cache=true, but {why}")
+        print(f"[kd] teacher runs live: {why}", flush=True)
         return {}
     reasons = live_training_reasons(datamodule, loss, settings["features"])
+    if OmegaConf.select(cfg, "loss.on_policy.lmbda", default=0):
+        reasons.append("a share loss.lmbda of the training sequences are sampled from the student (on-policy)")
     if reasons and settings["cache"] is True:
         raise ConfigError(
             f"teacher_outputs.cache=true, but {'; '.join(reasons)}. "
             "Use teacher_outputs.cache=auto to run the teacher live on training batches."
         )
-    splits = ["val", "test"] if reasons else ["train", "val", "test"]
+    if not loss.needs_teacher:  # the teacher only evaluates (sequence-level KD): no training split
+        reasons, splits = [], ["val", "test"]
+    else:
+        splits = ["val", "test"] if reasons else ["train", "val", "test"]
     if reasons:
         print(f"[kd] teacher runs live on training batches: {'; '.join(reasons)}", flush=True)
     datamodule.prepare_data()
@@ -142,5 +151,9 @@ def _load_or_build(
             precision=cfg.trainer.get("precision"), channels_last=cfg.get("channels_last", False),
         )
         shapes = {alias: list(t.shape[1:]) for alias, t in tensors["features"].items()}
-        write_entry(folder, split, tensors, {**expected, "top_k": settings["top_k"], "feature_shapes": shapes})
+        stats = {"top_k_kl": round(float(tensors.pop("top_k_kl")), 6)} if "top_k_kl" in tensors else {}
+        write_entry(folder, split, tensors, {**expected, "top_k": settings["top_k"], "feature_shapes": shapes, **stats})
+        size_mb = (folder / f"{split}.pt").stat().st_size / 2**20
+        error = f", mean KL(full || top-{settings['top_k']}) = {stats['top_k_kl']:.4g} nats" if stats else ""
+        print(f"[kd] cached teacher outputs of {split}: {size_mb:.1f} MB{error}", flush=True)
     return CachedTeacherOutputs(tensors, cfg.data.num_classes)

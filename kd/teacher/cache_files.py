@@ -20,7 +20,8 @@ import torch
 
 from kd.utils.hashing import file_sha256
 
-FORMAT_VERSION = 2  # 2: computed with the teacher in the run's memory layout (1: inputs only)
+FORMAT_VERSION = 3  # 3: top-k entries are log-probabilities plus the mass outside them; 2: teacher in the
+# run's memory layout (1: inputs only)
 
 
 def _paths(folder: Path, split: str) -> tuple[Path, Path]:
@@ -75,8 +76,11 @@ def _shape_problem(tensors: Any, record: Mapping[str, Any]) -> str | None:
     if not isinstance(tensors, dict) or not isinstance(tensors.get("logits"), torch.Tensor):
         return "no logits tensor in the file"
     width = record.get("top_k") or record.get("num_classes")
-    if tuple(tensors["logits"].shape) != (record.get("num_samples"), width):
-        return f"logits have shape {tuple(tensors['logits'].shape)}, expected ({record.get('num_samples')}, {width})"
+    shape = tuple(tensors["logits"].shape)
+    if shape[:1] != (record.get("num_samples"),) or shape[-1] != width or len(shape) not in (2, 3):
+        return f"logits have shape {shape}, expected ({record.get('num_samples')}, [positions,] {width})"
+    if record.get("top_k") and any(not isinstance(tensors.get(k), torch.Tensor) for k in ("top_k_index", "top_k_rest")):
+        return "a top-k entry without top_k_index or top_k_rest"
     for alias, shape in (record.get("feature_shapes") or {}).items():
         feature = tensors.get("features", {}).get(alias)
         if feature is None or list(feature.shape) != [record.get("num_samples"), *shape]:

@@ -9,6 +9,7 @@ validation and test batches are never augmented and always use the cache. See do
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,22 +23,40 @@ from kd.errors import ConfigError
 from kd.taps import FeatureTaps, ModelOutputs, to_channels_last
 
 STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-TOP_K_FILL = -1e4  # logit given to classes outside a sample's stored top k (softmax weight ~0)
+
+
+def top_k_log_probs(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``k`` largest log-probabilities over the last dimension, their indices, and the log of the
+    probability mass outside them (float32; shapes ``(..., k)``, ``(..., k)``, ``(...)``)."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    values, index = log_probs.topk(k, dim=-1)
+    rest = torch.log((1.0 - values.exp().sum(-1)).clamp_min(1e-12))
+    return values, index, rest
+
+
+def expand_top_k(values: torch.Tensor, index: torch.Tensor, rest: torch.Tensor, width: int) -> torch.Tensor:
+    """Full-width log-probabilities from a top-k slice: the stored ``k`` entries as they are, the mass
+    outside them (``exp(rest)``) spread evenly over the other ``width - k`` entries (a distribution
+    again, so KL, JSD and temperature act on it as on full logits)."""
+    fill = (rest.float() - math.log(max(width - values.shape[-1], 1))).unsqueeze(-1)
+    full = fill.expand(*values.shape[:-1], width).clone()
+    return full.scatter_(-1, index.long(), values.float())
 
 
 class CachedTeacherOutputs:
     """One split's teacher logits (and optional features) by data-set index.
 
     Args:
-        tensors: ``{"logits": (N, C or k), "features": {alias: (N, ...)}, "top_k_index": (N, k)}``
-            as stored; ``top_k_index`` only when just the k largest logits were kept.
-        num_classes: full logit width (to expand top-k logits).
+        tensors: ``{"logits": (N, [L,] C or k), "features": {alias: (N, ...)}}`` as stored; when only
+            the k largest were kept, ``logits`` holds their log-probabilities, ``top_k_index`` their
+            indices and ``top_k_rest`` (N, [L]) the log of the mass outside them.
+        num_classes: full logit width (classes, or the vocabulary of a language model).
     """
 
     def __init__(self, tensors: Mapping[str, Any], num_classes: int) -> None:
         self.logits = tensors["logits"]
         self.features: dict[str, torch.Tensor] = dict(tensors.get("features") or {})
-        self.top_k_index = tensors.get("top_k_index")
+        self.top_k_index, self.top_k_rest = tensors.get("top_k_index"), tensors.get("top_k_rest")
         self.num_classes = num_classes
 
     def __len__(self) -> int:
@@ -50,8 +69,7 @@ class CachedTeacherOutputs:
         rows = index.cpu()
         values = self.logits[rows].float()
         if self.top_k_index is not None:
-            logits = torch.full((len(rows), self.num_classes), TOP_K_FILL)
-            logits.scatter_(1, self.top_k_index[rows].long(), values)
+            logits = expand_top_k(values, self.top_k_index[rows], self.top_k_rest[rows], self.num_classes)
         else:
             logits = values
         features = {alias: tensor[rows].float().to(device) for alias, tensor in self.features.items()}
@@ -85,7 +103,8 @@ def compute_teacher_outputs(
         layers: the teacher's tap aliases -> module paths.
         features: aliases (from ``layers``) to store besides the logits; fixed-shape taps only.
         dtype: storage dtype, a key of ``STORAGE_DTYPES``.
-        top_k: keep only the ``top_k`` largest logits per sample (and their class indices).
+        top_k: keep only the ``top_k`` largest log-probabilities per sample (or token), their indices
+            and the mass outside them; ``top_k_kl`` then holds the mean ``KL(full || expanded)``.
         precision: the trainer's precision (bf16 variants run the teacher under bf16 autocast).
         channels_last: run the teacher and its 4-D inputs in the channels-last layout, as training
             steps do (another layout can pick other kernels, with other rounding).
@@ -99,7 +118,8 @@ def compute_teacher_outputs(
     teacher.eval()
     if channels_last:
         teacher.to(memory_format=torch.channels_last)
-    logits, indices, stored = [], [], {alias: [] for alias in features}
+    logits, indices, rests, stored = [], [], [], {alias: [] for alias in features}
+    kl_sum, positions = 0.0, 0
     with FeatureTaps(teacher, {a: layers[a] for a in features}) as taps:
         for batch in batch_loader(dataset, batch_size, shuffle=False):
             inputs = batch["inputs"]
@@ -114,14 +134,21 @@ def compute_teacher_outputs(
                 out = taps(inputs)
             batch_logits = out.logits.float()
             if top_k is not None:
-                batch_logits, top = batch_logits.topk(top_k, dim=-1)
+                full = torch.log_softmax(batch_logits, dim=-1)
+                batch_logits, top, rest = top_k_log_probs(full, top_k)
+                batch_logits = batch_logits.to(storage)
+                expanded = torch.log_softmax(expand_top_k(batch_logits, top, rest, full.shape[-1]), dim=-1)
+                kl_sum += (full.exp() * (full - expanded)).sum(-1).sum().item()
+                positions += rest.numel()
                 indices.append(top.to(torch.int32))
+                rests.append(rest)
             logits.append(batch_logits.to(storage))
             for alias in features:
                 stored[alias].append(out.features[alias].float().to(storage))
     tensors: dict[str, Any] = {"logits": torch.cat(logits), "features": {a: torch.cat(v) for a, v in stored.items()}}
     if top_k is not None:
-        tensors["top_k_index"] = torch.cat(indices)
+        tensors.update(top_k_index=torch.cat(indices), top_k_rest=torch.cat(rests),
+                       top_k_kl=torch.tensor(kl_sum / max(positions, 1)))
     return tensors
 
 

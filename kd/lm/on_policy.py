@@ -1,0 +1,76 @@
+"""On-policy distillation (GKD, Agarwal et al., ICLR 2024; trl's ``GKDTrainer``): with probability
+``lmbda`` a training batch's continuations are sampled from the student itself, and the loss (the
+generalised JSD of ``loss=gkd``) is taken on the student's own tokens, scored by the teacher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from kd.errors import ConfigError
+
+IGNORE_INDEX = -100
+
+
+class StudentSamples:
+    """Replaces a share ``lmbda`` of the training batches by the student's continuations of their openings.
+
+    Each block's first ``prompt_tokens`` tokens stay; the rest is sampled from the student (temperature
+    ``temperature``, full vocabulary, no early stop at the end-of-text token: the corpus is packed the
+    same way). Labels of the prompt positions are ignored, so every term sees only the sampled tokens.
+    The batch loses its ``index``: cached teacher outputs belong to the corpus text, not to samples.
+
+    Args:
+        lmbda: probability that a batch is replaced (GKD's ``lambda``; 0 = the fixed corpus only).
+        prompt_tokens: tokens of each block kept as the prompt.
+        temperature: sampling temperature of the student.
+        block_size: tokens per training block, when known up front (checked against ``prompt_tokens``).
+    """
+
+    def __init__(
+        self, lmbda: float = 0.5, prompt_tokens: int = 16, temperature: float = 1.0, block_size: int | None = None
+    ) -> None:
+        if not 0.0 <= lmbda <= 1.0:
+            raise ConfigError(f"loss.lmbda (share of on-policy batches) must be in [0, 1], got {lmbda}")
+        if prompt_tokens < 1:
+            raise ConfigError(f"loss.on_policy.prompt_tokens must be >= 1, got {prompt_tokens}")
+        if temperature <= 0:
+            raise ConfigError(f"loss.on_policy.temperature must be > 0, got {temperature}")
+        self.lmbda, self.prompt_tokens, self.temperature = float(lmbda), prompt_tokens, float(temperature)
+        if block_size is not None:
+            self.check_length(block_size)
+
+    def __call__(self, batch: dict[str, Any], student: nn.Module) -> dict[str, Any]:
+        if self.lmbda == 0.0 or (self.lmbda < 1.0 and torch.rand(()).item() >= self.lmbda):
+            return batch
+        ids = batch["inputs"]["input_ids"]
+        length = ids.shape[1]
+        self.check_length(length)
+        sequences = self.sample(student, ids[:, : self.prompt_tokens], length + 1 - self.prompt_tokens)
+        labels = sequences[:, 1:].clone()
+        labels[:, : self.prompt_tokens - 1] = IGNORE_INDEX
+        inputs = {"input_ids": sequences[:, :-1], "attention_mask": torch.ones_like(sequences[:, :-1])}
+        return {"inputs": inputs, "labels": labels}
+
+    def check_length(self, length: int) -> None:
+        """The prompt must leave tokens to sample in a block of ``length`` tokens."""
+        if self.prompt_tokens >= length:
+            raise ConfigError(
+                f"loss.on_policy.prompt_tokens={self.prompt_tokens} leaves nothing to sample in blocks of "
+                f"data.module.block_size={length} tokens; choose fewer than {length}"
+            )
+
+    def sample(self, student: nn.Module, prompt: torch.Tensor, new_tokens: int) -> torch.Tensor:
+        """``prompt`` followed by ``new_tokens`` sampled tokens, ``(B, P + new_tokens)``."""
+        was_training = student.training
+        student.eval()
+        try:
+            return student.generate(
+                input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True, temperature=self.temperature,
+                top_k=0, top_p=1.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None,
+                pad_token_id=getattr(student.config, "pad_token_id", None) or 0,
+            )
+        finally:
+            student.train(was_training)
