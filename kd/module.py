@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 import lightning.pytorch as L
@@ -88,8 +87,9 @@ class DistillModule(L.LightningModule):
             student_out, teacher_out = self._forward(inputs)
             if "train" in self.teacher_outputs:  # what training steps will see: the cached outputs
                 rows = torch.arange(student_out.logits.shape[0])
-                teacher_out = replace(self.teacher_outputs["train"].lookup(rows, student_out.mask), index=None)
-                teacher_out.logits = teacher_out.logits[:, : student_out.logits.shape[1]]  # LM: example length
+                cached = self.teacher_outputs["train"].lookup(rows, student_out.mask)
+                logits = cached.logits[:, : student_out.logits.shape[1]]  # language models: the example's length
+                teacher_out = ModelOutputs(logits=logits, features=cached.features, mask=student_out.mask)
             labels = torch.zeros(student_out.logits.shape[:-1], dtype=torch.long)
             try:
                 self.loss(student_out, teacher_out, labels)

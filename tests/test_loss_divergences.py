@@ -147,3 +147,24 @@ def test_skew_bounds_the_divergence_where_the_student_misses_the_teacher() -> No
         assert 0 < value <= -math.log(skew) + 1e-6
     with pytest.raises(ConfigError, match=r"loss.skew .* must be in \[0, 1\), got 1.0"):
         SkewReverseKL(skew=1.0)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 0.5])
+def test_forward_kl_on_a_top_k_teacher_equals_the_expanded_one_with_its_gradients(temperature: float) -> None:
+    """The O(k) path (cached language-model teachers) against the dense formula on the expanded distribution."""
+    from kd.taps import TopK
+    from kd.teacher.outputs import top_k_log_probs
+
+    torch.manual_seed(0)
+    z_t, z_s = torch.randn(2, 5, 50) * 3, torch.randn(2, 5, 50, requires_grad=True)
+    labels = torch.tensor([[1, 2, -100, 3, 4], [5, -100, -100, 6, 7]])
+    values, index, rest = top_k_log_probs(z_t, 7)
+    top_k = TopK(values, index, rest, 50)
+    term = ForwardKL(temperature=temperature)
+    sparse = term(ModelOutputs(z_s), ModelOutputs(top_k=top_k), labels)
+    (sparse_grad,) = torch.autograd.grad(sparse, z_s)
+    dense = term(ModelOutputs(z_s), ModelOutputs(top_k.dense()), labels)
+    (dense_grad,) = torch.autograd.grad(dense, z_s)
+    assert sparse.item() == pytest.approx(dense.item(), rel=1e-5) and dense.item() > 0.1
+    assert torch.allclose(sparse_grad, dense_grad, atol=1e-6)
+    assert ModelOutputs(top_k=top_k).logits.shape == (2, 5, 50)  # expanded on first use

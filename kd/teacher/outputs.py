@@ -9,7 +9,6 @@ validation and test batches are never augmented and always use the cache. See do
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,7 +19,7 @@ from torch import nn
 
 from kd.data.batches import batch_loader
 from kd.errors import ConfigError
-from kd.taps import FeatureTaps, ModelOutputs, to_channels_last
+from kd.taps import FeatureTaps, ModelOutputs, TopK, to_channels_last
 
 STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -32,15 +31,6 @@ def top_k_log_probs(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.T
     values, index = log_probs.topk(k, dim=-1)
     rest = torch.log((1.0 - values.exp().sum(-1)).clamp_min(1e-12))
     return values, index, rest
-
-
-def expand_top_k(values: torch.Tensor, index: torch.Tensor, rest: torch.Tensor, width: int) -> torch.Tensor:
-    """Full-width log-probabilities from a top-k slice: the stored ``k`` entries as they are, the mass
-    outside them (``exp(rest)``) spread evenly over the other ``width - k`` entries (a distribution
-    again, so KL, JSD and temperature act on it as on full logits)."""
-    fill = (rest.float() - math.log(max(width - values.shape[-1], 1))).unsqueeze(-1)
-    full = fill.expand(*values.shape[:-1], width).clone()
-    return full.scatter_(-1, index.long(), values.float())
 
 
 class CachedTeacherOutputs:
@@ -67,13 +57,12 @@ class CachedTeacherOutputs:
     ) -> ModelOutputs:
         """The teacher's outputs for the samples ``index``, as float32 on ``device``."""
         rows = index.cpu()
-        values = self.logits[rows].float()
-        if self.top_k_index is not None:
-            logits = expand_top_k(values, self.top_k_index[rows], self.top_k_rest[rows], self.num_classes)
-        else:
-            logits = values
+        values = self.logits[rows].float().to(device)
         features = {alias: tensor[rows].float().to(device) for alias, tensor in self.features.items()}
-        return ModelOutputs(logits=logits.to(device), features=features, mask=mask, index=index)
+        if self.top_k_index is None:
+            return ModelOutputs(logits=values, features=features, mask=mask, index=index)
+        top_k = TopK(values, self.top_k_index[rows].to(device), self.top_k_rest[rows].to(device), self.num_classes)
+        return ModelOutputs(features=features, mask=mask, index=index, top_k=top_k)
 
 
 def autocast_for(precision: str | int | None) -> Any:
@@ -137,7 +126,7 @@ def compute_teacher_outputs(
                 full = torch.log_softmax(batch_logits, dim=-1)
                 batch_logits, top, rest = top_k_log_probs(full, top_k)
                 batch_logits = batch_logits.to(storage)
-                expanded = torch.log_softmax(expand_top_k(batch_logits, top, rest, full.shape[-1]), dim=-1)
+                expanded = torch.log_softmax(TopK(batch_logits, top, rest, full.shape[-1]).dense(), dim=-1)
                 kl_sum += (full.exp() * (full - expanded)).sum(-1).sum().item()
                 positions += rest.numel()
                 indices.append(top.to(torch.int32))
