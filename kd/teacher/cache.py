@@ -90,8 +90,6 @@ def prepare_cached_teacher(
         print(f"[kd] teacher runs live: {why}", flush=True)
         return {}
     reasons = live_training_reasons(datamodule, loss, settings["features"])
-    if OmegaConf.select(cfg, "loss.on_policy.lmbda", default=0):
-        reasons.append("a share loss.lmbda of the training sequences are sampled from the student (on-policy)")
     if reasons and settings["cache"] is True:
         raise ConfigError(
             f"teacher_outputs.cache=true, but {'; '.join(reasons)}. "
