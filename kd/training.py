@@ -20,6 +20,7 @@ from torch import nn
 from kd.callbacks import EpochSummary
 from kd.cost import first_batch, latency_ms, size_on_disk_mb
 from kd.lm.evaluation import check_generation, report_language_model
+from kd.lm.on_policy import student_samples
 from kd.losses.weighted_sum import WeightedSum
 from kd.module import DistillModule
 from kd.taps import TeacherOutputs
@@ -54,7 +55,7 @@ def build_module(
         channels_last=cfg.get("channels_last", False),
         teacher_outputs=teacher_outputs,
         task="lm" if cfg.data.get("modality") == "lm" else "classification",
-        on_policy=instantiate(cfg.loss.on_policy) if cfg.loss.get("on_policy") else None,
+        on_policy=student_samples(cfg, loss.needs_teacher, loss.active),
     )
 
 

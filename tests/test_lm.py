@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.errors import InstantiationException
 
 from kd.data.lm import LMDataModule, pack, split_documents
 from kd.errors import ConfigError
@@ -90,21 +89,26 @@ def test_student_samples_keep_the_prompt_and_ignore_its_labels() -> None:
     assert torch.equal(sampled[:, :3], ids[:, :3])  # the prompt stays
     assert (labels[:, :2] == IGNORE_INDEX).all() and (labels[:, 2:] >= 0).all()  # only sampled tokens count
     assert torch.equal(labels[:, 2:-1], sampled[:, 3:])  # labels are the next sampled tokens
-    with pytest.raises(ConfigError, match=r"loss.on_policy.prompt_tokens=8 leaves nothing to sample"):
+    with pytest.raises(ConfigError, match=r"on_policy.prompt_tokens=8 leaves nothing to sample"):
         StudentSamples(lmbda=1.0, prompt_tokens=8)(batch, student)
-    with pytest.raises(ConfigError, match=r"loss.lmbda .* must be in \[0, 1\]"):
+    with pytest.raises(ConfigError, match=r"on_policy.lmbda .* must be in \[0, 1\]"):
         StudentSamples(lmbda=1.5)
 
 
 def test_on_policy_distillation_runs_with_the_cache_for_corpus_batches(make_cfg) -> None:
-    metrics = train(make_cfg("loss=gkd", "loss.lmbda=1", "loss.on_policy.prompt_tokens=4", base=LM_TINY))
+    gkd = ["loss=jsd", "loss.alpha=1", "loss.temperature=1", "on_policy.prompt_tokens=4"]
+    metrics = train(make_cfg(*gkd, "on_policy.lmbda=1", base=LM_TINY))
     assert metrics["job_type"] == "distill" and math.isfinite(metrics["train/loss/jsd"])
     # sampled batches carry no index, so the teacher scores them live; corpus batches read the cache
-    cached = train(make_cfg("loss=gkd", "loss.on_policy.prompt_tokens=4", "teacher_outputs.cache=true",
-                            "teacher_outputs.top_k=8", base=LM_TINY))
+    cached = train(make_cfg(*gkd, "on_policy.lmbda=0.5", "teacher_outputs.cache=true", "teacher_outputs.top_k=8",
+                            base=LM_TINY))
     assert math.isfinite(cached["train/loss/jsd"]) and cached["test/kl"] >= 0
-    with pytest.raises((ConfigError, InstantiationException), match=r"loss.on_policy.prompt_tokens=16 leaves nothing"):
-        train(make_cfg("loss=gkd", base=LM_TINY))  # blocks of 16 tokens: refused before any training
+    with pytest.raises(ConfigError, match=r"on_policy.prompt_tokens=16 leaves nothing to sample"):
+        train(make_cfg("loss=jsd", "on_policy.lmbda=0.5", base=LM_TINY))  # blocks of 16 tokens
+    with pytest.raises(ConfigError, match=r"on-policy samples need a teacher term"):
+        train(make_cfg("loss=ce", "on_policy.lmbda=0.5", "on_policy.prompt_tokens=4", base=LM_TINY))
+    with pytest.raises(ConfigError, match=r"on_policy.lmbda=0.5: the student samples continuations only on"):
+        train(make_cfg("loss=kd", "on_policy.lmbda=0.5"))  # image data
 
 
 def test_sequence_level_kd_trains_on_teacher_generations_made_once(make_cfg, capsys) -> None:

@@ -29,6 +29,9 @@ RUN = {
     "teacher_outputs.dtype": Choice("float16", "bfloat16", "float32"),
     "teacher_outputs.top_k": Int(1, null=True, help="keep the k largest logits per sample"),
     "teacher_outputs.features": ListOf(Str(), help="teacher tap aliases to store"),
+    "on_policy.lmbda": Share(help="share of training batches sampled from the student (GKD); 0 = off"),
+    "on_policy.prompt_tokens": Int(1, help="tokens of each block kept as the prompt"),
+    "on_policy.temperature": Float(gt=0, help="sampling temperature of the student"),
 }
 DATA = {
     "data.name": Str(), "data.modality": Choice(*MODALITIES), "data.tokenizer": Str(null=True),
@@ -86,7 +89,6 @@ LOSS = {
     "loss.temperature": Float(gt=0, help="softmax temperature"),
     "loss.standardize": Bool(), "loss.tckd_weight": Float(ge=0), "loss.nckd_weight": Float(ge=0),
     "loss.warmup_epochs": Int(1), "loss.jsd_beta": Share(help="JSD mixing weight"),
-    "loss.lmbda": Share(help="share of training batches sampled from the student (on-policy)"),
     "loss.teacher_generations.prompt_tokens": Int(1, help="tokens of each training block kept as the prompt"),
     "loss.teacher_generations.temperature": Float(ge=0, help="0 = greedy"),
     "loss.teacher_generations.batch_size": Int(1),

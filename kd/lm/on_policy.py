@@ -1,12 +1,14 @@
 """On-policy distillation (GKD, Agarwal et al., ICLR 2024; trl's ``GKDTrainer``): with probability
-``lmbda`` a training batch's continuations are sampled from the student itself, and the loss (the
-generalised JSD of ``loss=gkd``) is taken on the student's own tokens, scored by the teacher."""
+``lmbda`` a training batch's continuations are sampled from the student itself, and the loss (any
+token-level divergence; GKD's is the generalised JSD) is taken on the student's own tokens, scored by
+the teacher. Settings live under ``on_policy`` in the config (conf/train.yaml)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kd.errors import ConfigError
@@ -33,11 +35,11 @@ class StudentSamples:
         self, lmbda: float = 0.5, prompt_tokens: int = 16, temperature: float = 1.0, block_size: int | None = None
     ) -> None:
         if not 0.0 <= lmbda <= 1.0:
-            raise ConfigError(f"loss.lmbda (share of on-policy batches) must be in [0, 1], got {lmbda}")
+            raise ConfigError(f"on_policy.lmbda (share of on-policy batches) must be in [0, 1], got {lmbda}")
         if prompt_tokens < 1:
-            raise ConfigError(f"loss.on_policy.prompt_tokens must be >= 1, got {prompt_tokens}")
+            raise ConfigError(f"on_policy.prompt_tokens must be >= 1, got {prompt_tokens}")
         if temperature <= 0:
-            raise ConfigError(f"loss.on_policy.temperature must be > 0, got {temperature}")
+            raise ConfigError(f"on_policy.temperature must be > 0, got {temperature}")
         self.lmbda, self.prompt_tokens, self.temperature = float(lmbda), prompt_tokens, float(temperature)
         if block_size is not None:
             self.check_length(block_size)
@@ -58,7 +60,7 @@ class StudentSamples:
         """The prompt must leave tokens to sample in a block of ``length`` tokens."""
         if self.prompt_tokens >= length:
             raise ConfigError(
-                f"loss.on_policy.prompt_tokens={self.prompt_tokens} leaves nothing to sample in blocks of "
+                f"on_policy.prompt_tokens={self.prompt_tokens} leaves nothing to sample in blocks of "
                 f"data.module.block_size={length} tokens; choose fewer than {length}"
             )
 
@@ -74,3 +76,21 @@ class StudentSamples:
             )
         finally:
             student.train(was_training)
+
+
+def student_samples(cfg: DictConfig, needs_teacher: bool, terms: list[str]) -> StudentSamples | None:
+    """The run's ``on_policy`` settings as a batch transform, or None when ``on_policy.lmbda`` is 0."""
+    settings = OmegaConf.to_container(cfg.get("on_policy") or {}, resolve=True)
+    if not settings.get("lmbda"):
+        return None
+    if cfg.data.get("modality") != "lm":
+        raise ConfigError(
+            f"on_policy.lmbda={settings['lmbda']}: the student samples continuations only on language-model "
+            f"data, and data={cfg.data.name} is {cfg.data.get('modality')} data. Set on_policy.lmbda=0."
+        )
+    if not needs_teacher:
+        raise ConfigError(
+            f"on_policy.lmbda={settings['lmbda']} with loss terms {terms}: on-policy samples need a teacher "
+            "term to score them (e.g. loss=jsd loss.alpha=1, as GKD)"
+        )
+    return StudentSamples(**settings, block_size=cfg.data.module.block_size)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.errors import ConfigError, positive_temperature
-from kd.losses.top_k_kl import top_k_forward_kl
+from kd.losses.top_k_kl import dense_teacher, top_k_forward_kl
 from kd.taps import ModelOutputs
 
 
@@ -62,7 +62,12 @@ class _PositionwiseDivergence(nn.Module):
         raise NotImplementedError
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        log_s, log_t = _log_probs(student, teacher, self.temperature)
+        if teacher is not None and teacher.top_k is not None:  # a cached top-k teacher: tail shaped like the student's
+            z_s = student.logits.float()
+            log_s = F.log_softmax(z_s if self.temperature == 1.0 else z_s / self.temperature, dim=-1)
+            log_t = dense_teacher(teacher.top_k, log_s, self.temperature)
+        else:
+            log_s, log_t = _log_probs(student, teacher, self.temperature)
         scale = self.temperature**2 if self.t2_scale else 1.0
         return scale * masked_mean(self.per_position(log_s, log_t), labels, self.ignore_index)
 
@@ -71,7 +76,7 @@ class ForwardKL(_PositionwiseDivergence):
     """``KL(p_t || p_s)`` (mean-seeking), times ``T^2`` when ``t2_scale``.
 
     A teacher given as its top k (cached language-model outputs) is never expanded to the vocabulary:
-    :func:`top_k_forward_kl` gives the same value from the k entries and the student's normaliser.
+    :func:`top_k_forward_kl` gives the value of the dense formula against ``dense_teacher``.
     """
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:

@@ -99,6 +99,8 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, folder: P
         tcfg.trainer.max_epochs = cfg.teacher.epochs
         tcfg.paths.output_dir = str(folder)
         tcfg.job_type = "teacher"
+        if "on_policy" in tcfg:  # the teacher learns from the corpus only
+            tcfg.on_policy.lmbda = 0.0
         if "run" in tcfg:
             tcfg.run.name = f"teacher {cfg.teacher.name} on {cfg.data.name}"
     L.seed_everything(teacher_seed(cfg), workers=True)
