@@ -157,3 +157,13 @@ def bytes_per_test_token(cfg) -> float:
     dm.setup()
     labels = dm.splits["test"].blocks[:, 1:]
     return len(dm.tokenizer.decode(labels.reshape(-1).tolist(), clean_up_tokenization_spaces=False).encode()) / labels.numel()
+
+
+def test_language_models_get_the_token_level_losses_and_per_sample_ones_are_refused(make_cfg) -> None:
+    from kd.jobs.compatibility import check_loss_modality, losses_for
+
+    assert losses_for("lm") == ["ce", "fkl", "jsd", "rkl", "seqkd", "skew_fkl", "skew_rkl", "tvd"]
+    assert "seqkd" not in losses_for("image") and "kd" in losses_for("text")
+    for loss in ("kd", "dkd", "pkt", "sp"):
+        with pytest.raises(ConfigError, match=r"works on image and text models .* Losses for lm data: ce, fkl"):
+            check_loss_modality(make_cfg(f"loss={loss}", base=LM_TINY))

@@ -1,7 +1,7 @@
 """Start-up guards: data, models and loss must suit one modality, and text models one vocabulary.
 
 Every data and model config declares its ``modality`` (``image``, ``text`` or ``lm``: causal language
-modelling); a loss config may declare one too, when it only works on that kind of data.
+modelling); a loss config may declare one or a list too, when it only works on those kinds of data.
 """
 
 from __future__ import annotations
@@ -29,25 +29,39 @@ def declared_modality(cfg: DictConfig, group: str) -> str:
     return modality
 
 
+def loss_modalities(declared: str | list[str] | None, source: str) -> list[str]:
+    """The modalities a loss config declares (one, a list, or none: every modality)."""
+    if declared is None:
+        return list(MODALITIES)
+    values = [declared] if isinstance(declared, str) else list(declared)
+    unknown = [v for v in values if v not in MODALITIES]
+    if unknown or not values:
+        raise ConfigError(f"loss.modality={declared!r} in {source}: declare one or a list of {list(MODALITIES)}")
+    return values
+
+
 def losses_for(modality: str) -> list[str]:
     """Names of the loss configs that work on ``modality`` (those declaring no modality work on all)."""
     names = []
     for path in sorted(LOSS_CONFIGS.glob("*.yaml")):
-        declared = OmegaConf.load(path).get("modality", None)
-        if declared in (None, modality):
+        declared = OmegaConf.to_container(OmegaConf.load(path)).get("modality")
+        if modality in loss_modalities(declared, str(path)):
             names.append(path.stem)
     return names
 
 
 def check_loss_modality(cfg: DictConfig) -> None:
-    """A loss config may declare ``modality``; refuse it on the other kind of data."""
-    modality = cfg.loss.get("modality", None)
+    """A loss config may declare ``modality`` (one or a list); refuse it on other kinds of data."""
+    choice = cfg.get("hydra_choices", {}).get("loss", "this loss")
+    declared = cfg.loss.get("modality", None)
+    modalities = loss_modalities(OmegaConf.to_container(declared) if OmegaConf.is_list(declared) else declared,
+                                 f"loss={choice}")
     data_modality = declared_modality(cfg, "data")
-    if modality is not None and modality != data_modality:
-        choice = cfg.get("hydra_choices", {}).get("loss", "this loss")
+    if data_modality not in modalities:
         raise ConfigError(
-            f"loss={choice} works on {modality} models (loss.modality={modality}), but data={cfg.data.name} "
-            f"is {data_modality} data. Losses for {data_modality} data: {', '.join(losses_for(data_modality))}."
+            f"loss={choice} works on {' and '.join(modalities)} models (loss.modality={declared}), but "
+            f"data={cfg.data.name} is {data_modality} data. Losses for {data_modality} data: "
+            f"{', '.join(losses_for(data_modality))}."
         )
 
 

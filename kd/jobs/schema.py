@@ -83,7 +83,7 @@ OPTIM = {  # for optim.* and teacher.optim.*
     "scheduler.final_lr_fraction": Share(),
 }
 LOSS = {
-    "loss.modality": Choice(*MODALITIES),
+    "loss.modality": Rule(("str", "list"), help="one of image, text, lm, or a list of them"),
     "loss.alpha": Share(help="the distillation term's share; CE gets 1 - alpha"),
     "loss.beta": Float(ge=0, help="the distillation term's weight; CE keeps weight 1"),
     "loss.temperature": Float(gt=0, help="softmax temperature"),
