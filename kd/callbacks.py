@@ -97,8 +97,11 @@ class TrainThroughput(L.Callback):
     included, data loading and validation not): ``train/tokens_per_s`` for per-position labels
     (language models; ignored positions not counted), ``train/samples_per_s`` otherwise."""
 
+    def __init__(self) -> None:
+        self._seconds, self._count, self._per_position, self._start = 0.0, 0, False, 0.0
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._seconds, self._count, self._per_position = 0.0, 0, False
+        self._seconds, self._count = 0.0, 0  # (a mid-epoch resume starts without this call)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, *args: Any) -> None:
         self._start = time.perf_counter()

@@ -70,7 +70,7 @@ def test_every_token_level_loss_trains(make_cfg, loss: str) -> None:
 
 def test_an_image_student_on_language_data_is_refused(make_cfg) -> None:
     with pytest.raises(ConfigError, match=r"is lm data but student=tiny is a model for image"):
-        train(make_cfg("loss=kd", "student=tiny", base=LM_TINY))
+        train(make_cfg("loss=fkl", "student=tiny", base=LM_TINY))
 
 
 def test_student_samples_keep_the_prompt_and_ignore_its_labels() -> None:
@@ -167,3 +167,15 @@ def test_language_models_get_the_token_level_losses_and_per_sample_ones_are_refu
     for loss in ("kd", "dkd", "pkt", "sp"):
         with pytest.raises(ConfigError, match=r"works on image and text models .* Losses for lm data: ce, fkl"):
             check_loss_modality(make_cfg(f"loss={loss}", base=LM_TINY))
+
+
+def test_an_empty_corpus_and_a_missing_corpus_package_are_named() -> None:
+    from kd.data.lm_sources import fortunes, text_files
+
+    empty = LMDataModule(lambda: ["", "  \n"], SMOLLM2, block_size=8)
+    with pytest.raises(ConfigError, match=r"data.module.source .* holds no text: every document is empty"):
+        empty.setup()
+    with pytest.raises(ConfigError, match=r"no files matching .* data.module.source.root.*apt-get install python3.11-doc"):
+        text_files("/nonexistent", "**/*.rst.txt", package="python3.11-doc")
+    with pytest.raises(ConfigError, match=r"apt-get install fortunes"):
+        fortunes(root="/nonexistent")

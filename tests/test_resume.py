@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 LONG_RUN = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", f"threads={THREADS}",
             "progress_bar=false", "loss=crd", "data.module.augment=true", "data.module.source.train_size=1024",
             "trainer.max_epochs=3", "trainer.limit_train_batches=1.0", "checkpoint_every_n_steps=3"]
-NOT_COMPARED = ("time/", "student/latency_ms", "teacher/latency_ms", "best_checkpoint", "resumed_from")
+NOT_COMPARED = ("time/", "student/latency_ms", "teacher/latency_ms", "best_checkpoint", "resumed_from",
+                "train/samples_per_s", "train/tokens_per_s")  # timings
 
 
 def kd_run(*overrides: str, **popen: object) -> subprocess.Popen:

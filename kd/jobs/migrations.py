@@ -15,7 +15,8 @@ from typing import Any
 # trained teacher weights are `paths.teacher_weights_dir`).
 # Loss configs: one weight convention (issue 13): `alpha` is the distillation share with CE at
 # 1 - alpha, `beta` the distillation weight with CE at 1; method knobs got method names.
-# Language models (issue 14): the callback `throughput` (train/tokens_per_s or samples_per_s) was added.
+# Language models (issue 14): the callback `throughput` (train/tokens_per_s or samples_per_s) and the
+# run option `on_policy` (lmbda 0: off) were added.
 LOSS_RENAMES: dict[str, list[tuple[str, str]]] = {  # term name -> (old key, new key), in order
     "dkd": [("alpha", "tckd_weight"), ("beta", "nckd_weight"), ("weight", "beta")],
     "jsd": [("beta", "jsd_beta")],
@@ -43,6 +44,8 @@ def upgrade_identity(identity: dict[str, Any]) -> dict[str, Any]:
     callbacks = upgraded.get("callbacks")
     if isinstance(callbacks, dict) and "model_checkpoint" in callbacks:  # language models: a logging-only callback
         callbacks.setdefault("throughput", {"_target_": "kd.callbacks.TrainThroughput"})
+    if "teacher_outputs" in upgraded:  # a run's config: on-policy sampling came with language models, off
+        upgraded.setdefault("on_policy", {"lmbda": 0.0, "prompt_tokens": 16, "temperature": 1.0})
     loss = upgraded.get("loss")
     terms = loss.get("terms") if isinstance(loss, dict) else None
     if isinstance(terms, dict):

@@ -27,7 +27,7 @@ RUN = {
     "paths.*": Str(),
     "teacher_outputs.cache": Choice("auto", True, False, help="auto: cache where correct; false: teacher runs live"),
     "teacher_outputs.dtype": Choice("float16", "bfloat16", "float32"),
-    "teacher_outputs.top_k": Int(1, null=True, help="keep the k largest logits per sample"),
+    "teacher_outputs.top_k": Int(1, null=True, help="keep the k largest log-probabilities per sample or token"),
     "teacher_outputs.features": ListOf(Str(), help="teacher tap aliases to store"),
     "on_policy.lmbda": Share(help="share of training batches sampled from the student (GKD); 0 = off"),
     "on_policy.prompt_tokens": Int(1, help="tokens of each block kept as the prompt"),
