@@ -117,7 +117,9 @@ def print_summary(cfg: DictConfig, metrics: dict[str, Any]) -> None:
         console.print(f"teacher-student top-1 agreement on test: {_pct(metrics['test/agreement'])}")
     if metrics["job_type"] == "distill":
         student = OmegaConf.select(cfg, "hydra_choices.student", default=None) or cfg.student.name
-        console.print(f"student from scratch, for comparison: python -m kd.run loss=ce student={student}")
+        experiment = OmegaConf.select(cfg, "hydra_choices.experiment", default=None)
+        prefix = f"experiment={experiment} " if experiment else ""
+        console.print(f"student from scratch, for comparison: python -m kd.run {prefix}loss=ce student={student}")
     files = "config, checkpoints/, metrics.json" + (", generations.md" if lm else "")
     console.print(f"outputs: {cfg.paths.output_dir}  ({files})")
 
