@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
 
+# Epoch-level values kd logs are synced Metrics or rank 0's own timings (multi-process training).
+warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting")
 SHOWN = ("train/acc", "val/acc", "val/acc_best", "val/ppl", "val/ppl_best", "val/agreement")
 
 
@@ -22,7 +25,8 @@ class EpochSummary(L.Callback):
         metrics = trainer.callback_metrics
         shown = "  ".join(f"{k} {float(metrics[k]):.4f}" for k in SHOWN if k in metrics)
         seconds = time.perf_counter() - getattr(self, "_start", time.perf_counter())
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  ({seconds:.0f} s)", flush=True)
+        if trainer.is_global_zero:  # one line per epoch, also with several processes
+            print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  ({seconds:.0f} s)", flush=True)
 
 
 def process_start_time() -> float:
@@ -89,13 +93,15 @@ class ResumePoint(L.Callback):
         path = self.dirpath / "resume.ckpt"
         tmp = path.with_name(path.name + ".tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # everything a resume needs (optimiser, loops)
-        os.replace(tmp, path)
+        if trainer.is_global_zero:  # several processes: rank 0 wrote the file (save_checkpoint waits for it)
+            os.replace(tmp, path)
 
 
 class TrainThroughput(L.Callback):
     """Logs training throughput per epoch, timed from each batch's start to its end (the optimiser step
     included, data loading and validation not): ``train/tokens_per_s`` for per-position labels
-    (language models; ignored positions not counted), ``train/samples_per_s`` otherwise."""
+    (language models; ignored positions not counted), ``train/samples_per_s`` otherwise. With several
+    processes, the count of every process (they step together): the job's throughput."""
 
     def __init__(self) -> None:
         self._seconds, self._count, self._per_position, self._start = 0.0, 0, False, 0.0
@@ -106,7 +112,9 @@ class TrainThroughput(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, *args: Any) -> None:
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
+    ) -> None:
         self._seconds += time.perf_counter() - self._start
         labels = batch["labels"]
         self._per_position = labels.dim() > 1
@@ -115,4 +123,4 @@ class TrainThroughput(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._seconds > 0:
             name = "train/tokens_per_s" if self._per_position else "train/samples_per_s"
-            pl_module.log(name, self._count / self._seconds)
+            pl_module.log(name, self._count * trainer.world_size / self._seconds)

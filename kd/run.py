@@ -31,11 +31,13 @@ from kd.jobs.records import (
     root_cause,
 )
 from kd.jobs.resume import apply_plan, plan_resume, write_job_record
+from kd.jobs.scale_out import check_scale_out, processes_per_machine
 from kd.jobs.validate import check_config
 from kd.teacher.cache import prepare_cached_teacher
 from kd.teacher.generations import use_teacher_generations
 from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
+from kd.utils.processes import is_rank_zero
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -49,12 +51,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loss = build_loss(cfg.loss)
     check_loss_modality(cfg)
     check_shared_vocabulary(cfg, with_teacher=loss.needs_teacher)
-    set_threads(cfg.get("threads"))
-    plan = plan_resume(cfg)
+    check_scale_out(cfg)
+    set_threads(cfg.get("threads"), processes_per_machine(cfg))  # cores shared among this machine's ranks
+    plan = plan_resume(cfg)  # every rank reaches the same plan: rank 0 writes nothing before training starts
     if (reused := apply_plan(cfg, plan)) is not None:
         return reused
     check_output_dir(Path(cfg.paths.output_dir))
-    if plan.action == "fresh":
+    if plan.action == "fresh" and is_rank_zero():
         write_job_record(cfg, Path(cfg.paths.output_dir))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data.module)
@@ -78,7 +81,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     _, metrics = fit_and_test(
         cfg, datamodule, loss, teacher, extra=extra, teacher_outputs=teacher_outputs, ckpt_path=plan.checkpoint
     )
-    print_summary(cfg, metrics)
+    if is_rank_zero():
+        print_summary(cfg, metrics)
     return metrics
 
 
@@ -137,7 +141,9 @@ def main(cfg: DictConfig) -> float | None:
     multirun = describe_job(cfg)
     try:
         metrics = train(cfg)
-    except Exception as raised:  # noqa: BLE001 - every failure is recorded, then handled below
+    except Exception as raised:
+        if not is_rank_zero():  # rank 0 records the job; Lightning stops the job when a rank fails
+            raise
         err = as_run_error(root_cause(raised), cfg)
         finish_failed_wandb_run()
         record = record_failure(cfg, err)

@@ -24,6 +24,7 @@ from kd.lm.on_policy import student_samples
 from kd.losses.weighted_sum import WeightedSum
 from kd.module import DistillModule
 from kd.taps import TeacherOutputs
+from kd.utils.processes import is_rank_zero, pin_worker_command
 from kd.utils.secrets import redact, save_config
 
 
@@ -129,9 +130,10 @@ def fit_and_test(
     Returns the student, holding the best-validation weights, and the job's metrics (plus
     ``extra``), which are also written to ``<paths.output_dir>/metrics.json``.
     """
-    output_dir = Path(cfg.paths.output_dir)
+    output_dir, writer = Path(cfg.paths.output_dir), is_rank_zero()  # several processes: rank 0 writes
     output_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, output_dir / "config_resolved.yaml")
+    if writer:
+        save_config(cfg, output_dir / "config_resolved.yaml")
     student = instantiate(cfg.student.net)
     generation = OmegaConf.to_container(cfg.data.generation) if cfg.data.get("generation") else None
     if generation:
@@ -141,6 +143,8 @@ def fit_and_test(
         student.compile()  # in place: hooks, state-dict keys and checkpoints stay as without compile
     trainer = build_trainer(cfg)
     try:
+        if trainer.world_size > 1:  # after W&B has read the (redacted) command line
+            pin_worker_command()  # Lightning re-runs this job's command for the other ranks
         start = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
@@ -149,10 +153,12 @@ def fit_and_test(
         start = time.perf_counter()
         (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         test_seconds = time.perf_counter() - start
-        cost = deployment_cost(module, datamodule, cfg.get("latency_batch_size", 64))
-        if generation:  # language models: bits per byte, generations side by side, ms per token
+        cost = deployment_cost(module, datamodule, cfg.get("latency_batch_size", 64)) if writer else {}
+        if generation and writer:  # language models: bits per byte, generations side by side, ms per token
             measured = {k: float(v) for k, v in test_metrics.items()}
-            cost.update(report_language_model(datamodule, student, teacher, generation, measured, output_dir, trainer.loggers))
+            cost.update(
+                report_language_model(datamodule, student, teacher, generation, measured, output_dir, trainer.loggers)
+            )
         for logger in trainer.loggers:
             logger.log_metrics(cost)
     finally:
@@ -170,12 +176,16 @@ def fit_and_test(
             **(extra or {}),
         }
     )
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if writer:
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return student, metrics
 
 
-def set_threads(threads: int | None) -> int:
-    """Use ``threads`` torch threads, or as many as cores this process may run on."""
-    count = threads or len(os.sched_getaffinity(0))
+def set_threads(threads: int | None, processes: int = 1) -> int:
+    """Use ``threads`` torch threads, or the cores this process may run on shared among the
+    ``processes`` of the job on this machine (oversubscribed cores run many times slower)."""
+    count = threads or max(1, len(os.sched_getaffinity(0)) // processes)
     torch.set_num_threads(count)
+    if processes > 1:  # Lightning's DDP would set its own count unless OMP_NUM_THREADS is set; the ranks inherit it
+        os.environ["OMP_NUM_THREADS"] = str(count)
     return count

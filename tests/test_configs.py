@@ -10,7 +10,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from kd.errors import ConfigError
 from kd.jobs.compatibility import MODALITIES
+from kd.jobs.scale_out import check_scale_out, strategy_name
 from kd.losses.weighted_sum import WeightedSum
 from kd.taps import call_model
 from kd.training import build_loss
@@ -48,6 +50,10 @@ def check_instantiates(group: str, cfg) -> None:
         scheduler = instantiate(cfg.optim.scheduler)(optimizer, total_steps=10)
         optimizer.step()
         scheduler.step()
+    elif group == "trainer" and strategy_name(cfg).startswith("fsdp") and not torch.cuda.is_available():
+        assert isinstance(instantiate(cfg.trainer.strategy), L.strategies.Strategy)  # the Trainer needs CUDA
+        with pytest.raises(ConfigError, match="CUDA GPUs only"):
+            check_scale_out(cfg)
     elif group == "trainer":
         trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
         assert isinstance(trainer, L.Trainer)

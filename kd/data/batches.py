@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
+import torch.distributed as dist
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from kd.errors import ConfigError
 from kd.utils.hashing import tensors_sha256
@@ -33,34 +34,53 @@ class IndexedTensors(Dataset):
         return tensors_sha256([self.inputs, self.labels])
 
 
-def position_seed(seed: int, epoch: int, batch: int = -1) -> int:
-    """A 63-bit seed that depends only on the run's seed, the epoch and the batch's place in it.
+def position_seed(seed: int, epoch: int, batch: int = -1, rank: int = 0) -> int:
+    """A 63-bit seed that depends only on the run's seed, the epoch, the batch's place in it and the
+    process's rank (multi-process training; rank 0 draws what a single process draws).
 
     Hashed, because torch's generator gives similar first draws for nearby seeds (consecutive
     epochs would otherwise start with nearly the same order).
     """
-    digest = hashlib.blake2b(f"{seed}/{epoch}/{batch}".encode(), digest_size=8).digest()
+    key = f"{seed}/{epoch}/{batch}" + (f"/{rank}" if rank else "")
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+def process_share() -> tuple[int, int]:
+    """``(rank, world size)`` in torch.distributed's default group; ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class PositionSeededBatches(Sampler[list[int]]):
     """Shuffled index batches whose order and randomness depend only on (seed, epoch, batch).
 
     The order of epoch ``e`` is a permutation drawn from ``position_seed(seed, e)``. Before handing
-    out batch ``b`` it seeds torch's global RNG with ``position_seed(seed, e, b)``, so everything
+    out batch ``b`` it seeds torch's global RNG with ``position_seed(seed, e, b, rank)``, so everything
     random in that training step (augmentation, dropout, negative sampling) is fixed by its position.
     With :meth:`state_dict` (how many batches of which epoch were handed out) this makes a run
     resumed from a mid-epoch checkpoint take exactly the steps an uninterrupted run takes.
     Lightning calls :meth:`set_epoch` before each epoch.
+
+    ``batch_size`` is the global batch (one optimiser step): with ``world`` processes, process
+    ``rank`` takes its ``batch_size / world`` share of every batch, so the processes together see
+    what one process would; a last batch smaller than ``world`` is dropped.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int) -> None:
-        self.size, self.batch_size, self.seed = size, batch_size, seed
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if batch_size % world:
+            raise ConfigError(
+                f"data.module.batch_size={batch_size} is the global batch of one optimiser step and must "
+                f"split evenly among the {world} training processes (trainer.devices x trainer.num_nodes)"
+            )
+        self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
         self.epoch, self.handed_out = 0, 0
         self._skip: tuple[int, int] | None = None  # (epoch, batches) to skip once, after a resume
 
     def __len__(self) -> int:
-        return (self.size + self.batch_size - 1) // self.batch_size
+        full, rest = divmod(self.size, self.batch_size)
+        return full + (rest >= self.world)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -73,8 +93,9 @@ class PositionSeededBatches(Sampler[list[int]]):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(position_seed(self.seed, epoch)))
         for batch in range(first, len(self)):
             self.handed_out = batch + 1
-            torch.manual_seed(position_seed(self.seed, epoch, batch))
-            yield order[batch * self.batch_size : (batch + 1) * self.batch_size].tolist()
+            torch.manual_seed(position_seed(self.seed, epoch, batch, self.rank))
+            indices = order[batch * self.batch_size : (batch + 1) * self.batch_size]
+            yield torch.tensor_split(indices, self.world)[self.rank].tolist()
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "handed_out": self.handed_out, "seed": self.seed}
@@ -98,16 +119,21 @@ class ResumableLoader(DataLoader):
         self.sampler.load_state_dict(state)
 
 
-def batch_loader(dataset: IndexedTensors, batch_size: int, shuffle: bool) -> DataLoader:
+def batch_loader(dataset: Dataset, batch_size: int, shuffle: bool, share: tuple[int, int] | None = None) -> DataLoader:
     """A loader that draws index batches and fetches each batch with one tensor index.
 
     Shuffled loaders are :class:`ResumableLoader` over :class:`PositionSeededBatches`, seeded with
-    ``torch.initial_seed()`` (the stage's seed, as ``seed_everything`` set it).
+    ``torch.initial_seed()`` (the stage's seed, as ``seed_everything`` set it). ``share`` is this
+    process's ``(rank, world size)`` (default: :func:`process_share`): training batches are split
+    among the processes; an unshuffled split is cut into ``world`` contiguous parts, one each, so
+    every sample is evaluated exactly once.
     """
+    rank, world = share or process_share()
     if shuffle:
-        sampler = PositionSeededBatches(len(dataset), batch_size, torch.initial_seed())
+        sampler = PositionSeededBatches(len(dataset), batch_size, torch.initial_seed(), rank, world)
         return ResumableLoader(dataset, sampler=sampler, batch_size=None, num_workers=0)
-    batches = BatchSampler(SequentialSampler(dataset), batch_size=batch_size, drop_last=False)
+    part = torch.tensor_split(torch.arange(len(dataset)), world)[rank].tolist()
+    batches = BatchSampler(part, batch_size=batch_size, drop_last=False)
     return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=0)
 
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kd.errors import ConfigError
 from kd.jobs.validate import check_config
+from kd.utils.processes import is_rank_zero
 from kd.utils.secrets import redact, redact_override
 
 
@@ -45,7 +46,8 @@ class RunDirGuard(Callback):
             check_config(config, list(config.hydra.overrides.task))
         except ConfigError as err:
             _refuse(str(err))
-        _check_folder(Path(config.hydra.run.dir), "hydra.run.dir")
+        if is_rank_zero():  # ranks 1.. of a multi-process job join rank 0's folder
+            _check_folder(Path(config.hydra.run.dir), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _check_folder(Path(config.hydra.sweep.dir), "hydra.sweep.dir")

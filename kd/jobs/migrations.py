@@ -17,6 +17,9 @@ from typing import Any
 # 1 - alpha, `beta` the distillation weight with CE at 1; method knobs got method names.
 # Language models (issue 14): the callback `throughput` (train/tokens_per_s or samples_per_s) and the
 # run option `on_policy` (lmbda 0: off) were added.
+# Scale-out (issue 15): the trainer's `strategy`, `num_nodes` and `use_distributed_sampler` (one process,
+# kd's own loaders) were written out.
+TRAINER_DEFAULTS = {"strategy": "auto", "num_nodes": 1, "use_distributed_sampler": False}
 LOSS_RENAMES: dict[str, list[tuple[str, str]]] = {  # term name -> (old key, new key), in order
     "dkd": [("alpha", "tckd_weight"), ("beta", "nckd_weight"), ("weight", "beta")],
     "jsd": [("beta", "jsd_beta")],
@@ -46,6 +49,9 @@ def upgrade_identity(identity: dict[str, Any]) -> dict[str, Any]:
         callbacks.setdefault("throughput", {"_target_": "kd.callbacks.TrainThroughput"})
     if "teacher_outputs" in upgraded:  # a run's config: on-policy sampling came with language models, off
         upgraded.setdefault("on_policy", {"lmbda": 0.0, "prompt_tokens": 16, "temperature": 1.0})
+    if isinstance(upgraded.get("trainer"), dict):
+        for key, value in TRAINER_DEFAULTS.items():
+            upgraded["trainer"].setdefault(key, value)
     loss = upgraded.get("loss")
     terms = loss.get("terms") if isinstance(loss, dict) else None
     if isinstance(terms, dict):

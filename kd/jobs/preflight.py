@@ -26,7 +26,7 @@ from kd.training import build_loss, build_module
 
 def check_output_dir(output_dir: Path) -> None:
     """Create ``output_dir`` and write a probe file in it, or raise a :class:`ConfigError` saying why not."""
-    probe = output_dir / ".kd_write_probe"
+    probe = output_dir / f".kd_write_probe.{os.getpid()}"  # one per process: ranks share the folder
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         with open(probe, "wb") as handle:
@@ -64,8 +64,9 @@ def preflight(cfg: DictConfig, datamodule: L.LightningDataModule, needs_teacher:
     datamodule.setup("fit")
     student: nn.Module = instantiate(cfg.student.net)
     teacher: nn.Module | None = instantiate(cfg.teacher.net) if needs_teacher else None
-    check_class_counts({"student": student, "teacher": teacher} if teacher else {"student": student},
-                       datamodule.example_inputs(), cfg)
+    check_class_counts(
+        {"student": student, "teacher": teacher} if teacher else {"student": student}, datamodule.example_inputs(), cfg
+    )
     module = build_module(cfg, datamodule, student, build_loss(cfg.loss), teacher)
     if getattr(datamodule, "train_size", None):
         module.loss.bind_train_size(datamodule.train_size)

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from kd.errors import ConfigError
 from kd.jobs.migrations import upgrade_identity
 from kd.utils.hashing import config_identity, identity_hash
+from kd.utils.processes import is_rank_zero
 
 JOB_FILE = "job.json"
 # Keys that name, place or show a run without changing what it computes.
@@ -171,18 +172,20 @@ def plan_resume(cfg: DictConfig) -> ResumePlan:
 def apply_plan(cfg: DictConfig, plan: ResumePlan) -> dict[str, Any] | None:
     """Act on ``plan``: for ``skip`` copy the finished run's metrics here and return them; for
     ``continue`` point ``paths.output_dir`` at the earlier run. Returns None unless skipping."""
-    own = Path(cfg.paths.output_dir)
+    own, writer = Path(cfg.paths.output_dir), is_rank_zero()  # several processes: rank 0 writes
     if plan.action == "skip":
         metrics = json.loads((plan.run_dir / "metrics.json").read_text())
         metrics["reused_from"] = str(plan.run_dir)
-        shutil.copy2(plan.run_dir / JOB_FILE, own / JOB_FILE)
-        (own / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        if writer:
+            shutil.copy2(plan.run_dir / JOB_FILE, own / JOB_FILE)
+            (own / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         print(f"[kd] resume: this job finished in {plan.run_dir}; skipped (its metrics copied to {own})", flush=True)
         return metrics
     if plan.action == "continue":
-        (own / "resumed.json").write_text(
-            json.dumps({"continued_in": str(plan.run_dir), "checkpoint": str(plan.checkpoint)}) + "\n"
-        )
+        if writer:
+            (own / "resumed.json").write_text(
+                json.dumps({"continued_in": str(plan.run_dir), "checkpoint": str(plan.checkpoint)}) + "\n"
+            )
         print(f"[kd] resume: continuing {plan.run_dir} from {plan.checkpoint}", flush=True)
         with open_dict(cfg):
             cfg.paths.output_dir = str(plan.run_dir)

@@ -107,6 +107,11 @@ LOSS = {
 }
 TRAINER = {
     "trainer.accelerator": Str(), "trainer.devices": Rule(("int", "str", "list")),
+    "trainer.strategy": Rule(("str", "dict"), help="auto, ddp (trainer=ddp) or a strategy's _target_ (trainer=fsdp)"),
+    "trainer.num_nodes": Int(1, help="machines of a multi-process run"), "trainer.sync_batchnorm": Bool(),
+    "trainer.use_distributed_sampler": Bool(help="false: kd's loaders give each process its share"),
+    "trainer.strategy.use_orig_params": Bool(), "trainer.strategy.state_dict_type": Choice("full", "sharded"),
+    "trainer.strategy.auto_wrap_policy.module_classes": ListOf(Table()),
     "trainer.max_epochs": Int(1, help="training epochs"), "trainer.max_steps": Int(-1),
     "trainer.precision": Choice(*PRECISIONS), "trainer.log_every_n_steps": Int(0),
     "trainer.num_sanity_val_steps": Int(-1), "trainer.enable_model_summary": Bool(),

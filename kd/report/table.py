@@ -19,6 +19,7 @@ from typing import Any
 from kd.jobs.records import FAILURE_FILE
 from kd.report.plots import write_plots
 from kd.report.runs import TASKS, Run, arrow, best_of, find_runs, lower_is_better, mean_std
+from kd.report.studies import find_studies, studies_markdown
 
 
 @dataclass
@@ -154,11 +155,12 @@ def write_report(roots: list[Path], out: Path | None = None) -> dict[str, Any]:
     columns = choose_columns(runs)
     rows = table_rows(group_runs(runs), columns)
     failed = [r for r in runs if r.metrics is None]
-    (out / "report.md").write_text(markdown(rows, failed, common_settings(runs), columns))
+    studies = find_studies(roots)
+    (out / "report.md").write_text(markdown(rows, failed, common_settings(runs), columns) + studies_markdown(studies))
     plots = write_plots([r for r in runs if r.metrics], out)
     best = {task: {"metric": spec.headline, "configuration": winner} for task, spec in TASKS.items()
             if (winner := best_configurations(rows, spec.headline).get(task))}
     result = {"columns": columns, "rows": rows, "best": best, "failed": [str(r.path) for r in failed],
-              "plots": [str(p) for p in plots]}
+              "plots": [str(p) for p in plots], "studies": studies}
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

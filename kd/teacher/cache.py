@@ -18,6 +18,7 @@ from kd.teacher.cache_files import read_entry, write_entry
 from kd.teacher.outputs import STORAGE_DTYPES, CachedTeacherOutputs, cache_folder, compute_teacher_outputs
 from kd.teacher.weights import data_identity
 from kd.utils.hashing import file_sha256, identity_hash
+from kd.utils.processes import is_rank_zero, wait_for_rank_zero
 
 CACHE_CHOICES = ("auto", True, False)
 
@@ -48,9 +49,7 @@ def live_training_reasons(datamodule: Any, loss: WeightedSum, features: list[str
             "the unaugmented view"
         )
     if loss.reads_teacher_features and not features:
-        reasons.append(
-            f"loss terms {loss.active} read teacher features; list their taps in teacher_outputs.features"
-        )
+        reasons.append(f"loss terms {loss.active} read teacher features; list their taps in teacher_outputs.features")
     return reasons
 
 
@@ -82,9 +81,12 @@ def prepare_cached_teacher(
     if settings["cache"] is False:
         return {}
     if cfg.data.get("modality") == "lm" and (teacher_ckpt is None or settings["top_k"] is None):
-        why = ("the teacher has no weights file to key the cache by" if teacher_ckpt is None else
-               "full-vocabulary logits of every token do not fit; set teacher_outputs.top_k (e.g. 64) to cache "
-               "the k most likely tokens and the mass outside them")
+        why = (
+            "the teacher has no weights file to key the cache by"
+            if teacher_ckpt is None
+            else "full-vocabulary logits of every token do not fit; set teacher_outputs.top_k (e.g. 64) to cache "
+            "the k most likely tokens and the mass outside them"
+        )
         if settings["cache"] is True:
             raise ConfigError(f"teacher_outputs.cache=true, but {why}")
         print(f"[kd] teacher runs live: {why}", flush=True)
@@ -107,12 +109,25 @@ def prepare_cached_teacher(
     folder = cache_folder(cfg.paths.teacher_outputs_dir, cfg.teacher.name, cfg.data.name, identity_hash(identity, 12))
     folder.mkdir(parents=True, exist_ok=True)
     teacher_sha = file_sha256(teacher_ckpt)
-    cached = {}
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        for split in splits:
-            cached[split] = _load_or_build(cfg, datamodule, teacher, folder, split, identity, teacher_sha, settings)
-        fcntl.flock(lock, fcntl.LOCK_UN)
+    build = is_rank_zero()  # several processes: rank 0 builds, the others read once it has
+
+    def read_or_build() -> dict[str, CachedTeacherOutputs] | None:
+        with open(folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            found = {
+                s: _load_or_build(cfg, datamodule, teacher, folder, s, identity, teacher_sha, settings, build)
+                for s in splits
+            }
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        return None if None in found.values() else found
+
+    cached = (
+        read_or_build()
+        if build
+        else wait_for_rank_zero(
+            read_or_build, f"the teacher outputs in {folder}", Path(cfg.paths.output_dir) / "failed.json"
+        )
+    )
     print(f"[kd] teacher outputs for {', '.join(splits)} read from {folder}", flush=True)
     return cached
 
@@ -126,7 +141,8 @@ def _load_or_build(
     identity: dict[str, Any],
     teacher_sha: str,
     settings: dict[str, Any],
-) -> CachedTeacherOutputs:
+    build: bool = True,
+) -> CachedTeacherOutputs | None:
     dataset = datamodule.splits[split]
     if not hasattr(dataset, "fingerprint"):
         raise ConfigError(
@@ -134,19 +150,32 @@ def _load_or_build(
         )
     features = settings["features"] if split == "train" else []
     expected = {
-        "key": identity_hash(identity, 12), "identity": identity, "split": split, "teacher_sha256": teacher_sha,
-        "data_sha256": dataset.fingerprint(), "num_samples": len(dataset), "num_classes": cfg.data.num_classes,
+        "key": identity_hash(identity, 12),
+        "identity": identity,
+        "split": split,
+        "teacher_sha256": teacher_sha,
+        "data_sha256": dataset.fingerprint(),
+        "num_samples": len(dataset),
+        "num_classes": cfg.data.num_classes,
         "split_features": features,
     }
     tensors, status = read_entry(folder, split, expected)
+    if tensors is None and not build:
+        return None
     if tensors is None:
         if status != "missing":
             print(f"[kd] teacher-output cache {folder / split}.pt is {status}: rebuilding it", flush=True)
         print(f"[kd] computing teacher outputs on the {split} split ({len(dataset)} samples)", flush=True)
         tensors = compute_teacher_outputs(
-            teacher, dataset, datamodule.eval_batch_size, layers=cfg.teacher.get("layers"),
-            features=features, dtype=settings["dtype"], top_k=settings["top_k"],
-            precision=cfg.trainer.get("precision"), channels_last=cfg.get("channels_last", False),
+            teacher,
+            dataset,
+            datamodule.eval_batch_size,
+            layers=cfg.teacher.get("layers"),
+            features=features,
+            dtype=settings["dtype"],
+            top_k=settings["top_k"],
+            precision=cfg.trainer.get("precision"),
+            channels_last=cfg.get("channels_last", False),
         )
         shapes = {alias: list(t.shape[1:]) for alias, t in tensors["features"].items()}
         stats = {"top_k_kl": round(float(tensors.pop("top_k_kl")), 6)} if "top_k_kl" in tensors else {}

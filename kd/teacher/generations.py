@@ -23,6 +23,7 @@ from kd.data.lm import TokenBlocks, pack
 from kd.errors import ConfigError
 from kd.teacher.weights import data_identity
 from kd.utils.hashing import identity_hash
+from kd.utils.processes import is_rank_zero, wait_for_rank_zero
 
 DEFAULTS = {"prompt_tokens": 16, "temperature": 0.0, "batch_size": 16}
 
@@ -52,8 +53,13 @@ def continue_blocks(teacher: nn.Module, blocks: torch.Tensor, settings: dict[str
     for start in range(0, len(blocks), settings["batch_size"]):
         prompt = blocks[start : start + settings["batch_size"], :prompt_len]
         ids = teacher.generate(
-            input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=sampled, max_new_tokens=new_tokens,
-            eos_token_id=None, pad_token_id=getattr(teacher.config, "pad_token_id", None) or 0, **extra,
+            input_ids=prompt,
+            attention_mask=torch.ones_like(prompt),
+            do_sample=sampled,
+            max_new_tokens=new_tokens,
+            eos_token_id=None,
+            pad_token_id=getattr(teacher.config, "pad_token_id", None) or 0,
+            **extra,
         )
         out += ids.tolist()
         print(f"[kd] teacher generations: {min(start + len(prompt), len(blocks))}/{len(blocks)} blocks", flush=True)
@@ -66,7 +72,9 @@ def use_teacher_generations(cfg: DictConfig, datamodule: Any, teacher: nn.Module
     datamodule.setup("fit")
     corpus = datamodule.splits["train"]
     identity = {
-        "teacher": cfg.teacher.name, "teacher_checkpoint": str(teacher_ckpt), "data": data_identity(cfg),
+        "teacher": cfg.teacher.name,
+        "teacher_checkpoint": str(teacher_ckpt),
+        "data": data_identity(cfg),
         "teacher_net": OmegaConf.to_container(cfg.teacher.net, resolve=True),
         **{k: settings[k] for k in ("prompt_tokens", "temperature")},
         "seed": cfg.seed if settings["temperature"] > 0 else None,  # greedy continuations need no seed
@@ -75,21 +83,31 @@ def use_teacher_generations(cfg: DictConfig, datamodule: Any, teacher: nn.Module
     folder = Path(cfg.paths.teacher_outputs_dir) / "generations"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{cfg.teacher.name}-{cfg.data.name}-{identity_hash(identity, 12)}.json"
-    with open(folder / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        stored = json.loads(path.read_text()) if path.is_file() else {}
-        if {k: stored.get(k) for k in expected} != json.loads(json.dumps(expected, default=str)):
-            torch.manual_seed(cfg.seed)
-            print(f"[kd] teacher generations: continuing {len(corpus)} training blocks -> {path}", flush=True)
-            ids = continue_blocks(teacher, corpus.blocks, settings)
-            texts = [datamodule.tokenizer.decode(row) for row in ids]
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({**expected, "texts": texts}, default=str))
-            os.replace(tmp, path)
-            stored = {"texts": texts}
-        else:
-            print(f"[kd] teacher generations read from {path}", flush=True)
-        fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def read_or_generate(generate: bool) -> dict[str, Any] | None:
+        with open(folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            stored = json.loads(path.read_text()) if path.is_file() else {}
+            if {k: stored.get(k) for k in expected} == json.loads(json.dumps(expected, default=str)):
+                print(f"[kd] teacher generations read from {path}", flush=True)
+            elif generate:
+                torch.manual_seed(cfg.seed)
+                print(f"[kd] teacher generations: continuing {len(corpus)} training blocks -> {path}", flush=True)
+                ids = continue_blocks(teacher, corpus.blocks, settings)
+                stored = {**expected, "texts": [datamodule.tokenizer.decode(row) for row in ids]}
+                tmp = path.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps(stored, default=str))
+                os.replace(tmp, path)
+            else:
+                stored = None
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        return stored
+
+    if is_rank_zero():  # several processes: rank 0 generates, the others read once it has
+        stored = read_or_generate(True)
+    else:
+        failed = Path(cfg.paths.output_dir) / "failed.json"
+        stored = wait_for_rank_zero(lambda: read_or_generate(False), f"the teacher generations {path}", failed)
     tokenizer = datamodule.tokenizer
     ids = tokenizer(stored["texts"], add_special_tokens=False)["input_ids"]
     datamodule.splits["train"] = TokenBlocks(pack(ids, tokenizer.eos_token_id, datamodule.block_size, None))

@@ -110,7 +110,7 @@ def compute_teacher_outputs(
     logits, indices, rests, stored = [], [], [], {alias: [] for alias in features}
     kl_sum, positions = 0.0, 0
     with FeatureTaps(teacher, {a: layers[a] for a in features}) as taps:
-        for batch in batch_loader(dataset, batch_size, shuffle=False):
+        for batch in batch_loader(dataset, batch_size, shuffle=False, share=(0, 1)):  # the whole split
             inputs = batch["inputs"]
             if isinstance(inputs, Mapping) and features:
                 raise ConfigError(
@@ -136,8 +136,11 @@ def compute_teacher_outputs(
                 stored[alias].append(out.features[alias].float().to(storage))
     tensors: dict[str, Any] = {"logits": torch.cat(logits), "features": {a: torch.cat(v) for a, v in stored.items()}}
     if top_k is not None:
-        tensors.update(top_k_index=torch.cat(indices), top_k_rest=torch.cat(rests),
-                       top_k_kl=torch.tensor(kl_sum / max(positions, 1)))
+        tensors.update(
+            top_k_index=torch.cat(indices),
+            top_k_rest=torch.cat(rests),
+            top_k_kl=torch.tensor(kl_sum / max(positions, 1)),
+        )
     return tensors
 
 

@@ -20,10 +20,18 @@ from kd.losses.ce import HardLabelCE
 from kd.losses.weighted_sum import WeightedSum
 from kd.training import fit_and_test
 from kd.utils.hashing import config_identity, identity_hash
+from kd.utils.processes import is_rank_zero, wait_for_rank_zero
 
 # Trainer settings that change what a teacher learns; the rest (logging, paths) do not.
 _TRAINER_KEYS = ("precision", "limit_train_batches", "max_steps", "gradient_clip_val", "accumulate_grad_batches")
 _DATA_KEYS_IGNORED = ("data_dir", "download")
+# The teacher stage trains in rank 0's process alone (its environment plugin keeps SLURM's task count out).
+SINGLE_PROCESS = {
+    "strategy": "auto",
+    "devices": 1,
+    "num_nodes": 1,
+    "plugins": [{"_target_": "lightning.fabric.plugins.environments.LightningEnvironment"}],
+}
 
 
 def data_identity(cfg: DictConfig) -> dict[str, Any]:
@@ -99,6 +107,7 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, folder: P
         tcfg.trainer.max_epochs = cfg.teacher.epochs
         tcfg.paths.output_dir = str(folder)
         tcfg.job_type = "teacher"
+        tcfg.trainer.update(SINGLE_PROCESS)  # the other ranks of a multi-process job wait for it
         if "on_policy" in tcfg:  # the teacher learns from the corpus only
             tcfg.on_policy.lmbda = 0.0
         if "run" in tcfg:
@@ -134,12 +143,16 @@ def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple
                 f"teacher.epochs={cfg.teacher.epochs}: a teacher trained here needs at least 1 epoch "
                 "(0 is for pretrained teachers, teacher.pretrained=true), or give teacher.ckpt"
             )
-        with open(folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not ckpt.is_file():
-                _train_teacher(cfg, datamodule, folder)
-            else:
-                print(f"[kd] reusing trained teacher {ckpt}", flush=True)
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        if not is_rank_zero():  # several processes: rank 0 trains the teacher (written whole, by rename)
+            failed = Path(cfg.paths.output_dir) / "failed.json"
+            wait_for_rank_zero(lambda: ckpt if ckpt.is_file() else None, f"the teacher {ckpt}", failed)
+        else:
+            with open(folder / ".lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not ckpt.is_file():
+                    _train_teacher(cfg, datamodule, folder)
+                else:
+                    print(f"[kd] reusing trained teacher {ckpt}", flush=True)
+                fcntl.flock(lock, fcntl.LOCK_UN)
     load_teacher_weights(net, ckpt, cfg.teacher.name)
     return net, ckpt

@@ -1,0 +1,61 @@
+"""Start-up checks of multi-process training (``trainer=ddp``, ``trainer=fsdp``): what the engines
+underneath (Lightning strategies, Hydra launchers) would otherwise reject deep inside a run."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from kd.errors import ConfigError
+
+
+def strategy_name(cfg: DictConfig) -> str:
+    """``trainer.strategy`` as a lower-case word: ``auto``, ``ddp``, ``fsdp``, ... (a ``_target_``'s class name)."""
+    strategy = cfg.trainer.get("strategy", "auto")
+    if OmegaConf.is_dict(strategy):
+        strategy = str(strategy.get("_target_", "")).rsplit(".", 1)[-1].removesuffix("Strategy")
+    return str(strategy).lower()
+
+
+def processes_per_machine(cfg: DictConfig) -> int:
+    """Training processes on each machine: ``trainer.devices`` when it is a count or a list, else 1."""
+    devices = cfg.trainer.get("devices", 1)
+    if OmegaConf.is_list(devices):
+        return len(devices)
+    return devices if isinstance(devices, int) and devices > 0 else 1
+
+
+def process_count(cfg: DictConfig) -> int:
+    """Training processes of the job: processes per machine times ``trainer.num_nodes``."""
+    return processes_per_machine(cfg) * int(cfg.trainer.get("num_nodes", 1) or 1)
+
+
+def _launcher() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    return str(OmegaConf.select(HydraConfig.get(), "launcher._target_", default="") or "")
+
+
+def check_scale_out(cfg: DictConfig) -> None:
+    """Sharded training needs CUDA; the global batch must split evenly; joblib workers cannot start ranks."""
+    strategy, processes = strategy_name(cfg), process_count(cfg)
+    if strategy.startswith("fsdp") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.strategy={strategy} (trainer=fsdp): sharded training runs on CUDA GPUs only (Lightning's "
+            "FSDPStrategy), and this machine has none. On CPU use trainer=ddp (data-parallel, gloo)."
+        )
+    batch = OmegaConf.select(cfg, "data.module.batch_size", default=None)
+    if processes > 1 and isinstance(batch, int) and batch % processes:
+        raise ConfigError(
+            f"data.module.batch_size={batch} is the global batch of one optimiser step and must split evenly "
+            f"among the {processes} training processes (trainer.devices x trainer.num_nodes); "
+            f"use a multiple of {processes}"
+        )
+    if processes > 1 and "joblib" in _launcher().lower():
+        raise ConfigError(
+            f"trainer.devices={cfg.trainer.devices} under hydra/launcher=joblib: a joblib worker cannot start the "
+            "other training processes. Run parallel sweep jobs with one process each (+sweep=joblib), or "
+            "multi-process jobs one after another or on SLURM (+sweep=submitit_slurm)."
+        )
