@@ -1,7 +1,7 @@
 """Wall time of one 4-job sweep under each local launcher, and of one job in one vs two processes.
 
     .venv/bin/python benchmarks/scale_out.py [--modes basic,joblib,submitit_local,single,ddp]
-        [--epochs 1] [--train-subset 16384] [--teacher-ckpt PATH] [--out PATH]
+        [--epochs 2] [--train-subset N] [--teacher-ckpt PATH] [--out PATH]
 
 Sweep modes: ``loss=kd loss.temperature=1,2,4,8`` on Fashion-MNIST (resnet18 -> resnet10_w8, no
 augmentation, the teacher's outputs cached once before the timing starts), each one real
@@ -48,9 +48,13 @@ MODES = {
 
 
 def cpu_model() -> str:
+    """``model name (family F model M)`` from /proc/cpuinfo; the platform's name elsewhere."""
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    found = re.search(r"model name\s*:\s*(.+)", text)
-    return found.group(1).strip() if found else platform.processor() or platform.machine()
+    fields = {k: re.search(rf"^{k}\s*:\s*(.+)$", text, re.MULTILINE) for k in ("model name", "cpu family", "model")}
+    if not fields["model name"]:
+        return platform.processor() or platform.machine()
+    family, model = (fields[k].group(1).strip() if fields[k] else "?" for k in ("cpu family", "model"))
+    return f"{fields['model name'].group(1).strip()} (family {family} model {model})"
 
 
 def random_teacher(path: Path) -> Path:
@@ -83,8 +87,8 @@ def jobs_of(folder: Path) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--train-subset", type=int, default=16384)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-subset", type=int, default=0, help="0: all 55,000 training images")
     parser.add_argument("--teacher-ckpt", default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
@@ -97,8 +101,9 @@ def main() -> None:
         work = Path(tmp)
         teacher = Path(args.teacher_ckpt) if args.teacher_ckpt else random_teacher(work / "teacher.ckpt")
         common = [f"teacher.ckpt={teacher}", f"trainer.max_epochs={args.epochs}",
-                  f"data.module.source.train_subset={args.train_subset}",
                   f"paths.teacher_outputs_dir={work / 'teacher_outputs'}", "teacher_outputs.cache=true"]
+        if args.train_subset:
+            common.append(f"data.module.source.train_subset={args.train_subset}")
         kd_run(MODES["single"], work, "warm-cache", [*common, "trainer=smoke"])  # builds the cache, untimed
         for mode in args.modes.split(","):
             wall = kd_run(MODES[mode], work, mode, common)

@@ -24,6 +24,7 @@ from kd.jobs.preflight import check_output_dir, preflight
 from kd.jobs.records import (
     as_run_error,
     describe_job,
+    failed_job_value,
     finish_failed_wandb_run,
     record_failure,
     redact_argv,
@@ -133,7 +134,8 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry; returns ``optimized_metric`` (``val/acc_best``) for sweepers.
 
     A failing job leaves ``failed.json`` and ``error.txt`` in its folder. In a multirun the other
-    jobs go on (the failed one returns NaN, which sweepers treat as a failed trial); a single run
+    jobs go on (the failed one returns NaN, or under Optuna, which stops a study at NaN, the worst
+    value for the study's direction); a single run
     exits with status 2 for config errors, 3 for run errors (non-finite loss, full disk; both reported
     in one paragraph) and re-raises anything else.
     """
@@ -149,7 +151,7 @@ def main(cfg: DictConfig) -> float | None:
         record = record_failure(cfg, err)
         report_failure(err, record, multirun)
         if multirun:
-            return float("nan")
+            return failed_job_value()
         if isinstance(err, ConfigError | RunError):
             sys.exit(2 if isinstance(err, ConfigError) else 3)
         raise err

@@ -137,3 +137,27 @@ def test_two_processes_on_fashion_mnist_end_within_batchnorm_noise_of_one(tmp_pa
         assert abs(ddp[key] - single[key]) < 0.015, key
     for key in ("test/kl", "test/ece"):
         assert abs(ddp[key] - single[key]) < 0.03, key
+
+
+# Language models: a tiny random Llama teacher (trained by the run) and student on fortunes, the teacher's
+# top-8 log-probabilities cached. No normalisation over the batch, so the runs agree to float noise.
+LM = ["data=lm_fortunes", "data.module.source.limit_per_file=20", "data.module.block_size=16",
+      "data.module.max_blocks={train:64,val:16,test:16}", "data.module.batch_size=8", "data.module.eval_batch_size=6",
+      "teacher=llama_tiny", "student=llama_tiny", "loss=fkl", "teacher_outputs.top_k=8", "trainer.max_epochs=2",
+      "trainer.enable_model_summary=false", "progress_bar=false", "logger=csv", "data.generation.prompts=2"]
+
+
+@pytest.mark.slow
+def test_a_language_model_in_two_processes_matches_one_over_the_whole_split(tmp_path: Path) -> None:
+    log = finish(kd_run(tmp_path, "ddp", *LM, "trainer=ddp", "threads=1"))
+    assert log.count("[kd] computing teacher outputs on the train split") == 1
+    (teacher,) = (tmp_path / "ddp-teachers").glob("*/teacher.ckpt")
+    finish(kd_run(tmp_path, "single", *LM, "threads=2", f"teacher.ckpt={teacher}"))
+    ddp, single = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("ddp", "single"))
+    # 16 test blocks in eval batches of 6: rank 0 evaluates 8 (6 + 2), rank 1 the other 8; the teacher's
+    # perplexity (no training involved) shows that both halves were counted, once.
+    assert ddp["test/teacher_ppl"] == pytest.approx(single["test/teacher_ppl"], rel=1e-5)
+    for key in ("test/ppl", "val/ppl_best", "test/kl", "test/bpb"):
+        assert ddp[key] == pytest.approx(single[key], rel=1e-3), key
+    assert abs(ddp["test/acc"] - single["test/acc"]) <= 2 / (16 * 16)  # next-token accuracy: 256 positions
+    assert (tmp_path / "ddp/generations.md").is_file() and not list(tmp_path.glob("ddp/failed*"))

@@ -105,3 +105,15 @@ def report_failure(err: BaseException, record: Path, multirun: bool) -> None:
     print(f"{kind}: {err}", file=sys.stderr)
     note = "; the other jobs continue" if multirun else ""
     print(f"[kd] job failed; recorded in {record.parent}/{{{FAILURE_FILE}, error.txt}}{note}", file=sys.stderr)
+
+
+def failed_job_value() -> float:
+    """What a failed multirun job returns to the sweeper: NaN, or under Optuna (which stops a study at a
+    NaN) the worst value for its direction, so the study records the trial and goes on."""
+    from hydra.core.hydra_config import HydraConfig
+
+    sweeper = HydraConfig.get().sweeper if HydraConfig.initialized() else {}
+    if "optuna" not in str(sweeper.get("_target_", "")).lower():
+        return float("nan")
+    direction = str(sweeper.get("direction", "minimize")).lower()
+    return float("-inf") if "max" in direction else float("inf")
