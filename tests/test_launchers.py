@@ -45,12 +45,18 @@ def assert_failure_recorded(failed: list[Path]) -> None:
     assert record["error_type"] == "ConfigError" and "loss.temperature" in record["error"]
 
 
-@pytest.mark.slow
-def test_submitit_local_runs_each_job_in_its_own_process_and_kd_report_collects_them(tmp_path: Path) -> None:
-    multirun(tmp_path, "+sweep=submitit_local", "loss=kd", "loss.temperature=1,4,-1")
-    found = jobs(tmp_path / "sweep")
+def two_jobs_and_a_failure(tmp: Path, sweep: str) -> list[Path]:
+    """Run ``loss.temperature=1,4,-1`` under ``+sweep=<sweep>``; the folders of the two finished jobs."""
+    multirun(tmp, f"+sweep={sweep}", "loss=kd", "loss.temperature=1,4,-1")
+    found = jobs(tmp / "sweep")
     assert len(found["finished"]) == 2
     assert_failure_recorded(found["failed"])
+    return found["finished"]
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_each_job_in_its_own_process_and_kd_report_collects_them(tmp_path: Path) -> None:
+    two_jobs_and_a_failure(tmp_path, "submitit_local")
     logs = list((tmp_path / "sweep/.submitit").rglob("*_log.out"))  # one per job: each its own process
     assert len(logs) == 3 and len(list((tmp_path / "teachers").glob("*/teacher.ckpt"))) == 1
     report_main([str(tmp_path / "sweep"), "--out", str(tmp_path / "report")])
@@ -61,11 +67,8 @@ def test_submitit_local_runs_each_job_in_its_own_process_and_kd_report_collects_
 
 @pytest.mark.slow
 def test_joblib_runs_jobs_in_parallel_with_one_thread_each(tmp_path: Path) -> None:
-    multirun(tmp_path, "+sweep=joblib", "loss=kd", "loss.temperature=1,4,-1")
-    found = jobs(tmp_path / "sweep")
-    assert len(found["finished"]) == 2
-    assert_failure_recorded(found["failed"])
-    configs = [yaml.safe_load((job / "config_resolved.yaml").read_text()) for job in found["finished"]]
+    finished = two_jobs_and_a_failure(tmp_path, "joblib")
+    configs = [yaml.safe_load((job / "config_resolved.yaml").read_text()) for job in finished]
     assert {c["threads"] for c in configs} == {1}  # two 1-thread jobs on 2 cores, not two 2-thread ones
 
 
