@@ -18,7 +18,7 @@ LAYERS = [
     {"kd.training"},
     {"kd.teacher"},
     {"kd.jobs"},
-    {"kd.report"},
+    {"kd.report", "kd.export"},
     {"kd.run"},
 ]
 
@@ -86,7 +86,7 @@ def test_modules_are_small() -> None:
 def test_top_level_holds_the_core_path_and_sub_packages() -> None:
     assert {p.stem for p in KD.glob("*.py")} - {"__init__"} == TOP_LEVEL
     packages = {p.name for p in KD.iterdir() if (p / "__init__.py").is_file()}
-    assert packages == {"data", "losses", "models", "lm", "teacher", "jobs", "report", "utils"}
+    assert packages == {"data", "losses", "models", "lm", "teacher", "jobs", "report", "export", "utils"}
     for package in packages:  # each says what it holds
         assert ast.get_docstring(ast.parse((KD / package / "__init__.py").read_text())), package
 

@@ -1,0 +1,64 @@
+"""A finished run's folder: its config, its best student and its teacher, rebuilt as PyTorch models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from kd.errors import ConfigError
+
+
+class FinishedRun:
+    """The files of a finished kd run: ``config_resolved.yaml``, ``metrics.json`` and the best checkpoint."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        metrics_file, config_file = self.folder / "metrics.json", self.folder / "config_resolved.yaml"
+        if not metrics_file.is_file() or not config_file.is_file():
+            raise ConfigError(
+                f"{self.folder} holds no finished kd run (it needs metrics.json and config_resolved.yaml; "
+                "a run writes metrics.json when it has tested its best checkpoint). Give the folder of a "
+                "finished run, e.g. outputs/runs/<date>/<time>."
+            )
+        self.metrics: dict[str, Any] = json.loads(metrics_file.read_text())
+        self.cfg: DictConfig = OmegaConf.load(config_file)
+        checkpoint = self.metrics.get("best_checkpoint")
+        if not checkpoint or not Path(checkpoint).is_file():
+            raise ConfigError(f"{self.folder}: its best checkpoint {checkpoint!r} is missing; nothing to export.")
+        self.checkpoint = Path(checkpoint)
+
+    @property
+    def modality(self) -> str:
+        return str(self.cfg.data.get("modality", "image"))
+
+    def student(self) -> nn.Module:
+        """The student network with the best checkpoint's weights, in eval mode."""
+        net = instantiate(self.cfg.student.net)
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+        net.load_state_dict({k.removeprefix("student."): v for k, v in state.items() if k.startswith("student.")})
+        return net.eval()
+
+    def teacher(self) -> nn.Module | None:
+        """The run's teacher with its weights, in eval mode; None for a run without one."""
+        path = self.metrics.get("teacher_ckpt")
+        if self.metrics.get("job_type") != "distill" or not path or not Path(path).is_file():
+            return None
+        from kd.teacher.weights import load_teacher_weights
+
+        net = instantiate(self.cfg.teacher.net)
+        if not self.cfg.teacher.get("pretrained"):
+            load_teacher_weights(net, path, self.cfg.teacher.name)
+        return net.float().eval()
+
+    def test_batches(self) -> list[dict[str, Any]]:
+        """The run's test split, as its data module batches it."""
+        datamodule = instantiate(self.cfg.data.module)
+        datamodule.prepare_data()
+        datamodule.setup("test")
+        return list(datamodule.test_dataloader())

@@ -1,0 +1,73 @@
+"""``python -m kd.export``: a tiny finished run round-trips through ONNX, the parity check and INT8
+quantisation; bad folders and a too-lossy INT8 model are refused clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from kd.export.__main__ import main as export_main
+from kd.run import train
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny KD run on synthetic images (teacher trained first), finished and tested."""
+    from tests.conftest import TINY, compose_config
+
+    tmp = tmp_path_factory.mktemp("export")
+    cfg = compose_config([*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=1.0"], tmp)
+    train(cfg)
+    return Path(cfg.paths.output_dir)
+
+
+def export(run: Path, *args: str) -> dict:
+    export_main([str(run), "--repeats", "2", *args])
+    return json.loads((run / "deploy.json").read_text())
+
+
+@pytest.mark.parametrize("method", ["static", "dynamic"])
+def test_student_and_teacher_round_trip_through_onnx_and_int8(finished_run: Path, method: str) -> None:
+    deploy = export(finished_run, "--quantize", method, "--max-accuracy-drop", "1")
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    student, teacher, int8 = (deploy["models"][k] for k in ("student", "teacher", "student_int8"))
+    assert student["max_abs_logit_diff"] < 1e-4 and teacher["max_abs_logit_diff"] < 1e-4  # float32 parity
+    assert student["test/acc"] == student["test/acc_pytorch"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert teacher["test/acc"] == pytest.approx(metrics["test/teacher_acc"], abs=1e-6)
+    assert student["params"] == metrics["student/params"] and teacher["params"] == metrics["teacher/params"]
+    assert int8["quantization"] == method and int8["accuracy_drop"] == pytest.approx(
+        student["test/acc"] - int8["test/acc"])
+    assert 0 < int8["max_abs_logit_diff"] < 5  # quantised: close to, not equal to, the float model
+    for name in ("student.onnx", "teacher.onnx", "student.int8.onnx"):
+        assert (finished_run / "deploy" / name).stat().st_size > 1000
+    for key in ("ort_b1_t1", "ort_b64_t1", "ort_b1_t2", "ort_b64_t2", "torch_b1_t1", "torch_b64_t2"):
+        assert student["latency_ms"][key] > 0
+    assert set(int8["latency_ms"]) == {"ort_b1_t1", "ort_b64_t1", "ort_b1_t2", "ort_b64_t2"}
+    assert deploy["settings"]["quantize"] == method and deploy["checkpoint"] == metrics["best_checkpoint"]
+
+
+def test_an_int8_student_that_loses_too_much_is_refused_and_not_kept(finished_run: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        export(finished_run, "--quantize", "dynamic", "--max-accuracy-drop", "-1")
+    assert exit_.value.code == 2
+    assert "INT8 student loses" in capsys.readouterr().err
+    assert not (finished_run / "deploy/student.int8.onnx").exists()
+    assert json.loads((finished_run / "deploy.json").read_text())["models"]["student_int8"]["refused"] is True
+
+
+def test_a_folder_without_a_finished_run_is_refused(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        export_main([str(tmp_path)])
+    assert exit_.value.code == 2 and "holds no finished kd run" in capsys.readouterr().err
+
+
+def test_students_of_other_modalities_are_refused_by_name(tmp_path: Path, capsys) -> None:
+    (tmp_path / "best.ckpt").write_bytes(b"0")
+    (tmp_path / "metrics.json").write_text(json.dumps({"best_checkpoint": str(tmp_path / "best.ckpt")}))
+    OmegaConf.save(OmegaConf.create({"data": {"modality": "lm"}}), tmp_path / "config_resolved.yaml")
+    with pytest.raises(SystemExit):
+        export_main([str(tmp_path)])
+    assert "data.modality=lm; kd.export handles image students so far" in capsys.readouterr().err
