@@ -71,3 +71,25 @@ def test_students_of_other_modalities_are_refused_by_name(tmp_path: Path, capsys
     with pytest.raises(SystemExit):
         export_main([str(tmp_path)])
     assert "data.modality=lm; kd.export handles image students so far" in capsys.readouterr().err
+
+
+def test_pareto_front_keeps_the_points_nothing_beats_on_both() -> None:
+    from kd.report.tradeoff import pareto_front
+
+    pairs = [(1.0, 80.0), (2.0, 79.0), (2.0, 85.0), (5.0, 84.0), (10.0, 90.0)]
+    assert pareto_front(pairs) == [(1.0, 80.0), (2.0, 85.0), (10.0, 90.0)]
+
+
+def test_tradeoff_points_tell_distilled_scratch_teacher_and_int8_apart(finished_run: Path) -> None:
+    from kd.report.runs import find_runs
+    from kd.report.tradeoff import points, tradeoff_plot
+
+    deploy = export(finished_run, "--quantize", "static", "--max-accuracy-drop", "1")
+    (run,) = find_runs([finished_run])
+    found, source = points([run])
+    assert sorted(kind for kind, *_ in found) == ["distilled", "int8", "teacher"]
+    student = next(p for p in found if p[0] == "distilled")
+    assert source == "onnx" and student[1:] == (
+        deploy["models"]["student"]["size_mb"], deploy["models"]["student"]["latency_ms"]["ort_b64_t2"],
+        100 * deploy["models"]["student"]["test/acc"])
+    assert tradeoff_plot([run], finished_run / "tradeoff.png").stat().st_size > 1000

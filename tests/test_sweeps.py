@@ -95,7 +95,8 @@ def test_report_rows_equal_the_saved_metrics(sweep, tmp_path: Path, capsys) -> N
     table = (out / "report.md").read_text()
     assert table.count("| loss.temperature=") == 3 and "## Failed runs" in table
     assert "`data=synthetic`" in table and "`loss=kd`" in table and "`student=tiny`" in table  # shared settings
-    assert {Path(p).name for p in result["plots"]} == {"report_temperature.png", "report_loss.png", "report_cost.png"}
+    assert {Path(p).name for p in result["plots"]} == {"report_temperature.png", "report_loss.png", "report_cost.png",
+                                                          "report_tradeoff.png"}
     assert all((out / Path(p).name).stat().st_size > 1000 for p in result["plots"])
     assert len(result["failed"]) == 2
 

@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file-only backend
 
 from kd.report.runs import TASKS, Run, Task, lower_is_better, mean_std, select
+from kd.report.tradeoff import tradeoff_plot
 
 
 def _label(task: Task) -> str:
@@ -125,4 +126,5 @@ def write_plots(runs: list[Run], out: Path) -> list[Path]:
     for task in TASKS.values():
         mine = [r for r in runs if r.task.name == task.name]
         written += [maker(mine, out / f"{task.plot_prefix}{name}", task) for name, maker in makers] if mine else []
+    written.append(tradeoff_plot(runs, out / "report_tradeoff.png"))  # classification runs
     return [p for p in written if p is not None]
