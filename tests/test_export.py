@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from kd.export.__main__ import main as export_main
+from kd.export.onnx_model import run as run_onnx
+from kd.export.onnx_model import session
+from kd.export.run_folder import FinishedRun
 from kd.run import train
+from kd.taps import call_model
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +52,24 @@ def test_student_and_teacher_round_trip_through_onnx_and_int8(finished_run: Path
     assert deploy["settings"]["quantize"] == method and deploy["checkpoint"] == metrics["best_checkpoint"]
 
 
+def test_a_text_student_exports_with_dynamic_batch_and_length(tmp_path: Path) -> None:
+    from tests.conftest import TEXT_TINY, compose_config
+
+    cfg = compose_config([*TEXT_TINY, "trainer.limit_test_batches=1.0"], tmp_path)  # the whole test split
+    metrics = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    deploy = export(run, "--max-accuracy-drop", "1")  # auto: dynamic INT8 for text
+    student, int8 = deploy["models"]["student"], deploy["models"]["student_int8"]
+    assert student["max_abs_logit_diff"] < 1e-4 and student["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert int8["quantization"] == "dynamic" and "teacher" in deploy["models"]
+    sess = session(run / "deploy/student.onnx")
+    batch = FinishedRun(run).test_batches()[0]["inputs"]
+    for size, length in ((1, 5), (3, batch["input_ids"].shape[1])):  # other batch sizes and lengths than exported
+        inputs = {k: v[:size, :length] for k, v in batch.items()}
+        expected = call_model(FinishedRun(run).student(), inputs).detach().numpy()
+        assert abs(run_onnx(sess, inputs) - expected).max() < 1e-4
+
+
 def test_an_int8_student_that_loses_too_much_is_refused_and_not_kept(finished_run: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         export(finished_run, "--quantize", "dynamic", "--max-accuracy-drop", "-1")
@@ -64,13 +85,19 @@ def test_a_folder_without_a_finished_run_is_refused(tmp_path: Path, capsys) -> N
     assert exit_.value.code == 2 and "holds no finished kd run" in capsys.readouterr().err
 
 
-def test_students_of_other_modalities_are_refused_by_name(tmp_path: Path, capsys) -> None:
-    (tmp_path / "best.ckpt").write_bytes(b"0")
-    (tmp_path / "metrics.json").write_text(json.dumps({"best_checkpoint": str(tmp_path / "best.ckpt")}))
-    OmegaConf.save(OmegaConf.create({"data": {"modality": "lm"}}), tmp_path / "config_resolved.yaml")
-    with pytest.raises(SystemExit):
-        export_main([str(tmp_path)])
-    assert "data.modality=lm; kd.export handles image students so far" in capsys.readouterr().err
+def test_a_language_model_student_exports_with_perplexity_and_ms_per_token(tmp_path: Path) -> None:
+    from tests.conftest import compose_config
+    from tests.test_lm import LM_TINY
+
+    cfg = compose_config([*LM_TINY, "loss=fkl", "trainer.limit_test_batches=1.0"], tmp_path)
+    metrics = train(cfg)
+    deploy = export(Path(cfg.paths.output_dir), "--max-accuracy-drop", "1")
+    student, teacher, int8 = (deploy["models"][k] for k in ("student", "teacher", "student_int8"))
+    assert student["test/ppl"] == pytest.approx(metrics["test/ppl"], rel=1e-4)  # over the same positions
+    assert teacher["test/ppl"] == pytest.approx(metrics["test/teacher_ppl"], rel=1e-4)
+    assert student["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6) and student["max_abs_logit_diff"] < 1e-3
+    assert student["ms_per_token_ort"] > 0 and student["ms_per_token_pytorch"] > 0 and int8["ms_per_token_ort"] > 0
+    assert int8["quantization"] == "dynamic" and int8["test/ppl"] > 0
 
 
 def test_pareto_front_keeps_the_points_nothing_beats_on_both() -> None:

@@ -20,16 +20,18 @@ from rich.console import Console
 from rich.table import Table
 
 from kd.errors import ConfigError
-from kd.export.measure import accuracy_and_difference, latencies, size_mb
+from kd.export.measure import accuracy_and_difference, latencies, ms_per_token, rows, size_mb
 from kd.export.onnx_model import QUANTISATIONS, export_onnx, quantise, run, session
 from kd.export.run_folder import FinishedRun
+from kd.taps import call_model
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="the folder of a finished run (holds metrics.json)")
-    parser.add_argument("--quantize", choices=QUANTISATIONS, default="static",
-                        help="INT8 student: static (calibrated activations; default, best for CNNs), dynamic, none")
+    parser.add_argument("--quantize", choices=("auto", *QUANTISATIONS), default="auto",
+                        help="INT8 student: auto (static for images, dynamic for text and LMs), static (calibrated "
+                             "activations), dynamic, none")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.01,
                         help="refuse an INT8 student whose test accuracy falls by more (default 0.01 = 1 point)")
     parser.add_argument("--parity-tolerance", type=float, default=0.001,
@@ -42,29 +44,39 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def check_model(name: str, model: torch.nn.Module, folder: Path, batches: list[dict[str, Any]],
                 tolerance: float, repeats: int) -> dict[str, Any]:
     """Export ``model`` to ``folder/<name>.onnx``; parity, accuracy, size and latency of both forms."""
-    path = export_onnx(model, batches[0]["inputs"][:2], folder / f"{name}.onnx")
+    path = export_onnx(model, rows(batches[0]["inputs"], 2), folder / f"{name}.onnx")
     sess = session(path)
     onnx = accuracy_and_difference(lambda x: run(sess, x), model, batches)
-    torch_acc = accuracy_and_difference(lambda x: model(x).float().numpy(), model, batches)["accuracy"]
+    torch_acc = accuracy_and_difference(lambda x: call_model(model, x).float().numpy(), model, batches)["accuracy"]
     if abs(onnx["accuracy"] - torch_acc) > tolerance:
         raise ConfigError(
             f"{path}: test accuracy {onnx['accuracy']:.4f} with onnxruntime against {torch_acc:.4f} in PyTorch, "
             f"more apart than --parity-tolerance={tolerance}; the export is not faithful."
         )
-    return {"file": str(path.relative_to(folder.parent)), "size_mb": size_mb(path),
-            "params": sum(p.numel() for p in model.parameters()), "test/acc": onnx["accuracy"],
-            "test/acc_pytorch": torch_acc, "max_abs_logit_diff": onnx["max_abs_logit_diff"],
-            "latency_ms": latencies(path, model, batches[0]["inputs"], repeats=repeats)}
+    out = {"file": str(path.relative_to(folder.parent)), "size_mb": size_mb(path),
+           "params": sum(p.numel() for p in model.parameters()), "test/acc": onnx["accuracy"],
+           "test/acc_pytorch": torch_acc, "max_abs_logit_diff": onnx["max_abs_logit_diff"],
+           "latency_ms": latencies(path, model, batches[0]["inputs"], repeats=repeats)}
+    return {**out, **generation(path, model, batches, onnx)}
+
+
+def generation(path: Path, model: torch.nn.Module | None, batches: list[dict[str, Any]],
+               measured: dict[str, float]) -> dict[str, float]:
+    """Language models: test perplexity and greedy ms per generated token (onnxruntime; PyTorch for ``model``)."""
+    if "perplexity" not in measured:
+        return {}
+    sess, prompt = session(path), batches[0]["inputs"]["input_ids"][:1, :24]
+    out = {"test/ppl": measured["perplexity"], "ms_per_token_ort": ms_per_token(lambda x: run(sess, x), prompt)}
+    if model is not None:
+        with torch.inference_mode():
+            out["ms_per_token_pytorch"] = ms_per_token(lambda x: call_model(model, x).float().numpy(), prompt)
+    return out
 
 
 def export_run(args: argparse.Namespace) -> dict[str, Any]:
     """Everything ``deploy.json`` holds; raises ConfigError for what cannot be exported."""
     finished = FinishedRun(args.run)
-    if finished.modality != "image":
-        raise ConfigError(
-            f"{args.run}: data.modality={finished.modality}; kd.export handles image students so far "
-            "(text and language-model students are not exported yet)."
-        )
+    method = ("static" if finished.modality == "image" else "dynamic") if args.quantize == "auto" else args.quantize
     folder = args.run / "deploy"
     folder.mkdir(exist_ok=True)
     batches = finished.test_batches()
@@ -77,23 +89,24 @@ def export_run(args: argparse.Namespace) -> dict[str, Any]:
     result["models"]["student"] = check_model("student", student, folder, batches, args.parity_tolerance, args.repeats)
     if (teacher := finished.teacher()) is not None:
         result["models"]["teacher"] = check_model("teacher", teacher, folder, batches, args.parity_tolerance, args.repeats)
-    if args.quantize != "none":
+    if method != "none":
         calibration = [b["inputs"] for b in batches[: args.calibration_batches]]
-        path = quantise(folder / "student.onnx", folder / "student.int8.onnx", args.quantize, calibration)
+        path = quantise(folder / "student.onnx", folder / "student.int8.onnx", method, calibration)
         sess = session(path)
         measured = accuracy_and_difference(lambda x: run(sess, x), student, batches)
         drop = result["models"]["student"]["test/acc"] - measured["accuracy"]
         result["models"]["student_int8"] = {
-            "file": str(path.relative_to(args.run)), "size_mb": size_mb(path), "quantization": args.quantize,
+            "file": str(path.relative_to(args.run)), "size_mb": size_mb(path), "quantization": method,
             "test/acc": measured["accuracy"], "accuracy_drop": drop, "max_abs_logit_diff": measured["max_abs_logit_diff"],
             "latency_ms": latencies(path, None, batches[0]["inputs"], repeats=args.repeats),
+            **generation(path, None, batches, measured),
         }
         if drop > args.max_accuracy_drop:
             path.unlink()
             result["models"]["student_int8"]["refused"] = True
             write(args.run, result)
             raise ConfigError(
-                f"the {args.quantize} INT8 student loses {100 * drop:.2f} accuracy points on the test split, more than "
+                f"the {method} INT8 student loses {100 * drop:.2f} accuracy points on the test split, more than "
                 f"--max-accuracy-drop={args.max_accuracy_drop}; not kept (figures in {args.run / 'deploy.json'}). "
                 "Try --quantize static (calibrated) or a larger --max-accuracy-drop."
             )
@@ -108,12 +121,15 @@ def write(run_folder: Path, result: dict[str, Any]) -> Path:
 
 def show(result: dict[str, Any]) -> None:
     table = Table(title=f"kd export: {result['run']}")
-    for column in ("model", "params", "MB", "test/acc", "ms b1 (1 thr)", "ms b64 (2 thr)", "max |Δlogit|"):
+    lm = any("test/ppl" in m for m in result["models"].values())
+    quality = ("test/ppl", "ms/token") if lm else ("test/acc",)
+    for column in ("model", "params", "MB", *quality, "ms b1 (1 thr)", "ms b64 (2 thr)", "max |Δlogit|"):
         table.add_column(column)
     for name, m in result["models"].items():
         params = f"{m['params'] / 1e6:.2f} M" if "params" in m else "-"
         lat = m["latency_ms"]
-        table.add_row(name, params, f"{m['size_mb']:.2f}", f"{100 * m['test/acc']:.2f} %", f"{lat['ort_b1_t1']:.2f}",
+        shown = (f"{m['test/ppl']:.2f}", f"{m['ms_per_token_ort']:.2f}") if lm else (f"{100 * m['test/acc']:.2f} %",)
+        table.add_row(name, params, f"{m['size_mb']:.2f}", *shown, f"{lat['ort_b1_t1']:.2f}",
                       f"{lat['ort_b64_t2']:.2f}", f"{m['max_abs_logit_diff']:.2g}")
     Console(soft_wrap=True).print(table)
 

@@ -2,32 +2,58 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kd.export.onnx_model import run, session
+from kd.taps import Inputs, call_model
 
 
 def accuracy_and_difference(
-    predict: Callable[[torch.Tensor], np.ndarray], reference: nn.Module, batches: list[dict[str, Any]]
+    predict: Callable[[Inputs], np.ndarray], reference: nn.Module, batches: list[dict[str, Any]]
 ) -> dict[str, float]:
-    """Accuracy of ``predict`` on ``batches`` and its largest absolute logit difference from ``reference``."""
-    hits, count, worst = 0, 0, 0.0
+    """Accuracy of ``predict`` on ``batches`` (next-token accuracy over labelled positions for language
+    models, which also get ``perplexity``) and its largest absolute logit difference from ``reference``."""
+    hits, count, worst, nll = 0, 0, 0.0, 0.0
     with torch.inference_mode():
         for batch in batches:
             logits = predict(batch["inputs"])
-            expected = reference(batch["inputs"]).float().numpy()
+            expected = call_model(reference, batch["inputs"]).float().numpy()
             worst = max(worst, float(np.abs(logits - expected).max()))
-            hits += int((logits.argmax(-1) == batch["labels"].numpy()).sum())
-            count += len(batch["labels"])
-    return {"accuracy": hits / max(count, 1), "max_abs_logit_diff": worst}
+            labels = batch["labels"]
+            valid = labels != -100
+            hits += int(torch.from_numpy(logits.argmax(-1) == labels.numpy())[valid].sum())
+            count += int(valid.sum())
+            if labels.dim() > 1:  # per-position labels: a language model
+                flat = torch.from_numpy(logits).float().reshape(-1, logits.shape[-1])
+                nll += float(F.cross_entropy(flat, labels.reshape(-1), ignore_index=-100, reduction="sum"))
+    out = {"accuracy": hits / max(count, 1), "max_abs_logit_diff": worst}
+    if batches and batches[0]["labels"].dim() > 1:
+        out["perplexity"] = math.exp(nll / max(count, 1))
+    return out
+
+
+def ms_per_token(step: Callable[[Inputs], np.ndarray], prompt: torch.Tensor, new_tokens: int = 32) -> float:
+    """Median ms per token of greedy generation by ``step`` (logits of a whole sequence; no cache) from
+    ``prompt`` (1, L): the same loop for onnxruntime and PyTorch."""
+    times, ids = [], prompt
+    for i in range(new_tokens + 2):
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        start = time.perf_counter()
+        logits = step(inputs)
+        if i >= 2:  # after two warm-up tokens
+            times.append(time.perf_counter() - start)
+        ids = torch.cat([ids, torch.as_tensor(logits[:, -1].argmax(-1)).reshape(1, 1)], dim=1)
+    return round(1000 * statistics.median(times), 3)
 
 
 def median_ms(call: Callable[..., Any], repeats: int = 20, warmup: int = 3) -> float:
@@ -41,7 +67,14 @@ def median_ms(call: Callable[..., Any], repeats: int = 20, warmup: int = 3) -> f
     return round(1000 * statistics.median(times), 3)
 
 
-def latencies(onnx_path: Path | None, model: nn.Module | None, inputs: torch.Tensor, repeats: int = 20,
+def rows(inputs: Inputs, size: int) -> Inputs:
+    """``size`` samples made of a batch's inputs (repeated when the batch has fewer)."""
+    if isinstance(inputs, Mapping):
+        return {name: rows(tensor, size) for name, tensor in inputs.items()}
+    return inputs.repeat((size + len(inputs) - 1) // len(inputs), *([1] * (inputs.dim() - 1)))[:size]
+
+
+def latencies(onnx_path: Path | None, model: nn.Module | None, inputs: Inputs, repeats: int = 20,
               batch_sizes: tuple[int, ...] = (1, 64), threads: tuple[int, ...] = (1, 2)) -> dict[str, float]:
     """``onnxruntime`` (and PyTorch eager, for ``model``) latency in ms by batch size and thread count,
     e.g. ``ort_b1_t1``, ``torch_b64_t2``."""
@@ -51,12 +84,12 @@ def latencies(onnx_path: Path | None, model: nn.Module | None, inputs: torch.Ten
         sess = session(onnx_path, count) if onnx_path else None
         torch.set_num_threads(count)
         for size in batch_sizes:
-            x = inputs[:size].repeat((size + len(inputs) - 1) // len(inputs), 1, 1, 1)[:size]
+            x = rows(inputs, size)
             if sess is not None:
                 out[f"ort_b{size}_t{count}"] = median_ms(lambda sess=sess, x=x: run(sess, x), repeats)
             if model is not None:
                 with torch.inference_mode():
-                    out[f"torch_b{size}_t{count}"] = median_ms(lambda x=x: model(x), repeats)
+                    out[f"torch_b{size}_t{count}"] = median_ms(lambda x=x: call_model(model, x), repeats)
     torch.set_num_threads(before)
     return out
 

@@ -6,7 +6,7 @@ import contextlib
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -14,22 +14,53 @@ import torch
 from torch import nn
 
 from kd.errors import ConfigError
+from kd.taps import Inputs, call_model
 
 INPUT, OUTPUT = "inputs", "logits"
-QUANTISATIONS = ("none", "dynamic", "static")
+QUANTISATIONS = ("none", "dynamic", "static")  # static: calibrated activations (CNNs); dynamic: transformers
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
-    """Write ``model`` (image inputs ``(B, C, H, W)``) to ``path`` with a dynamic batch dimension."""
+class KeywordLogits(nn.Module):
+    """``model`` called with keyword tensors (``input_ids``, ``attention_mask``, ...) given in order, and
+    returning its logits: the form the ONNX exporter takes. The model's own ``forward`` is unchanged."""
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return call_model(self.model, dict(zip(self.names, tensors, strict=True)))
+
+
+def export_onnx(model: nn.Module, example: Inputs, path: Path) -> Path:
+    """Write ``model`` to ``path``: images ``(B, C, H, W)`` with a dynamic batch; keyword token inputs
+    ``(B, L)`` (text) with a dynamic batch and sequence length."""
     batch = torch.export.Dim("batch", min=1, max=4096)
+    if isinstance(example, Mapping):
+        names, length = list(example), torch.export.Dim("length", min=2, max=8192)
+        module, args = KeywordLogits(model, names), tuple(example.values())
+        dims = (tuple({0: batch, 1: length} for _ in names),)  # the one (variadic) argument: a tuple of tensors
+    else:
+        names, module, args, dims = [INPUT], model, (example,), ({0: batch},)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            torch.onnx.export(model.eval(), (example,), str(path), dynamo=True, dynamic_shapes=({0: batch},),
-                              input_names=[INPUT], output_names=[OUTPUT], external_data=False)
+            torch.onnx.export(module.eval(), args, str(path), dynamo=True, dynamic_shapes=dims,
+                              input_names=names, output_names=[OUTPUT], external_data=False)
     except Exception as err:  # noqa: BLE001 - any exporter failure: say which model and why
-        raise ConfigError(f"{type(model).__name__} could not be exported to ONNX: {str(err).splitlines()[0]}") from None
+        cause = err
+        while cause.__cause__ is not None:  # the exporter wraps torch.export's own message
+            cause = cause.__cause__
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ConfigError(f"{type(model).__name__} could not be exported to ONNX: {reason}") from None
     return path
+
+
+def feed(inputs: Inputs) -> dict[str, np.ndarray]:
+    """onnxruntime's input feed for a batch's inputs (a tensor, or keyword tensors)."""
+    if isinstance(inputs, Mapping):
+        return {name: tensor.numpy() for name, tensor in inputs.items()}
+    return {INPUT: inputs.numpy()}
 
 
 def session(path: Path, threads: int = 1):
@@ -42,22 +73,22 @@ def session(path: Path, threads: int = 1):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run(sess, inputs: torch.Tensor) -> np.ndarray:
-    return sess.run([OUTPUT], {INPUT: inputs.numpy()})[0]
+def run(sess, inputs: Inputs) -> np.ndarray:
+    return sess.run([OUTPUT], feed(inputs))[0]
 
 
 class _Calibration:
     """onnxruntime's CalibrationDataReader over a few batches of inputs."""
 
-    def __init__(self, batches: list[torch.Tensor]) -> None:
-        self._batches: Iterator[torch.Tensor] = iter(batches)
+    def __init__(self, batches: list[Inputs]) -> None:
+        self._batches: Iterator[Inputs] = iter(batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._batches, None)
-        return None if batch is None else {INPUT: batch.numpy()}
+        return None if batch is None else feed(batch)
 
 
-def quantise(source: Path, target: Path, method: str, calibration: list[torch.Tensor]) -> Path:
+def quantise(source: Path, target: Path, method: str, calibration: list[Inputs]) -> Path:
     """INT8 weights: ``dynamic`` (activations quantised at run time) or ``static`` (activation ranges
     from ``calibration`` batches, QDQ format; what helps convolutions)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
