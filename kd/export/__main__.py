@@ -47,7 +47,7 @@ def check_model(name: str, model: torch.nn.Module, folder: Path, batches: list[d
     path = export_onnx(model, rows(batches[0]["inputs"], 2), folder / f"{name}.onnx")
     sess = session(path)
     onnx = accuracy_and_difference(lambda x: run(sess, x), model, batches)
-    torch_acc = accuracy_and_difference(lambda x: call_model(model, x).float().numpy(), model, batches)["accuracy"]
+    torch_acc = onnx["reference_accuracy"]
     if abs(onnx["accuracy"] - torch_acc) > tolerance:
         raise ConfigError(
             f"{path}: test accuracy {onnx['accuracy']:.4f} with onnxruntime against {torch_acc:.4f} in PyTorch, "

@@ -22,8 +22,9 @@ def accuracy_and_difference(
     predict: Callable[[Inputs], np.ndarray], reference: nn.Module, batches: list[dict[str, Any]]
 ) -> dict[str, float]:
     """Accuracy of ``predict`` on ``batches`` (next-token accuracy over labelled positions for language
-    models, which also get ``perplexity``) and its largest absolute logit difference from ``reference``."""
-    hits, count, worst, nll = 0, 0, 0.0, 0.0
+    models, which also get ``perplexity``), its largest absolute logit difference from ``reference``, and
+    ``reference_accuracy`` (the same batches through ``reference``, from the same forward passes)."""
+    hits, ref_hits, count, worst, nll = 0, 0, 0, 0.0, 0.0
     with torch.inference_mode():
         for batch in batches:
             logits = predict(batch["inputs"])
@@ -32,11 +33,12 @@ def accuracy_and_difference(
             labels = batch["labels"]
             valid = labels != -100
             hits += int(torch.from_numpy(logits.argmax(-1) == labels.numpy())[valid].sum())
+            ref_hits += int(torch.from_numpy(expected.argmax(-1) == labels.numpy())[valid].sum())
             count += int(valid.sum())
             if labels.dim() > 1:  # per-position labels: a language model
                 flat = torch.from_numpy(logits).float().reshape(-1, logits.shape[-1])
                 nll += float(F.cross_entropy(flat, labels.reshape(-1), ignore_index=-100, reduction="sum"))
-    out = {"accuracy": hits / max(count, 1), "max_abs_logit_diff": worst}
+    out = {"accuracy": hits / max(count, 1), "reference_accuracy": ref_hits / max(count, 1), "max_abs_logit_diff": worst}
     if batches and batches[0]["labels"].dim() > 1:
         out["perplexity"] = math.exp(nll / max(count, 1))
     return out
