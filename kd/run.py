@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kd.errors import ConfigError, RunError
+from kd.jobs.baseline import find_baseline
 from kd.jobs.compatibility import check_loss_modality, check_shared_vocabulary
 from kd.jobs.preflight import check_output_dir, preflight
 from kd.jobs.records import (
@@ -104,29 +105,41 @@ def print_summary(cfg: DictConfig, metrics: dict[str, Any]) -> None:
     for column in ("model", "role", "params", *columns):
         table.add_column(column + (" (next token)" if lm and column == "test/acc" else ""))
 
-    def cells(prefix: str) -> list[str]:
+    def cells(prefix: str, source: dict[str, Any] = metrics) -> list[str]:
         out = []
         for column in columns:
             stage, name = column.split("/")
-            value = None if name.endswith("_best") and prefix else metrics.get(f"{stage}/{prefix}{name}")
+            value = None if name.endswith("_best") and prefix else source.get(f"{stage}/{prefix}{name}")
             out.append(_pct(value) if "acc" in name else _num(value))
         return out
 
     if metrics.get("teacher/params"):
         table.add_row(cfg.teacher.name, "teacher", f"{metrics['teacher/params'] / 1e6:.2f} M", *cells("teacher_"))
     role = f"student ({loss_name})" if metrics["job_type"] == "distill" else "student (from scratch)"
-    table.add_row(cfg.student.name, role, f"{metrics['student/params'] / 1e6:.2f} M", *cells(""))
+    params = f"{metrics['student/params'] / 1e6:.2f} M"
+    table.add_row(cfg.student.name, role, params, *cells(""))
+    baseline = find_baseline(cfg) if metrics["job_type"] == "distill" else None
+    if baseline:
+        table.add_row(cfg.student.name, "student (from scratch)", params, *cells("", baseline[1]))
     console = Console(soft_wrap=True)
     console.print(table)
     if "test/agreement" in metrics:
         console.print(f"teacher-student top-1 agreement on test: {_pct(metrics['test/agreement'])}")
-    if metrics["job_type"] == "distill":
-        student = OmegaConf.select(cfg, "hydra_choices.student", default=None) or cfg.student.name
-        experiment = OmegaConf.select(cfg, "hydra_choices.experiment", default=None)
-        prefix = f"experiment={experiment} " if experiment else ""
-        console.print(f"student from scratch, for comparison: python -m kd.run {prefix}loss=ce student={student}")
+    if baseline:
+        console.print(f"student from scratch (same data, student, recipe and seed): {baseline[0]}")
+    elif metrics["job_type"] == "distill":
+        console.print(f"student from scratch, for comparison: python -m kd.run {' '.join(baseline_overrides(cfg))}")
     files = "config, checkpoints/, metrics.json" + (", generations.md" if lm else "")
     console.print(f"outputs: {cfg.paths.output_dir}  ({files})")
+
+
+def baseline_overrides(cfg: DictConfig) -> list[str]:
+    """This job's overrides for the same student without the teacher: ``loss=ce``, the rest kept."""
+    student = OmegaConf.select(cfg, "hydra_choices.student", default=None) or cfg.student.name
+    experiment = OmegaConf.select(cfg, "hydra_choices.experiment", default=None)
+    drop = ("loss", "teacher", "on_policy", "student=", "experiment=", "hydra.", "paths.", "+sweep", "run.")
+    kept = [o for o in cfg.run.get("overrides") or [] if not o.lstrip("+~").startswith(drop)]
+    return [*([f"experiment={experiment}"] if experiment else []), "loss=ce", f"student={student}", *kept]
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -179,3 +179,24 @@ def test_compile_switch_compiles_the_student_in_place(make_cfg, monkeypatch) -> 
     assert compiled == []
     train(make_cfg("loss=kd", "compile=true"))
     assert compiled == ["ResNet"]  # the student only; benchmarks/step_throughput.py times the real thing
+
+
+@pytest.mark.slow
+def test_summary_shows_the_baseline_run_of_the_same_job(tmp_path: Path) -> None:
+    logs = f"paths.log_dir={tmp_path}"
+    base = subprocess.run(cli_args(tmp_path, "loss=ce", logs, run="base"), cwd=REPO, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert base.returncode == 0, base.stderr[-3000:]
+    scratch_acc = json.loads((tmp_path / "base/metrics.json").read_text())["test/acc"]
+    distilled = subprocess.run(cli_args(tmp_path, "loss=kd", logs, run="kd"), cwd=REPO, capture_output=True, text=True,
+                               timeout=300, check=False)
+    assert distilled.returncode == 0, distilled.stderr[-3000:]
+    out = " ".join(distilled.stdout.split())   # rich may wrap the table
+    assert "student (from scratch)" in out and f"{100 * scratch_acc:.2f} %" in out
+    assert f"same data, student, recipe and seed): {tmp_path / 'base'}" in out
+    other_seed = subprocess.run(cli_args(tmp_path, "loss=kd", "seed=1", logs, run="kd1"), cwd=REPO,
+                                capture_output=True, text=True, timeout=300, check=False)
+    assert "student (from scratch)" not in other_seed.stdout      # seed 1 has no baseline yet: the hint instead
+    (hint,) = [line for line in other_seed.stdout.splitlines() if "for comparison" in line]
+    assert "python -m kd.run loss=ce student=tiny data=synthetic" in hint and "seed=1" in hint
+    assert "loss=kd" not in hint and "hydra.run.dir" not in hint and "teacher" not in hint

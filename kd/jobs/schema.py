@@ -72,6 +72,9 @@ MODEL = {  # for student.* and teacher.*
     "net.attn_implementation": Choice("eager", "sdpa"), "net.attention_dropout": Share(),
     "net.drop_rate": Share(), "net.num_kv_heads": Int(1), "net.tie_word_embeddings": Bool(),
     "net.dtype": Choice("float32", "bfloat16", help="parameter dtype"),
+    "net.depth": Int(1, help="layers of a CIFAR-style network (resnet: 6n+2, wrn: 6n+4, vgg: 8/11/13/16/19)"),
+    "net.widths": ListOf(Int(1), help="stem and stage widths"), "net.width": Float(gt=0, help="multiplies the base widths"),
+    "net.expansion": Int(1), "net.version": Choice(1, 2), "net.dropout": Share(),
 }
 TEACHER = {"teacher.ckpt": Checkpoint(null=True, help="trained teacher weights; null = train the teacher here once"),
            "teacher.pretrained": Bool(help="use the network as loaded (a pretrained model), no teacher stage"), "teacher.seed": Int(0, null=True), "teacher.epochs": Int(0, help="epochs when the teacher is trained here (0 with pretrained: true)")}

@@ -1,0 +1,46 @@
+"""The distilled student's baseline: the same job without the teacher (``loss=ce``), if it has run.
+
+A finished run counts as this job's baseline when its ``job.json`` config equals this job's apart
+from what only distillation reads (the loss, the teacher, its cached outputs, on-policy sampling and
+``optimized_metric``) and its ``metrics.json`` says ``job_type: baseline``: same data, student,
+optimiser, trainer, augmentation and seed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from kd.jobs.resume import JOB_FILE, job_identity
+
+DISTILLATION_ONLY = ("loss", "teacher", "teacher_outputs", "on_policy", "optimized_metric")
+
+
+def _comparable(identity: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in identity.items() if k not in DISTILLATION_ONLY}
+
+
+def find_baseline(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | None:
+    """The newest finished baseline run of this job under ``paths.log_dir``: (folder, metrics), or None."""
+    mine = _comparable(job_identity(cfg))
+    own = Path(cfg.paths.output_dir).resolve()
+    found = []
+    for record_path in Path(cfg.paths.log_dir).rglob(JOB_FILE):
+        folder = record_path.parent
+        if folder.resolve() == own or "teachers" in folder.parts or not (folder / "metrics.json").is_file():
+            continue
+        try:
+            record = json.loads(record_path.read_text())
+            metrics = json.loads((folder / "metrics.json").read_text())
+        except (OSError, ValueError):
+            continue
+        config = record.get("config")
+        if metrics.get("job_type") == "baseline" and isinstance(config, dict) and _comparable(config) == mine:
+            found.append((record.get("started", 0), folder, metrics))
+    if not found:
+        return None
+    _, folder, metrics = max(found, key=lambda item: item[0])
+    return folder, metrics
