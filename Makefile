@@ -36,7 +36,7 @@ data:
 		echo "or run with data.module.source.download=true (needs internet); LM corpora: see README."; \
 	fi
 
-# The default experiment: resnet18 teacher (trained once, then cached) -> resnet10_w8 student with KD.
+# The default experiment: resnet20 teacher (trained once, then kept) -> resnet10_w8 student with KD, 5 epochs.
 run: setup
 	$(PY) -m kd.run $(ARGS)
 

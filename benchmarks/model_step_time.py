@@ -6,7 +6,7 @@
 For each ``conf/student/<name>.yaml`` (1 channel, 10 classes, random 28x28 inputs, channels-last as kd
 trains CNNs): a training step (forward, cross-entropy, backward, SGD step) and an inference forward
 (``eval()``, no grad) are timed; medians over ``--steps`` after 2 warm-up steps. Images per second and
-the estimated seconds per Fashion-MNIST epoch (54,000 training images) plan the benchmark pairs'
+the estimated seconds per Fashion-MNIST epoch (55,000 training images) plan the benchmark pairs'
 budgets. Writes ``benchmarks/results/model_step_time-<cpu>.json`` with the machine it ran on.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -24,15 +23,13 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine
-
 import kd  # noqa: F401  (torchvision compatibility step, before timm is imported)
+from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ("resnet10_w8,resnet18,resnet8,resnet14,resnet20,resnet32,resnet56,resnet110,resnet8x4,resnet32x4,"
            "wrn_16_2,wrn_40_1,wrn_40_2,vgg8,vgg13,mobilenetv2,shufflev1,shufflev2")
-TRAIN_IMAGES = 54_000   # Fashion-MNIST's training split less kd's validation share
+TRAIN_IMAGES = 55_000   # Fashion-MNIST's training split less kd's validation share
 
 
 def timed(step, steps: int) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from kd.export.measure import accuracy_and_difference, latencies, ms_per_token, 
 from kd.export.onnx_model import QUANTISATIONS, export_onnx, quantise, run, session
 from kd.export.run_folder import FinishedRun
 from kd.taps import call_model
+from kd.utils.machine import machine
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -81,8 +81,7 @@ def export_run(args: argparse.Namespace) -> dict[str, Any]:
     folder.mkdir(exist_ok=True)
     batches = finished.test_batches()
     result: dict[str, Any] = {
-        "run": str(args.run), "checkpoint": str(finished.checkpoint), "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__, "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "run": str(args.run), "checkpoint": str(finished.checkpoint), "machine": machine(), "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "models": {},
     }
     student = finished.student()

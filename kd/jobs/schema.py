@@ -63,7 +63,7 @@ DATA = {
 }
 MODEL = {  # for student.* and teacher.*
     "name": Str(), "modality": Choice(*MODALITIES), "tokenizer": Str(null=True),
-    "lr": Float(gt=0, help="learning rate the text experiments use for this model"),
+    "lr": Float(gt=0, help="learning rate that experiments read with ${oc.select:student.lr,<default>}"),
     "layers": Table(help="tap aliases -> module paths"),
     "net.model_name": Str(), "net.in_chans": Int(1), "net.num_classes": Int(2), "net.num_labels": Int(2),
     "net.layers": ListOf(Int(1)), "net.channels": ListOf(Int(1)), "net.pretrained": Bool(),

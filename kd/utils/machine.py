@@ -1,4 +1,4 @@
-"""The machine a benchmark ran on: CPU model, the SIMD flags that change speed and precision, cores, versions."""
+"""The machine a benchmark or an export ran on: CPU model, the SIMD flags that change speed and precision, cores, versions."""
 
 from __future__ import annotations
 
