@@ -1,9 +1,10 @@
 """The distilled student's baseline: the same job without the teacher (``loss=ce``), if it has run.
 
-A finished run counts as this job's baseline when its ``job.json`` config equals this job's apart
-from what only distillation reads (the loss, the teacher, its cached outputs, on-policy sampling and
-``optimized_metric``) and its ``metrics.json`` says ``job_type: baseline``: same data, student,
-optimiser, trainer, augmentation and seed.
+A finished run counts as this job's baseline when its ``job.json`` config (read with today's config
+names, see ``kd.jobs.migrations``) equals this job's apart from what only distillation reads (the
+loss, the teacher, its cached outputs, on-policy sampling and ``optimized_metric``) and its
+``metrics.json`` says ``job_type: baseline``: same data, student, optimiser, trainer, augmentation
+and seed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from kd.jobs.migrations import upgrade_identity
 from kd.jobs.resume import JOB_FILE, job_identity
 
 DISTILLATION_ONLY = ("loss", "teacher", "teacher_outputs", "on_policy", "optimized_metric")
@@ -34,11 +36,13 @@ def find_baseline(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | None:
             continue
         try:
             record = json.loads(record_path.read_text())
+            config = record.get("config")
+            if not isinstance(config, dict) or _comparable(upgrade_identity(config)) != mine:
+                continue
             metrics = json.loads((folder / "metrics.json").read_text())
         except (OSError, ValueError):
             continue
-        config = record.get("config")
-        if metrics.get("job_type") == "baseline" and isinstance(config, dict) and _comparable(config) == mine:
+        if metrics.get("job_type") == "baseline":
             found.append((record.get("started", 0), folder, metrics))
     if not found:
         return None
