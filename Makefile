@@ -40,10 +40,11 @@ data:
 run: setup
 	$(PY) -m kd.run $(ARGS)
 
-# Default experiment plus the student from scratch and the FitNets student, for comparison.
+# The student from scratch, then the default experiment and the FitNets student: their summaries show
+# the baseline beside them.
 compare: setup
-	$(PY) -m kd.run loss=kd $(ARGS)
 	$(PY) -m kd.run loss=ce $(ARGS)
+	$(PY) -m kd.run loss=kd $(ARGS)
 	$(PY) -m kd.run loss=feature $(ARGS)
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist; auto = one per core) of KD_TEST_THREADS torch

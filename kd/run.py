@@ -137,7 +137,8 @@ def baseline_overrides(cfg: DictConfig) -> list[str]:
     """This job's overrides for the same student without the teacher: ``loss=ce``, the rest kept."""
     student = OmegaConf.select(cfg, "hydra_choices.student", default=None) or cfg.student.name
     experiment = OmegaConf.select(cfg, "hydra_choices.experiment", default=None)
-    drop = ("loss", "teacher", "on_policy", "student=", "experiment=", "hydra.", "paths.", "+sweep", "run.")
+    drop = ("loss", "teacher", "on_policy", "student=", "experiment=", "hydra.", "paths.output_dir", "paths.teacher",
+            "+sweep", "run.")  # paths.log_dir stays: the baseline must land where this summary looks
     kept = [o for o in cfg.run.get("overrides") or [] if not o.lstrip("+~").startswith(drop)]
     return [*([f"experiment={experiment}"] if experiment else []), "loss=ce", f"student={student}", *kept]
 

@@ -199,4 +199,4 @@ def test_summary_shows_the_baseline_run_of_the_same_job(tmp_path: Path) -> None:
     assert "student (from scratch)" not in other_seed.stdout      # seed 1 has no baseline yet: the hint instead
     (hint,) = [line for line in other_seed.stdout.splitlines() if "for comparison" in line]
     assert "python -m kd.run loss=ce student=tiny data=synthetic" in hint and "seed=1" in hint
-    assert "loss=kd" not in hint and "hydra.run.dir" not in hint and "teacher" not in hint
+    assert "loss=kd" not in hint and "hydra.run.dir" not in hint and "teacher" not in hint and logs in hint
