@@ -37,11 +37,13 @@ def test_zero_when_attention_maps_agree_even_with_other_widths() -> None:
     assert AttentionTransfer(["a"], ["b"])(outputs(a=f), outputs(b=same), None).item() == pytest.approx(0, abs=1e-7)
 
 
-def test_pools_the_larger_map_and_averages_pairs() -> None:
+def test_pools_the_larger_map_and_sums_pairs_as_repdistiller() -> None:
     f_s, f_t = torch.randn(2, 3, 8, 8), torch.randn(2, 5, 4, 4)
-    got = AttentionTransfer(["a", "a"], ["b", "b"])(outputs(a=f_s), outputs(b=f_t), None)
+    g_s, g_t = torch.randn(2, 4, 2, 2), torch.randn(2, 6, 2, 2)
+    got = AttentionTransfer(["a", "c"], ["b", "d"])(outputs(a=f_s, c=g_s), outputs(b=f_t, d=g_t), None)
     pooled = torch.nn.functional.adaptive_avg_pool2d(f_s, (4, 4))
-    assert got.item() == pytest.approx(reference_at(pooled, f_t), rel=1e-5)
+    # RepDistiller: loss_kd = sum(criterion_kd(g_s, g_t)), one mean-squared term per pair, weight 1000
+    assert got.item() == pytest.approx(reference_at(pooled, f_t) + reference_at(g_s, g_t), rel=1e-5)
 
 
 def test_gradients_reach_student_not_teacher_and_bf16_is_finite() -> None:

@@ -158,23 +158,26 @@ def test_feature_hint_unknown_alias_lists_declared_ones() -> None:
                                    outputs(torch.zeros(2, 2), t=torch.randn(2, 4)), None)
 
 
-def test_kd_logit_standardisation_matches_reference_and_ignores_scale() -> None:
+@pytest.mark.parametrize("correction", [0, 1])
+def test_kd_logit_standardisation_matches_reference_and_ignores_scale(correction: int) -> None:
     z_s, z_t = torch.randn(6, 10), torch.randn(6, 10) * 5 + 3
 
     def zscore(z: torch.Tensor) -> torch.Tensor:
         rows = []
-        for row in z.tolist():
+        for row in z.tolist():  # population std (paper) divides by C, unbiased (authors' code) by C - 1
             mean = sum(row) / len(row)
-            std = math.sqrt(sum((v - mean) ** 2 for v in row) / len(row))
+            std = math.sqrt(sum((v - mean) ** 2 for v in row) / (len(row) - correction))
             rows.append([(v - mean) / (std + 1e-7) for v in row])
         return torch.tensor(rows)
 
-    got = SoftTargetKL(2.0, standardize=True)(outputs(z_s), outputs(z_t), None)
+    got = SoftTargetKL(2.0, standardize=True, std_correction=correction)(outputs(z_s), outputs(z_t), None)
     assert got.item() == pytest.approx(manual_kd(zscore(z_s), zscore(z_t), 2.0).item(), rel=1e-4)
+    other = SoftTargetKL(2.0, standardize=True, std_correction=1 - correction)(outputs(z_s), outputs(z_t), None)
+    assert abs(other.item() - got.item()) > 1e-3 * got.item()  # the two conventions are told apart
     # Scaling and shifting the teacher's logits changes nothing once they are standardised.
-    moved = SoftTargetKL(2.0, standardize=True)(outputs(z_s), outputs(10 * z_t - 4), None)
+    moved = SoftTargetKL(2.0, standardize=True, std_correction=correction)(outputs(z_s), outputs(10 * z_t - 4), None)
     assert moved.item() == pytest.approx(got.item(), rel=1e-4)
-    same = SoftTargetKL(2.0, standardize=True)(outputs(z_s), outputs(3 * z_s), None)
+    same = SoftTargetKL(2.0, standardize=True, std_correction=correction)(outputs(z_s), outputs(3 * z_s), None)
     assert same.item() == pytest.approx(0, abs=1e-5)
 
 

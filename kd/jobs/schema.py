@@ -90,7 +90,7 @@ LOSS = {
     "loss.alpha": Share(help="the distillation term's share; CE gets 1 - alpha"),
     "loss.beta": Float(ge=0, help="the distillation term's weight; CE keeps weight 1"),
     "loss.temperature": Float(gt=0, help="softmax temperature"),
-    "loss.standardize": Bool(), "loss.tckd_weight": Float(ge=0), "loss.nckd_weight": Float(ge=0),
+    "loss.standardize": Bool(), "loss.std_correction": Int(0, le=1), "loss.tckd_weight": Float(ge=0), "loss.nckd_weight": Float(ge=0),
     "loss.warmup_epochs": Int(1), "loss.jsd_beta": Share(help="JSD mixing weight"),
     "loss.teacher_generations.prompt_tokens": Int(1, help="tokens of each training block kept as the prompt"),
     "loss.teacher_generations.temperature": Float(ge=0, help="0 = greedy"),

@@ -18,7 +18,10 @@ def attention_map(feature: torch.Tensor, p: float = 2.0) -> torch.Tensor:
 
 
 class AttentionTransfer(nn.Module):
-    """Mean over tap pairs of ``mean((a_s - a_t)^2)`` between normalised attention maps.
+    """Sum over tap pairs of ``mean((a_s - a_t)^2)`` between normalised attention maps.
+
+    Pairs are summed as in RepDistiller's and mdistiller's code (whose CIFAR-100 weight 1000
+    assumes the sum); each pair's squared difference is averaged over batch and positions.
 
     When a pair's spatial sizes differ, the larger map is average-pooled to the smaller one.
 
@@ -51,4 +54,4 @@ class AttentionTransfer(nn.Module):
                 feat_t = F.adaptive_avg_pool2d(feat_t, size)
             diff = attention_map(feat_s, self.p) - attention_map(feat_t, self.p)
             losses.append(diff.pow(2).mean())
-        return torch.stack(losses).mean()
+        return torch.stack(losses).sum()

@@ -6,15 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.errors import positive_temperature
+from kd.errors import ConfigError, positive_temperature
 from kd.losses.divergences import kl_divergence
 from kd.taps import ModelOutputs
 
 
-def standardized(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """Per-sample z-score over the class dimension (population std, as the reference code)."""
+def standardized(logits: torch.Tensor, std_correction: int = 0, eps: float = 1e-7) -> torch.Tensor:
+    """Per-sample z-score over the class dimension; the std divides by ``C - std_correction``
+    (0: population std, the paper's pseudo-code; 1: unbiased std, the authors' code)."""
     mean = logits.mean(dim=-1, keepdim=True)
-    std = logits.std(dim=-1, keepdim=True, unbiased=False)
+    std = logits.std(dim=-1, keepdim=True, correction=std_correction)
     return (logits - mean) / (std + eps)
 
 
@@ -29,14 +30,19 @@ class SoftTargetKL(nn.Module):
     Args:
         temperature: softening temperature ``T > 0``.
         standardize: z-score teacher and student logits before dividing by ``T``.
+        std_correction: 0 divides the variance by the class count C (population std, the paper's
+            pseudo-code), 1 by C - 1 (unbiased std, ``torch.std``'s default in the authors' code).
     """
 
     needs_teacher = True
     reads_teacher_features = False  # logits only: cached teacher logits suffice
 
-    def __init__(self, temperature: float = 4.0, standardize: bool = False) -> None:
+    def __init__(self, temperature: float = 4.0, standardize: bool = False, std_correction: int = 0) -> None:
         super().__init__()
+        if std_correction not in (0, 1):
+            raise ConfigError(f"loss.std_correction must be 0 (population std) or 1 (unbiased std), got {std_correction}")
         self.temperature, self.standardize = positive_temperature(temperature), standardize
+        self.std_correction = std_correction
 
     def forward(
         self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor
@@ -44,7 +50,7 @@ class SoftTargetKL(nn.Module):
         t = self.temperature
         z_s, z_t = student.logits.float(), teacher.logits.detach().float()
         if self.standardize:
-            z_s, z_t = standardized(z_s), standardized(z_t)
+            z_s, z_t = standardized(z_s, self.std_correction), standardized(z_t, self.std_correction)
         log_p_s = F.log_softmax(z_s / t, dim=-1)
         log_p_t = F.log_softmax(z_t / t, dim=-1)
         kl = kl_divergence(log_p_t, log_p_s).sum() / z_s.shape[0]  # batch mean ("batchmean")
