@@ -26,13 +26,14 @@ class DistillModule(L.LightningModule):
     """Trains ``student`` on ``loss``; the teacher, when given, is frozen and always in eval mode.
 
     Batches are dicts with ``inputs`` (a tensor or a dict of tensors) and ``labels``. The teacher's
-    weights are left out of checkpoints (it is restored from its own file).
+    weights are left out of checkpoints (restored from its own file).
 
     Args:
         student: the network being trained.
         loss: the weighted sum of loss terms.
         optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
-        example_inputs: a small batch; a dry run on it sizes lazy loss connectors before the optimiser.
+        example_inputs: a small batch; a dry run on it sizes lazy loss connectors before the optimiser
+            and leaves only the taps the loss terms read recording.
         num_classes: number of classes (the vocabulary size for language models), for the metrics.
         scheduler: ``(optimizer, total_steps=...) -> LRScheduler``, stepped every batch, or None.
         teacher: the frozen teacher, or None for training without one.
@@ -72,6 +73,7 @@ class DistillModule(L.LightningModule):
             net.to(memory_format=torch.channels_last)
         if teacher is not None:
             teacher.requires_grad_(False).eval()
+            loss.bind_teacher(teacher)
         self.student_taps = FeatureTaps(student, student_layers)
         self.teacher_taps = FeatureTaps(teacher, teacher_layers) if teacher is not None else None
         self._dry_run(example_inputs)
@@ -98,6 +100,9 @@ class DistillModule(L.LightningModule):
                     raise
                 held = sorted(self.teacher_outputs["train"].features)
                 raise ConfigError(f"{err} Cached teacher outputs hold only teacher_outputs.features={held}.") from None
+        for taps, out in ((self.student_taps, student_out), (self.teacher_taps, teacher_out)):
+            if taps is not None and out is not None:
+                taps.keep(out.read)
         self.student.train(was_training)
 
     def setup(self, stage: str) -> None:
@@ -124,10 +129,8 @@ class DistillModule(L.LightningModule):
         cached = self.teacher_outputs.get(split) if index is not None else None
         if cached is not None:
             return student_out, cached.lookup(index, student_out.mask, student_out.logits.device)
-        teacher_out = None
-        if self.teacher_taps is not None:
-            with torch.no_grad():
-                teacher_out = self.teacher_taps(inputs, index)
+        with torch.no_grad():
+            teacher_out = self.teacher_taps(inputs, index) if self.teacher_taps is not None else None
         return student_out, teacher_out
 
     def prepare_inputs(self, inputs: Inputs) -> Inputs:
@@ -168,10 +171,9 @@ class DistillModule(L.LightningModule):
         self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        self.val_best(getattr(self.val_metrics, self.best_of).compute())
-        self.log(f"val/{self.best_of}_best", self.val_best.compute(), prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self.val_best(getattr(self.val_metrics, self.best_of).compute())
+            self.log(f"val/{self.best_of}_best", self.val_best.compute(), prog_bar=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test")
@@ -196,5 +198,4 @@ class DistillModule(L.LightningModule):
         for key in [k for k in state if k.startswith("val_acc_best.")]:  # the name before language models
             state[key.replace("val_acc_best.", "val_best.", 1)] = state.pop(key)
         if self.teacher is not None:
-            teacher_state = {f"teacher.{k}": v for k, v in self.teacher.state_dict().items()}
-            checkpoint["state_dict"].update(teacher_state)
+            state.update({f"teacher.{k}": v for k, v in self.teacher.state_dict().items()})

@@ -48,17 +48,14 @@ class ModelOutputs:
     """
 
     def __init__(
-        self,
-        logits: torch.Tensor | None = None,
-        features: dict[str, torch.Tensor] | None = None,
-        mask: torch.Tensor | None = None,
-        index: torch.Tensor | None = None,
-        top_k: TopK | None = None,
+        self, logits: torch.Tensor | None = None, features: dict[str, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None, index: torch.Tensor | None = None, top_k: TopK | None = None,
     ) -> None:
         if logits is None and top_k is None:
             raise ValueError("ModelOutputs needs logits or top_k")
         self._logits, self.top_k = logits, top_k
         self.features = features if features is not None else {}
+        self.read: set[str] = set()  # the aliases ``feature`` handed out
         self.mask, self.index = mask, index
 
     @property
@@ -79,6 +76,7 @@ class ModelOutputs:
                 f"no feature tap named {alias!r}; this model declares {sorted(self.features)}. "
                 "Declare it under `layers:` in the model's config (teacher/ or student/)."
             )
+        self.read.add(alias)
         return self.features[alias]
 
 
@@ -115,12 +113,16 @@ def call_model(model: nn.Module, inputs: Inputs) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out
 
 
-def parse_tap(spec: str) -> tuple[str, int]:
-    """``"a.b[1]"`` -> ``("a.b", 1)``; a plain path selects element 0 of tuple outputs."""
-    match = re.fullmatch(r"(.+?)(?:\[(\d+)\])?", spec.strip())
+INPUT = "in"  # ``path[in]``: the module's (first) input instead of its output
+
+
+def parse_tap(spec: str) -> tuple[str, int | str]:
+    """``"a.b[1]"`` -> ``("a.b", 1)``, ``"a.relu[in]"`` -> ``("a.relu", "in")``, ``"a.b"`` -> ``("a.b", 0)``."""
+    match = re.fullmatch(r"([^\[\]]+?)(?:\[(\d+|in)\])?", spec.strip())
     if match is None:
-        raise ConfigError(f"bad tap {spec!r}: write a module path, optionally followed by [index]")
-    return match.group(1), int(match.group(2) or 0)
+        raise ConfigError(f"bad tap {spec!r}: write a module path, optionally followed by [index] or [in]")
+    selector = match.group(2) or "0"
+    return match.group(1), INPUT if selector == INPUT else int(selector)
 
 
 class FeatureTaps:
@@ -130,21 +132,34 @@ class FeatureTaps:
         model: the network to tap.
         layers: alias -> module path (as in ``model.named_modules()``), e.g. ``{"stage4": "layer4"}``.
             A module returning a tuple records its first element; ``path[i]`` records element ``i``
-            instead (e.g. ``bert.encoder.layer.1.attention.self[1]``: attention probabilities).
+            instead (e.g. ``bert.encoder.layer.1.attention.self[1]``: attention probabilities);
+            ``path[in]`` records the module's first input (``layer3.8.relu[in]``: a residual block's
+            pre-ReLU sum), copied when the module is in-place. A module called twice records its last call.
     """
 
     def __init__(self, model: nn.Module, layers: Mapping[str, str] | None = None) -> None:
         self.model = model
         self.layers = dict(layers or {})
         self._recorded: dict[str, torch.Tensor] = {}
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._handles: dict[str, torch.utils.hooks.RemovableHandle] = {}
         for alias, spec in self.layers.items():
             path, element = parse_tap(spec)
             try:
                 module = model.get_submodule(path)
             except AttributeError:
                 raise unknown_module_error(model, path, alias) from None
-            self._handles.append(module.register_forward_hook(self._recorder(alias, element)))
+            if element == INPUT:  # before the call: an in-place module (timm's ReLUs) overwrites its input
+                self._handles[alias] = module.register_forward_pre_hook(self._input_recorder(alias, module))
+            else:
+                self._handles[alias] = module.register_forward_hook(self._recorder(alias, element))
+
+    def _input_recorder(self, alias: str, module: nn.Module):
+        copy = bool(getattr(module, "inplace", False))
+
+        def pre_hook(module: nn.Module, args: tuple) -> None:
+            self._recorded[alias] = args[0].clone() if copy else args[0]
+
+        return pre_hook
 
     def _recorder(self, alias: str, element: int):
         def hook(module: nn.Module, args: tuple, output: Any) -> None:
@@ -166,9 +181,15 @@ class FeatureTaps:
         mask = inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
         return ModelOutputs(logits=logits, features=features, mask=mask, index=index)
 
+    def keep(self, aliases: set[str]) -> None:
+        """Stop recording every alias not in ``aliases`` (those no loss term reads)."""
+        for alias in [a for a in self._handles if a not in aliases]:
+            self._handles.pop(alias).remove()
+            del self.layers[alias]
+
     def remove(self) -> None:
         """Remove every hook this object registered."""
-        for handle in self._handles:
+        for handle in self._handles.values():
             handle.remove()
         self._handles.clear()
 

@@ -11,6 +11,7 @@ from kd.models.cifar.resnet import cifar_resnet
 from kd.models.cifar.shufflenet import small_shufflenet
 from kd.models.cifar.vgg import small_vgg
 from kd.models.cifar.wrn import wide_resnet
+from kd.taps import FeatureTaps
 from tests.conftest import CONF_DIR
 
 # Parameter counts (millions, 100 classes, 3-channel input) in the CRD paper's CIFAR-100 tables
@@ -49,20 +50,20 @@ def test_parameter_count_matches_the_papers(name: str) -> None:
 def test_runs_on_28_and_32_px_and_every_tap_resolves(name: str) -> None:
     net, layers = build(name, in_chans=1, num_classes=10)
     net.eval()
-    modules = dict(net.named_modules())
     assert {"stage1", "stage2", "stage3", "embedding"} <= set(layers)
-    assert set(layers.values()) <= set(modules), f"{name}: tap paths missing from the model"
-    seen: dict[str, torch.Tensor] = {}
-    hooks = [modules[path].register_forward_hook(lambda m, i, o, a=alias: seen.__setitem__(a, o))
-             for alias, path in layers.items()]
-    for size in (28, 32):
-        with torch.no_grad():
-            assert net(torch.randn(2, 1, size, size)).shape == (2, 10)
-    for hook in hooks:
-        hook.remove()
+    with FeatureTaps(net, layers) as taps, torch.no_grad():
+        for size in (28, 32):
+            out = taps(torch.randn(2, 1, size, size))
+            assert out.logits.shape == (2, 10)
+    seen = out.features
+    assert set(seen) == set(layers), f"{name}: taps that recorded nothing"
     # stages go deeper: no wider maps later on, and the embedding is a 4-d map that relation losses pool
     sides = [seen[f"stage{i}"].shape[-1] for i in (1, 2, 3)]
     assert sides == sorted(sides, reverse=True) and seen["embedding"].dim() == 4
+    # preact<i> (AB, OFD) is the map the stage output is the ReLU of, or the output itself without a ReLU
+    for alias in [a for a in layers if a.startswith("preact")]:
+        stage, pre = seen[alias.replace("preact", "stage")], seen[alias]
+        assert torch.equal(stage, pre.clamp(min=0)) or torch.equal(stage, pre), f"{name}: {alias}"
 
 
 def test_first_stage_keeps_the_input_resolution() -> None:

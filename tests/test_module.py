@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 import timm
 import torch
 from torch import nn
@@ -100,3 +101,39 @@ def test_forward_returns_student_logits() -> None:
     module = make_module().eval()
     x = batch()["inputs"]
     torch.testing.assert_close(module(x), module.student(x))
+
+
+def test_only_the_taps_the_loss_reads_keep_recording() -> None:
+    module = make_module()  # both models declare stage3 and stage4; the feature term reads stage3
+    assert module.student_taps.layers == {"stage3": "layer3"} and module.teacher_taps.layers == {"stage3": "layer3"}
+    student_out, teacher_out = module._forward(batch()["inputs"])
+    assert set(student_out.features) == {"stage3"} and set(teacher_out.features) == {"stage3"}
+    hooks = sum(len(m._forward_hooks) for m in module.student.modules())
+    assert hooks == 1  # the stage4 hook is gone, not just ignored
+
+
+@pytest.mark.parametrize("term", ["vid", "ab", "ft"])
+def test_learned_parts_of_new_methods_are_checkpointed_and_restored(term: str) -> None:
+    from kd.losses.ab import ActivationBoundary
+    from kd.losses.ft import FactorTransfer
+    from kd.losses.vid import VariationalInformation
+
+    def build() -> DistillModule:
+        fn = {"vid": lambda: VariationalInformation(["stage3"], ["stage3"]),
+              "ab": lambda: ActivationBoundary(["stage3", "stage4"], ["stage3", "stage4"]),
+              "ft": lambda: FactorTransfer("stage3", "stage3")}[term]()
+        return DistillModule(
+            student=resnet([4, 4, 8, 8]), loss=WeightedSum({"ce": {"weight": 1.0, "fn": HardLabelCE()},
+                                                           term: {"weight": 1.0, "fn": fn}}),
+            optimizer=functools.partial(torch.optim.SGD, lr=0.1), example_inputs=torch.zeros(2, 1, 28, 28),
+            num_classes=10, teacher=resnet([8, 8, 16, 16]), student_layers=LAYERS, teacher_layers=LAYERS,
+        )
+
+    module = build()
+    learned = {k: v for k, v in module.state_dict().items() if k.startswith(f"loss.fns.{term}.")}
+    assert learned, "the dry run built no learned parts"
+    optimized = {id(p) for group in module.configure_optimizers()["optimizer"].param_groups for p in group["params"]}
+    assert all(id(p) in optimized for p in module.loss.fns[term].parameters())
+    fresh = build()
+    fresh.load_state_dict(module.state_dict())  # what a resume does: strict, every key present
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in learned.items())

@@ -117,3 +117,29 @@ def test_every_model_config_declares_valid_taps(make_cfg, group: str, option: st
         out = taps(inputs)
     assert out.logits.shape[0] == 2 and out.logits.shape[-1] == cfg.data.num_classes
     assert set(out.features) == set(cfg[group].layers)
+
+
+def test_input_tap_reads_the_pre_relu_sum_of_the_last_block() -> None:
+    from kd.models.cifar.resnet import cifar_resnet
+
+    model = cifar_resnet(8, [4, 4, 8, 8], in_chans=1, num_classes=10).eval()
+    taps = FeatureTaps(model, {"pre": "layer3.0.relu[in]", "post": "layer3"})
+    x = torch.randn(2, 1, 12, 12)
+    out = taps(x)
+    block = model.layer3[0]
+    inner = model.layer2(model.layer1(model.relu(model.bn1(model.conv1(x)))))
+    expected = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(inner))))) + block.downsample(inner)
+    torch.testing.assert_close(out.features["pre"], expected)  # the shared ReLU's last call: the block output's input
+    assert (out.features["pre"] < 0).any() and torch.equal(out.features["post"], out.features["pre"].clamp(min=0))
+
+
+def test_input_tap_of_an_in_place_relu_keeps_the_negative_values() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True), nn.Linear(4, 2))
+    x = torch.randn(5, 3, requires_grad=True)
+    out = FeatureTaps(model, {"pre": "1[in]"})(x)
+    torch.testing.assert_close(out.features["pre"], model[0](x))
+    assert (out.features["pre"] < 0).any()
+    out.features["pre"].sum().backward()  # the copy stays in the graph
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match=r"\[index\] or \[in\]"):
+        FeatureTaps(model, {"pre": "1[out]"})

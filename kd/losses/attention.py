@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.errors import ConfigError
+from kd.losses.spatial import common_size, tap_pairs
 from kd.taps import ModelOutputs
 
 
@@ -35,23 +35,13 @@ class AttentionTransfer(nn.Module):
 
     def __init__(self, student_layers: Sequence[str], teacher_layers: Sequence[str], p: float = 2.0) -> None:
         super().__init__()
-        if len(student_layers) != len(teacher_layers) or not student_layers:
-            raise ConfigError(
-                f"attention transfer pairs taps in order: got student_layers={list(student_layers)} "
-                f"and teacher_layers={list(teacher_layers)}; give the same non-zero number of each."
-            )
-        self.pairs = list(zip(student_layers, teacher_layers, strict=True))
+        self.pairs = tap_pairs("attention transfer", student_layers, teacher_layers)
         self.p = p
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
         losses = []
         for s_alias, t_alias in self.pairs:
-            feat_s, feat_t = student.feature(s_alias), teacher.feature(t_alias).detach()
-            size = min(feat_s.shape[-2:], feat_t.shape[-2:])
-            if feat_s.shape[-2:] != size:
-                feat_s = F.adaptive_avg_pool2d(feat_s, size)
-            if feat_t.shape[-2:] != size:
-                feat_t = F.adaptive_avg_pool2d(feat_t, size)
+            feat_s, feat_t = common_size(student.feature(s_alias), teacher.feature(t_alias).detach())
             diff = attention_map(feat_s, self.p) - attention_map(feat_t, self.p)
             losses.append(diff.pow(2).mean())
         return torch.stack(losses).sum()

@@ -77,6 +77,12 @@ class WeightedSum(nn.Module):
             if hasattr(fn, "bind_train_size"):
                 fn.bind_train_size(num_samples)
 
+    def bind_teacher(self, teacher: nn.Module) -> None:
+        """Lend the frozen teacher to terms that use its modules (e.g. SRD's classifier)."""
+        for fn in self.fns.values():
+            if hasattr(fn, "bind_teacher"):
+                fn.bind_teacher(teacher)
+
     @property
     def active(self) -> list[str]:
         """Names of the terms with a non-zero weight."""
