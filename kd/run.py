@@ -39,6 +39,7 @@ from kd.teacher.cache import prepare_cached_teacher
 from kd.teacher.generations import use_teacher_generations
 from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
+from kd.utils.cores import check_oversubscription
 from kd.utils.processes import is_rank_zero
 
 
@@ -54,7 +55,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_loss_modality(cfg)
     check_shared_vocabulary(cfg, with_teacher=loss.needs_teacher)
     check_scale_out(cfg)
-    set_threads(cfg.get("threads"), processes_per_machine(cfg))  # cores shared among this machine's ranks
+    threads = set_threads(cfg.get("threads"), processes_per_machine(cfg))  # cores shared among this machine's ranks
+    if processes_per_machine(cfg) == 1 and (warning := check_oversubscription(threads)):
+        print(warning, flush=True)
     plan = plan_resume(cfg)  # every rank reaches the same plan: rank 0 writes nothing before training starts
     if (reused := apply_plan(cfg, plan)) is not None:
         return reused
