@@ -8,7 +8,7 @@ texts, bf16 autocast as the experiment trains (batch 32).
 
 Each step is what a training step does: student forward (and teacher forward when a term needs
 it), the loss, backward, optimiser step. Prints a table and writes
-``benchmarks/results/loss_step_time[_text].json``. Timings are medians over ``--steps`` steps after warm-up.
+``benchmarks/results/loss_step_time[_text]-<cpu>.json``. Timings are medians over ``--steps`` steps after warm-up.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from hydra.utils import instantiate
 import kd  # noqa: F401  (torchvision compatibility step)
 from kd.module import DistillModule
 from kd.training import build_loss
+from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSS_OVERRIDES = {"text": {"feature": ["loss.student_layer=hidden2", "loss.teacher_layer=hidden6"]}}  # image aliases
@@ -108,12 +108,12 @@ def main() -> None:
     for name, row in results.items():
         print(f"{name:10s} {row['step_ms']:9.1f} {row['x_ce']:6.2f} {row.get('x_kd', float('nan')):6.2f}")
     suffix = "" if args.task == "image" else f"_{args.task}"
-    out = ROOT / "benchmarks" / "results" / f"loss_step_time{suffix}.json"
+    info = {**machine(), "threads": args.threads}
+    out = ROOT / "benchmarks" / "results" / f"loss_step_time{suffix}-{info['cpu_short']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__}
     pair = {"image": "resnet18 -> resnet10_w8, 28x28, channels_last, fp32",
             "text": "minilm_l6 -> minilm_l2, Rotten Tomatoes texts (padded to the batch's longest), bf16 autocast"}
-    out.write_text(json.dumps({"machine": machine, "batch_size": batch_size, "steps": args.steps,
+    out.write_text(json.dumps({"machine": info, "batch_size": batch_size, "steps": args.steps,
                                "pair": pair[args.task], "overrides": overrides, "results": results}, indent=2) + "\n")
     print(f"wrote {out}")
 

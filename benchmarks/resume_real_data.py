@@ -7,7 +7,7 @@ uninterrupted; runs it again and SIGKILLs it a few seconds after the first resum
 last epoch; resumes that run with ``resume=true``; compares the two ``metrics.json`` files (all
 keys but timings and paths). Not a test (minutes of CPU): tests/test_resume.py does the same on
 synthetic data. Needs the Fashion-MNIST files; the teacher is trained once (or reused) under
-outputs/teachers. Writes benchmarks/results/resume_real_data.json.
+outputs/teachers. Writes benchmarks/results/resume_real_data-<cpu>.json.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_COMPARED = ("time/", "student/latency_ms", "teacher/latency_ms", "best_checkpoint", "resumed_from")
@@ -70,13 +72,13 @@ def main() -> None:
     b = json.loads((killed / "metrics.json").read_text())
     keys = sorted(k for k in set(a) | set(b) if not k.startswith(NOT_COMPARED))
     result = {
-        "epochs": args.epochs, "threads": args.threads, "killed_after_resume_point_step": step,
+        "machine": machine(), "epochs": args.epochs, "threads": args.threads, "killed_after_resume_point_step": step,
         "resumed_run_s": round(resume_seconds, 1),
         "compared_keys": len(keys), "differences": {k: [a.get(k), b.get(k)] for k in keys if a.get(k) != b.get(k)},
         "test_acc": [a["test/acc"], b["test/acc"]], "val_acc_best": [a["val/acc_best"], b["val/acc_best"]],
     }
     print(json.dumps(result, indent=2))
-    (ROOT / "benchmarks/results/resume_real_data.json").write_text(json.dumps(result, indent=2) + "\n")
+    (ROOT / f"benchmarks/results/resume_real_data-{result['machine']['cpu_short']}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

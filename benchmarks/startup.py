@@ -7,7 +7,7 @@ Runs the default KD job (resnet18 -> resnet10_w8 on Fashion-MNIST, W&B offline) 
 sweep), the cache still to build, and the CE baseline (no teacher). The figure is the run's own
 ``time/start_to_first_step_s`` (kd.callbacks.FirstStepTime: from the kernel's process start time).
 Also times ``import kd.run`` alone. The teacher checkpoint is a randomly initialised resnet18.
-Writes benchmarks/results/startup.json.
+Writes benchmarks/results/startup-<cpu>.json.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 from sweep_cache import random_teacher
+
+from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,12 +58,12 @@ def main() -> None:
         results["ce"].append(first_step_seconds(work, f"ce{i}", ["loss=ce"], args.threads))
         print({k: round(v[-1], 2) for k, v in results.items()}, flush=True)
     report = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
+        "machine": {**machine(), "threads": args.threads},
         "median_s": {k: round(statistics.median(v), 2) for k, v in results.items()},
         "runs_s": {k: [round(x, 2) for x in v] for k, v in results.items()},
     }
     print(json.dumps(report["median_s"], indent=2))
-    path = ROOT / "benchmarks" / "results" / "startup.json"
+    path = ROOT / "benchmarks" / "results" / f"startup-{report['machine']['cpu_short']}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
 

@@ -11,7 +11,7 @@ Lightning figures come from a real ``Trainer.fit`` of ``kd.module.DistillModule`
 every step. The hand loop is plain PyTorch with the same models, optimiser, scheduler, batches
 and the KD formula written inline. Throughput: batch size / median step interval after ``--warmup``;
 samples/s are medians over ``--rounds`` alternating rounds; each ratio is the median of the
-per-round ratios (runs in one round share the machine's state). Writes benchmarks/results/step_throughput.json.
+per-round ratios (runs in one round share the machine's state). Writes benchmarks/results/step_throughput-<cpu>.json.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import contextlib
 import copy
 import itertools
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -41,6 +40,7 @@ import lightning.pytorch as L
 
 from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs
 from kd.training import build_loss, build_module, build_trainer, set_threads
+from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {  # name: (precision, channels_last, compile)
@@ -181,8 +181,8 @@ def main() -> None:
     set_threads(args.threads)
     out = Path(tempfile.mkdtemp(prefix="kd-bench-"))
     steps, warmup, parts = args.steps, args.warmup, args.parts.split(",")
-    report: dict[str, Any] = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                              "torch": torch.__version__}, "batch_size": 128, "steps": steps, "rounds": args.rounds}
+    report: dict[str, Any] = {"machine": {**machine(), "threads": args.threads}, "batch_size": 128, "steps": steps,
+                              "rounds": args.rounds}
     if "overhead" in parts:
         print(f"framework overhead ({args.variant}): Lightning DistillModule vs hand-written loop, KD step")
         cfg, dm, nets = build(args.variant, out, "loss=kd")
@@ -213,7 +213,7 @@ def main() -> None:
             for name, v in r.items()
         }
     show(report)
-    path = ROOT / "benchmarks" / "results" / "step_throughput.json"
+    path = ROOT / "benchmarks" / "results" / f"step_throughput-{report['machine']['cpu_short']}.json"
     earlier = json.loads(path.read_text()) if path.is_file() else {}
     kept = {k: v for k, v in earlier.items() if k in ("overhead", "kd_vs_ce", "variants") and k not in report}
     path.write_text(json.dumps({**report, **kept}, indent=2) + "\n")  # parts not run this time are kept

@@ -8,7 +8,7 @@ loss.alpha=0.25,0.5,0.75,0.9 on Fashion-MNIST without augmentation, default pair
 resnet10_w8). ``cached`` starts from an empty cache folder, so its time includes building the cache
 once. The teacher checkpoint is a randomly initialised resnet18 unless ``--teacher-ckpt`` is given
 (its weights do not change the timing). Also compares each job's test accuracy between the modes.
-Writes benchmarks/results/sweep_cache.json.
+Writes benchmarks/results/sweep_cache-<cpu>.json.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 import kd  # noqa: F401  (torchvision compatibility step, before timm is imported)
+from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ["loss=kd", "loss.temperature=1,4", "loss.alpha=0.25,0.5,0.75,0.9", "data.module.augment=false"]
@@ -75,14 +75,14 @@ def main() -> None:
     cached = run_sweep("cached", work, args, teacher)
     diffs = [abs(live["jobs"][k]["test/acc"] - cached["jobs"][k]["test/acc"]) for k in live["jobs"]]
     report = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
+        "machine": {**machine(), "threads": args.threads},
         "sweep": SWEEP, "epochs": args.epochs, "train_subset": args.train_subset, "teacher": str(args.teacher_ckpt),
         "live": live, "cached": cached, "speedup": round(live["wall_s"] / cached["wall_s"], 3),
         "max_test_acc_difference": max(diffs),
     }
     print(f"speed-up with the shared cache: {report['speedup']:.2f}x "
           f"({live['wall_s']:.0f} s -> {cached['wall_s']:.0f} s); largest test/acc difference {max(diffs):.4f}")
-    path = ROOT / "benchmarks" / "results" / "sweep_cache.json"
+    path = ROOT / "benchmarks" / "results" / f"sweep_cache-{report['machine']['cpu_short']}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
 
