@@ -36,3 +36,11 @@ def test_warns_only_when_threads_exceed_the_free_cores(threads: int, busy: float
         assert f"runs threads={threads}" in message and "12.7x slower" in message
         assert ("Set threads=1" in message) == (busy < 1.5) and ("No core is free" in message) == (busy >= 1.5)
     assert cores.oversubscription_warning(threads, 2, None) is None  # no /proc/stat: say nothing
+
+
+def test_parallel_jobs_share_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kd.utils.resolvers import threads_per_job
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert [threads_per_job(n) for n in (1, 2, 3, 8, 16, "4")] == [8, 4, 2, 1, 1, 2]
+    assert threads_per_job(-1) == 1  # joblib's "as many jobs as cores"

@@ -58,5 +58,5 @@ def oversubscription_warning(threads: int, cores: int, busy: float | None) -> st
     return (
         f"[kd] warning: {busy:.1f} of the {cores} cores this job may use are busy with other processes, and "
         f"it runs threads={threads}. Oversubscribed torch threads run many times slower ({MEASURED}). "
-        f"{advice}; parallel sweeps: +sweep=joblib gives each job threads=1."
+        f"{advice}; parallel sweeps: +sweep=joblib shares the cores among its jobs."
     )

@@ -1,5 +1,7 @@
 """OmegaConf resolvers used by the configs."""
 
+import os
+
 from omegaconf import OmegaConf
 
 
@@ -8,6 +10,14 @@ def one_minus(value: float | str) -> float:
     return 1.0 - float(value)
 
 
+def threads_per_job(jobs: int | str) -> int:
+    """``${threads_per_job:${hydra:launcher.n_jobs}}``: this machine's usable cores shared among ``jobs``
+    parallel jobs (at least 1; ``jobs <= 0``, joblib's "every core", gives 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // int(jobs)) if int(jobs) > 0 else 1
+
+
 def register_resolvers() -> None:
     """Register kd's resolvers (idempotent)."""
     OmegaConf.register_new_resolver("one_minus", one_minus, replace=True)
+    OmegaConf.register_new_resolver("threads_per_job", threads_per_job, replace=True)
