@@ -123,7 +123,7 @@ def test_ickd_matches_row_normalised_channel_correlations() -> None:
     f_s, f_t = torch.randn(2, 3, 4, 4), torch.randn(2, 5, 4, 4)
     ickd = InterChannelCorrelation(["a"], ["b"])
     got = ickd(outputs(a=f_s), outputs(b=f_t), None)
-    mapped = ickd.embeddings[0](f_s)
+    mapped = ickd.connectors[0](f_s)
 
     def rows(x: torch.Tensor) -> list[list[float]]:
         flat = x.flatten(1)

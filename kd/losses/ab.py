@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kd.losses.connectors import conv_bn
-from kd.losses.spatial import common_size, tap_pairs
+from kd.losses.spatial import connected_maps, tap_pairs
 from kd.taps import ModelOutputs
 
 
@@ -43,11 +42,5 @@ class ActivationBoundary(nn.Module):
         self.connectors = nn.ModuleList()
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        n, losses = len(self.pairs), []
-        for i, (s_alias, t_alias) in enumerate(self.pairs):
-            f_s, f_t = common_size(student.feature(s_alias), teacher.feature(t_alias).detach().float())
-            if len(self.connectors) == i:
-                self.connectors.append(conv_bn(f_s.shape, f_t.shape).to(f_s.device))
-            source = self.connectors[i](f_s).float()
-            losses.append(2.0 ** (i - n + 1) * boundary_loss(source, f_t, self.margin))
-        return torch.stack(losses).sum()
+        maps, n = connected_maps(self.pairs, self.connectors, student, teacher), len(self.pairs)
+        return torch.stack([2.0 ** (i - n + 1) * boundary_loss(s, t, self.margin) for i, (s, t) in enumerate(maps)]).sum()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.losses.spatial import common_size, tap_pairs
+from kd.losses.spatial import paired_maps, tap_pairs
 from kd.taps import ModelOutputs
 
 
@@ -39,9 +39,5 @@ class AttentionTransfer(nn.Module):
         self.p = p
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        losses = []
-        for s_alias, t_alias in self.pairs:
-            feat_s, feat_t = common_size(student.feature(s_alias), teacher.feature(t_alias).detach())
-            diff = attention_map(feat_s, self.p) - attention_map(feat_t, self.p)
-            losses.append(diff.pow(2).mean())
-        return torch.stack(losses).sum()
+        maps = paired_maps(self.pairs, student, teacher)
+        return torch.stack([(attention_map(s, self.p) - attention_map(t, self.p)).pow(2).mean() for s, t in maps]).sum()

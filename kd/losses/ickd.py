@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.losses.connectors import conv_bn
-from kd.losses.spatial import common_size, full_precision, tap_pairs
+from kd.losses.spatial import connected_maps, full_precision, tap_pairs
 from kd.taps import ModelOutputs
 
 
@@ -18,6 +17,12 @@ def channel_correlation(feature: torch.Tensor) -> torch.Tensor:
     flat = feature.float().flatten(2)
     with full_precision(flat):
         return F.normalize(torch.bmm(flat, flat.transpose(1, 2)), dim=2)
+
+
+def correlation_distance(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
+    """``||G_s - G_t||_F^2 / (B * C)`` of the two maps' :func:`channel_correlation` (equal widths)."""
+    diff = channel_correlation(f_s) - channel_correlation(f_t)
+    return diff.pow(2).sum() / (diff.shape[0] * diff.shape[1])
 
 
 class InterChannelCorrelation(nn.Module):
@@ -35,14 +40,8 @@ class InterChannelCorrelation(nn.Module):
     def __init__(self, student_layers: Sequence[str], teacher_layers: Sequence[str]) -> None:
         super().__init__()
         self.pairs = tap_pairs("ickd", student_layers, teacher_layers)
-        self.embeddings = nn.ModuleList()
+        self.connectors = nn.ModuleList()
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        losses = []
-        for i, (s_alias, t_alias) in enumerate(self.pairs):
-            f_s, f_t = common_size(student.feature(s_alias), teacher.feature(t_alias).detach())
-            if len(self.embeddings) == i:
-                self.embeddings.append(conv_bn(f_s.shape, f_t.shape).to(f_s.device))
-            diff = channel_correlation(self.embeddings[i](f_s)) - channel_correlation(f_t)
-            losses.append(diff.pow(2).sum() / (diff.shape[0] * diff.shape[1]))
-        return torch.stack(losses).sum()
+        maps = connected_maps(self.pairs, self.connectors, student, teacher)
+        return torch.stack([correlation_distance(s, t) for s, t in maps]).sum()

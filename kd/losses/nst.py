@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.losses.spatial import common_size, full_precision, tap_pairs
+from kd.losses.spatial import full_precision, paired_maps, tap_pairs
 from kd.taps import ModelOutputs
 
 
@@ -40,8 +40,4 @@ class NeuronSelectivity(nn.Module):
         self.pairs = tap_pairs("nst", student_layers, teacher_layers)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        losses = []
-        for s_alias, t_alias in self.pairs:
-            f_s, f_t = common_size(student.feature(s_alias), teacher.feature(t_alias).detach())
-            losses.append(polynomial_mmd(f_s, f_t))
-        return torch.stack(losses).sum()
+        return torch.stack([polynomial_mmd(s, t) for s, t in paired_maps(self.pairs, student, teacher)]).sum()

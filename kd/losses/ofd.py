@@ -9,8 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kd.losses.connectors import conv_bn
-from kd.losses.spatial import common_size, tap_pairs
+from kd.losses.spatial import connected_maps, tap_pairs
 from kd.taps import ModelOutputs
 
 
@@ -52,11 +51,5 @@ class OverhaulFeature(nn.Module):
         self.connectors = nn.ModuleList()
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
-        n, losses = len(self.pairs), []
-        for i, (s_alias, t_alias) in enumerate(self.pairs):
-            f_s, f_t = common_size(student.feature(s_alias), teacher.feature(t_alias).detach().float())
-            if len(self.connectors) == i:
-                self.connectors.append(conv_bn(f_s.shape, f_t.shape).to(f_s.device))
-            source = self.connectors[i](f_s).float()
-            losses.append(2.0 ** (i - n + 1) * partial_l2(source, f_t, negative_margin(f_t)))
-        return torch.stack(losses).sum()
+        maps, n = connected_maps(self.pairs, self.connectors, student, teacher), len(self.pairs)
+        return torch.stack([2.0 ** (i - n + 1) * partial_l2(s, t, negative_margin(t)) for i, (s, t) in enumerate(maps)]).sum()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from kd.errors import ConfigError
+from kd.losses.connectors import conv_bn
+from kd.taps import ModelOutputs
 
 
 def common_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,3 +36,22 @@ def tap_pairs(method: str, student_layers: Sequence[str], teacher_layers: Sequen
             f"teacher_layers={list(teacher_layers)}; give the same number (at least {least}) of each."
         )
     return list(zip(student_layers, teacher_layers, strict=True))
+
+
+def paired_maps(
+    pairs: list[tuple[str, str]], student: ModelOutputs, teacher: ModelOutputs
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Each tap pair's student map and detached float32 teacher map, the larger pooled to the smaller."""
+    for s_alias, t_alias in pairs:
+        yield common_size(student.feature(s_alias), teacher.feature(t_alias).detach().float())
+
+
+def connected_maps(
+    pairs: list[tuple[str, str]], connectors: nn.ModuleList, student: ModelOutputs, teacher: ModelOutputs
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`paired_maps` with each student map through its pair's 1x1 conv + BN connector to the
+    teacher's width (appended to ``connectors`` on the first call, so it trains with the student)."""
+    for i, (f_s, f_t) in enumerate(paired_maps(pairs, student, teacher)):
+        if len(connectors) == i:
+            connectors.append(conv_bn(f_s.shape, f_t.shape).to(f_s.device))
+        yield connectors[i](f_s).float(), f_t
