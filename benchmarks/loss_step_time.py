@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/loss_step_time.py [--task image|text] [--steps 20] [--batch-size N] [--threads 2]
 
-image: resnet18 -> resnet10_w8 on random 28x28 inputs, fp32, channels-last (batch 128).
+image: the default pair (conf/train.yaml: resnet20 -> resnet10_w8) on random 28x28 inputs, fp32,
+channels-last (batch 128).
 text: experiment=rt_minilm (MiniLM-L6 -> 2-layer MiniLM) on the first Rotten Tomatoes training
 texts, bf16 autocast as the experiment trains (batch 32).
 
@@ -111,8 +112,11 @@ def main() -> None:
     info = {**machine(), "threads": args.threads}
     out = ROOT / "benchmarks" / "results" / f"loss_step_time{suffix}-{info['cpu_short']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    pair = {"image": "resnet18 -> resnet10_w8, 28x28, channels_last, fp32",
-            "text": "minilm_l6 -> minilm_l2, Rotten Tomatoes texts (padded to the batch's longest), bf16 autocast"}
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    names = f"{cfg.teacher.name} -> {cfg.student.name}"
+    pair = {"image": f"{names}, 28x28, channels_last, fp32",
+            "text": f"{names}, Rotten Tomatoes texts (padded to the batch's longest), bf16 autocast"}
     out.write_text(json.dumps({"machine": info, "batch_size": batch_size, "steps": args.steps,
                                "pair": pair[args.task], "overrides": overrides, "results": results}, indent=2) + "\n")
     print(f"wrote {out}")
