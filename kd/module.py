@@ -32,8 +32,7 @@ class DistillModule(L.LightningModule):
         student: the network being trained.
         loss: the weighted sum of loss terms.
         optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
-        example_inputs: a small batch; a dry run on it sizes lazy loss connectors before the optimiser
-            and leaves only the taps the loss terms read recording.
+        example_inputs: a small batch; a dry run sizes lazy loss connectors, keeps only the taps the loss reads.
         num_classes: number of classes (the vocabulary size for language models), for the metrics.
         scheduler: ``(optimizer, total_steps=...) -> LRScheduler``, stepped every batch, or None.
         teacher: the frozen teacher, or None for training without one.
@@ -87,19 +86,19 @@ class DistillModule(L.LightningModule):
         self.student.eval()
         with torch.no_grad():
             student_out, teacher_out = self._forward(inputs)
-            if "train" in self.teacher_outputs:  # what training steps will see: the cached outputs
-                rows = torch.arange(student_out.logits.shape[0])
-                cached = self.teacher_outputs["train"].lookup(rows, student_out.mask)
+            train = self.teacher_outputs.get("train", self.teacher_outputs.get("train@0"))
+            if train is not None:  # what training steps will see: the cached outputs
+                rows, view = train.example_rows(student_out.logits.shape[0])
+                cached = train.lookup(rows, student_out.mask, view_seed=view)
                 logits = cached.logits[:, : student_out.logits.shape[1]]  # language models: the example's length
                 teacher_out = ModelOutputs(logits=logits, features=cached.features, mask=student_out.mask)
             labels = torch.zeros(student_out.logits.shape[:-1], dtype=torch.long)
             try:
                 self.loss(student_out, teacher_out, labels)
             except ConfigError as err:
-                if "train" not in self.teacher_outputs:
+                if train is None:
                     raise
-                held = sorted(self.teacher_outputs["train"].features)
-                raise ConfigError(f"{err} Cached teacher outputs hold only teacher_outputs.features={held}.") from None
+                raise ConfigError(f"{err} Cached teacher outputs hold only teacher_outputs.features={sorted(train.features)}.") from None
         for taps, out in ((self.student_taps, student_out), (self.teacher_taps, teacher_out)):
             if taps is not None and out is not None:
                 taps.keep(out.read)
@@ -120,15 +119,15 @@ class DistillModule(L.LightningModule):
         for key, value in self.loss.set_epoch(self.current_epoch).items():
             self.log(f"train/schedule/{key}", value)
 
-    def _forward(
-        self, inputs: Inputs, index: torch.Tensor | None = None, split: str | None = None
-    ) -> tuple[ModelOutputs, ModelOutputs | None]:
-        """Student outputs, and the teacher's: from the cache for ``split`` when it has one, else live."""
+    def _forward(self, inputs: Inputs, index: torch.Tensor | None = None, split: str | None = None,
+                 view: torch.Tensor | None = None) -> tuple[ModelOutputs, ModelOutputs | None]:
+        """Student outputs, and the teacher's: from the cache for ``split`` (this epoch's augmented views:
+        ``split@epoch``) when it has one, else live."""
         inputs = self.prepare_inputs(inputs)
         student_out = self.student_taps(inputs, index)
-        cached = self.teacher_outputs.get(split) if index is not None else None
-        if cached is not None:
-            return student_out, cached.lookup(index, student_out.mask, student_out.logits.device)
+        cached = self.teacher_outputs.get(f"{split}@{self.current_epoch}", self.teacher_outputs.get(split))
+        if cached is not None and index is not None:
+            return student_out, cached.lookup(index, student_out.mask, student_out.logits.device, view)
         with torch.no_grad():
             teacher_out = self.teacher_taps(inputs, index) if self.teacher_taps is not None else None
         return student_out, teacher_out
@@ -144,7 +143,7 @@ class DistillModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         if self.on_policy is not None:
             batch = self.on_policy(batch, self.student)
-        student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"), "train")
+        student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"), "train", batch.get("view_seed"))
         total, parts = self.loss(student_out, teacher_out, batch["labels"])
         check_finite_loss(total, parts, self.current_epoch, self.global_step)
         self.train_acc.update(student_out.logits.detach(), batch["labels"])

@@ -245,3 +245,60 @@ def test_cache_key_follows_what_changes_teacher_outputs(make_cfg) -> None:
     for other in (["trainer.precision=bf16-mixed"], ["data.module.source.noise=0.7"]):
         assert json.dumps(cache_identity(make_cfg(*other), Path("t.ckpt"), settings), sort_keys=True) != key, other
     assert cache_identity(base, Path("u.ckpt"), settings) != cache_identity(base, Path("t.ckpt"), settings)
+
+
+def test_a_batch_view_is_a_pure_function_of_its_position_seed() -> None:
+    from kd.data.augment import seeded_view
+    from kd.data.batches import PositionSeededBatches
+
+    images = torch.randn(16, 1, 8, 8)
+    torch.manual_seed(1)
+    first = seeded_view(images, 1234)
+    torch.manual_seed(2)
+    torch.rand(100)  # whatever else drew from the global generator does not matter
+    assert torch.equal(seeded_view(images, 1234), first) and not torch.equal(seeded_view(images, 1235), first)
+    sampler = PositionSeededBatches(40, 16, seed=7)
+    sampler.set_epoch(3)
+    seeds = [batch.view_seed for batch in sampler]
+    sampler.set_epoch(3)
+    assert [batch.view_seed for batch in sampler] == seeds and len(set(seeds)) == 3
+
+
+def test_augmented_view_outputs_equal_the_live_teacher_on_the_training_batches(make_cfg) -> None:
+    from kd.teacher.views import compute_view_outputs
+
+    cfg = make_cfg("loss=kd", "data.module.augment=true", *SAME_BATCHES)
+    datamodule = instantiate(cfg.data.module)
+    datamodule.setup("fit")
+    teacher = instantiate(cfg.teacher.net).eval()
+    stored = compute_view_outputs(teacher, datamodule.splits["train"], datamodule.augment_batch, batch_size=64,
+                                  seed=5, epoch=1, num_classes=cfg.data.num_classes, dtype="float32")
+    torch.manual_seed(5)  # the stage seed: the training loader's sampler takes torch.initial_seed()
+    loader = datamodule.train_dataloader()
+    loader.sampler.set_epoch(1)
+    seen = 0
+    with torch.no_grad():
+        for batch in loader:  # what training steps get (on_after_batch_transfer augments the same way)
+            view = datamodule.augment_batch(batch)
+            assert not torch.equal(view["inputs"], batch["inputs"])
+            torch.testing.assert_close(stored["logits"][batch["index"]], teacher(view["inputs"]), rtol=1e-5, atol=1e-5)
+            assert (stored["view_seed"][batch["index"]] == int(batch["view_seed"])).all()
+            seen += len(batch["index"])
+    assert seen == len(datamodule.splits["train"])
+
+
+def test_augmented_views_are_cached_per_epoch_and_checked_against_each_batch(make_cfg, capsys, counted_lookups) -> None:
+    views = ["data.module.augment=true", "teacher_outputs.augmented_views=true", *FULL, *SAME_BATCHES]
+    live = train(make_cfg("loss=kd", *views, "teacher_outputs.cache=false"))
+    cfg = make_cfg("loss=kd", *views, "teacher_outputs.dtype=float32")
+    cached = train(cfg)
+    assert sorted(p.name for p in cache_files(cfg)) == ["test.pt", "train@0.pt", "train@1.pt", "val.pt"]
+    assert sum(counted_lookups) > 0 and "teacher runs live" not in capsys.readouterr().out
+    assert_same_metrics(live, cached, rel=1e-4)  # the same views, the teacher read instead of run
+    entry = CachedTeacherOutputs(torch.load(cache_files(cfg)[1], weights_only=True), cfg.data.num_classes)
+    rows, seed = entry.example_rows(4)
+    with pytest.raises(RuntimeError, match="other augmented views"):
+        entry.lookup(rows, view_seed=seed + 1)
+    feature = make_cfg("loss=feature", *views, "teacher_outputs.features=[stage3]")
+    train(feature)
+    assert "augmented views are cached as logits only" in capsys.readouterr().out

@@ -14,6 +14,15 @@ from kd.errors import ConfigError
 from kd.utils.hashing import tensors_sha256
 
 
+class ViewBatch(list):
+    """A training batch's sample indices and ``view_seed``, the seed of its random view (augmentation),
+    fixed by the batch's position like everything else in :class:`PositionSeededBatches`."""
+
+    def __init__(self, indices: list[int], view_seed: int) -> None:
+        super().__init__(indices)
+        self.view_seed = view_seed
+
+
 class IndexedTensors(Dataset):
     """Inputs and labels held in memory; indexing with a list of indices returns a whole batch."""
 
@@ -27,7 +36,10 @@ class IndexedTensors(Dataset):
 
     def __getitem__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
-        return {"inputs": self.inputs[index], "labels": self.labels[index], "index": index}
+        batch = {"inputs": self.inputs[index], "labels": self.labels[index], "index": index}
+        if isinstance(indices, ViewBatch):  # training batches: the seed of their augmented view
+            batch["view_seed"] = torch.tensor(indices.view_seed, dtype=torch.long)
+        return batch
 
     def fingerprint(self) -> str:
         """SHA-256 of the inputs and labels (the teacher-output cache checks it)."""
@@ -58,7 +70,10 @@ class PositionSeededBatches(Sampler[list[int]]):
 
     The order of epoch ``e`` is a permutation drawn from ``position_seed(seed, e)``. Before handing
     out batch ``b`` it seeds torch's global RNG with ``position_seed(seed, e, b, rank)``, so everything
-    random in that training step (augmentation, dropout, negative sampling) is fixed by its position.
+    random in that training step (dropout, negative sampling) is fixed by its position; the batch
+    carries the same number as its ``view_seed``, from which the augmentation draws with its own
+    generator (so the view does not depend on what else used the global RNG, e.g. Lightning
+    prefetching the next batch, and the teacher's outputs on it can be computed ahead).
     With :meth:`state_dict` (how many batches of which epoch were handed out) this makes a run
     resumed from a mid-epoch checkpoint take exactly the steps an uninterrupted run takes.
     Lightning calls :meth:`set_epoch` before each epoch.
@@ -93,9 +108,9 @@ class PositionSeededBatches(Sampler[list[int]]):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(position_seed(self.seed, epoch)))
         for batch in range(first, len(self)):
             self.handed_out = batch + 1
-            torch.manual_seed(position_seed(self.seed, epoch, batch, self.rank))
+            torch.manual_seed(seed := position_seed(self.seed, epoch, batch, self.rank))
             indices = order[batch * self.batch_size : (batch + 1) * self.batch_size]
-            yield torch.tensor_split(indices, self.world)[self.rank].tolist()
+            yield ViewBatch(torch.tensor_split(indices, self.world)[self.rank].tolist(), seed)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "handed_out": self.handed_out, "seed": self.seed}

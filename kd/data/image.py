@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import lightning.pytorch as L
 import torch
 
-from kd.data.augment import random_shift_flip
+from kd.data.augment import random_shift_flip, seeded_view
 from kd.data.batches import IndexedTensors, SplitLoaders
 
 
@@ -50,7 +50,14 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
         if not self.splits:
             self.splits = self.source.load()
 
+    def augment_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch's augmented view: from its ``view_seed`` (training batches carry one), else from
+        torch's global generator."""
+        if "view_seed" in batch:
+            return {**batch, "inputs": seeded_view(batch["inputs"], int(batch["view_seed"]))}
+        return {**batch, "inputs": random_shift_flip(batch["inputs"])}
+
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         if self.augment and self.trainer is not None and self.trainer.training:
-            batch = {**batch, "inputs": random_shift_flip(batch["inputs"])}
+            batch = self.augment_batch(batch)
         return batch

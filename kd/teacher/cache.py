@@ -16,6 +16,7 @@ from kd.errors import ConfigError
 from kd.losses.weighted_sum import WeightedSum
 from kd.teacher.cache_files import read_entry, write_entry
 from kd.teacher.outputs import STORAGE_DTYPES, CachedTeacherOutputs, cache_folder, compute_teacher_outputs
+from kd.teacher.views import compute_view_outputs, view_epochs, view_record
 from kd.teacher.weights import data_identity
 from kd.utils.hashing import file_sha256, identity_hash
 from kd.utils.processes import is_rank_zero, wait_for_rank_zero
@@ -24,7 +25,7 @@ CACHE_CHOICES = ("auto", True, False)
 
 
 def _settings(cfg: DictConfig) -> dict[str, Any]:
-    settings = {"cache": "auto", "dtype": "float16", "top_k": None, "features": []}
+    settings = {"cache": "auto", "dtype": "float16", "top_k": None, "features": [], "augmented_views": False}
     settings.update(OmegaConf.to_container(cfg.get("teacher_outputs") or {}, resolve=True))
     if settings["cache"] not in CACHE_CHOICES:
         raise ConfigError(f"teacher_outputs.cache={settings['cache']!r}; choose auto, true or false")
@@ -40,13 +41,15 @@ def _settings(cfg: DictConfig) -> dict[str, Any]:
     return settings
 
 
-def live_training_reasons(datamodule: Any, loss: WeightedSum, features: list[str]) -> list[str]:
+def live_training_reasons(
+    datamodule: Any, loss: WeightedSum, features: list[str], views: tuple[list[int], str | None] = ([], None)
+) -> list[str]:
     """Why cached outputs would be wrong for this run's training batches (empty: they are right)."""
     reasons = []
-    if getattr(datamodule, "augment", False):
+    if getattr(datamodule, "augment", False) and not views[0]:
         reasons.append(
             "training batches are randomly augmented (data.module.augment=true) and the cache holds "
-            "the unaugmented view"
+            "the unaugmented view" + (f" ({views[1]})" if views[1] else "; teacher_outputs.augmented_views=true caches them")
         )
     if loss.reads_teacher_features and not features:
         reasons.append(f"loss terms {loss.active} read teacher features; list their taps in teacher_outputs.features")
@@ -91,7 +94,8 @@ def prepare_cached_teacher(
             raise ConfigError(f"teacher_outputs.cache=true, but {why}")
         print(f"[kd] teacher runs live: {why}", flush=True)
         return {}
-    reasons = live_training_reasons(datamodule, loss, settings["features"])
+    views = view_epochs(cfg, datamodule, loss, bool(settings["augmented_views"]))
+    reasons = live_training_reasons(datamodule, loss, settings["features"], views)
     if reasons and settings["cache"] is True:
         raise ConfigError(
             f"teacher_outputs.cache=true, but {'; '.join(reasons)}. "
@@ -100,7 +104,8 @@ def prepare_cached_teacher(
     if not loss.needs_teacher:  # the teacher only evaluates (sequence-level KD): no training split
         reasons, splits = [], ["val", "test"]
     else:
-        splits = ["val", "test"] if reasons else ["train", "val", "test"]
+        train = [f"train@{epoch}" for epoch in views[0]] or ["train"]  # augmented: one entry per epoch's views
+        splits = ["val", "test"] if reasons else [*train, "val", "test"]
     if reasons:
         print(f"[kd] teacher runs live on training batches: {'; '.join(reasons)}", flush=True)
     datamodule.prepare_data()
@@ -143,12 +148,14 @@ def _load_or_build(
     settings: dict[str, Any],
     build: bool = True,
 ) -> CachedTeacherOutputs | None:
-    dataset = datamodule.splits[split]
+    split_name, _, epoch = split.partition("@")
+    dataset = datamodule.splits[split_name]
     if not hasattr(dataset, "fingerprint"):
         raise ConfigError(
             f"data split {split!r} ({type(dataset).__name__}) has no fingerprint(); set teacher_outputs.cache=false"
         )
     features = settings["features"] if split == "train" else []
+    view = view_record(cfg, datamodule, int(epoch)) if epoch else None
     expected = {
         "key": identity_hash(identity, 12),
         "identity": identity,
@@ -158,6 +165,7 @@ def _load_or_build(
         "num_samples": len(dataset),
         "num_classes": cfg.data.num_classes,
         "split_features": features,
+        **({"view": view} if view else {}),
     }
     tensors, status = read_entry(folder, split, expected)
     if tensors is None and not build:
@@ -166,16 +174,14 @@ def _load_or_build(
         if status != "missing":
             print(f"[kd] teacher-output cache {folder / split}.pt is {status}: rebuilding it", flush=True)
         print(f"[kd] computing teacher outputs on the {split} split ({len(dataset)} samples)", flush=True)
-        tensors = compute_teacher_outputs(
-            teacher,
-            dataset,
-            datamodule.eval_batch_size,
-            layers=cfg.teacher.get("layers"),
-            features=features,
-            dtype=settings["dtype"],
-            top_k=settings["top_k"],
-            precision=cfg.trainer.get("precision"),
-            channels_last=cfg.get("channels_last", False),
+        common = {"dtype": settings["dtype"], "precision": cfg.trainer.get("precision"),
+                  "channels_last": cfg.get("channels_last", False)}
+        tensors = compute_view_outputs(
+            teacher, dataset, datamodule.augment_batch, batch_size=view["batch_size"], seed=view["seed"],
+            epoch=view["epoch"], num_classes=cfg.data.num_classes, **common,
+        ) if view else compute_teacher_outputs(
+            teacher, dataset, datamodule.eval_batch_size, layers=cfg.teacher.get("layers"), features=features,
+            top_k=settings["top_k"], **common,
         )
         shapes = {alias: list(t.shape[1:]) for alias, t in tensors["features"].items()}
         stats = {"top_k_kl": round(float(tensors.pop("top_k_kl")), 6)} if "top_k_kl" in tensors else {}

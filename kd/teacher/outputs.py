@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from kd.data.batches import batch_loader
-from kd.errors import ConfigError
+from kd.errors import ConfigError, RunError
 from kd.taps import FeatureTaps, ModelOutputs, TopK, to_channels_last
 
 STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -47,16 +47,31 @@ class CachedTeacherOutputs:
         self.logits = tensors["logits"]
         self.features: dict[str, torch.Tensor] = dict(tensors.get("features") or {})
         self.top_k_index, self.top_k_rest = tensors.get("top_k_index"), tensors.get("top_k_rest")
+        self.view_seeds = tensors.get("view_seed")  # augmented-view entries: each row's view seed
         self.num_classes = num_classes
 
     def __len__(self) -> int:
         return len(self.logits)
 
+    def example_rows(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``n`` rows a training batch could hold, and their view seed (augmented-view entries)."""
+        if self.view_seeds is None:
+            return torch.arange(n), None
+        seed = self.view_seeds[0]
+        return (self.view_seeds == seed).nonzero().flatten()[:n], seed
+
     def lookup(
-        self, index: torch.Tensor, mask: torch.Tensor | None = None, device: torch.device | str = "cpu"
+        self, index: torch.Tensor, mask: torch.Tensor | None = None, device: torch.device | str = "cpu",
+        view_seed: torch.Tensor | None = None,
     ) -> ModelOutputs:
-        """The teacher's outputs for the samples ``index``, as float32 on ``device``."""
+        """The teacher's outputs for the samples ``index``, as float32 on ``device``; an augmented-view
+        entry checks that they were computed for the batch's ``view_seed``."""
         rows = index.cpu()
+        if self.view_seeds is not None and (view_seed is None or (self.view_seeds[rows] != int(view_seed)).any()):
+            raise RunError(
+                f"cached teacher outputs were computed for other augmented views than this batch's (view_seed "
+                f"{None if view_seed is None else int(view_seed)}); set teacher_outputs.augmented_views=false"
+            )
         values = self.logits[rows].float().to(device)
         features = {alias: tensor[rows].float().to(device) for alias, tensor in self.features.items()}
         if self.top_k_index is None:

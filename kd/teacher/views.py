@@ -1,0 +1,89 @@
+"""Teacher logits on the augmented training views, computed ahead for every epoch of a run.
+
+A training batch's augmented view is a pure function of its ``view_seed`` (``kd.data.batches``),
+which is fixed by the run's seed, the epoch and the batch's position. So the teacher's outputs on
+every view of epoch ``e`` can be computed before training, once for all the jobs of a sweep that
+share the seed, the data and the batch size, and read by sample index (``train@<e>`` entries of the
+teacher-output cache). Each stored row keeps the view seed it was computed for; a training batch
+whose seed differs is an error, never a silently wrong teacher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from kd.data.batches import PositionSeededBatches
+from kd.taps import call_model, to_channels_last
+from kd.teacher.outputs import STORAGE_DTYPES, autocast_for
+
+Augment = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@torch.no_grad()
+def compute_view_outputs(
+    teacher: nn.Module,
+    dataset: Any,
+    augment: Augment,
+    *,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    num_classes: int,
+    dtype: str = "float16",
+    precision: str | int | None = None,
+    channels_last: bool = False,
+) -> dict[str, Any]:
+    """The teacher's logits on epoch ``epoch``'s augmented training batches, by sample index.
+
+    Args:
+        teacher: the frozen teacher (put in eval mode here).
+        dataset: the training split (batch-indexable, as ``kd.data.batches.IndexedTensors``).
+        augment: the data module's ``augment_batch`` (batch dict with ``view_seed`` -> augmented batch).
+        batch_size: the training batch size (it decides which samples share a view seed).
+        seed: the stage's seed (``seed``), as the training loader's sampler gets it.
+        epoch: the epoch whose views to compute.
+        num_classes: logit width.
+        dtype: storage dtype, a key of ``STORAGE_DTYPES``.
+        precision: the trainer's precision (bf16 variants run the teacher under bf16 autocast).
+        channels_last: run the teacher in the channels-last layout, as training steps do.
+    """
+    teacher.eval()
+    if channels_last:
+        teacher.to(memory_format=torch.channels_last)
+    logits = torch.zeros(len(dataset), num_classes, dtype=STORAGE_DTYPES[dtype])
+    view_seeds = torch.full((len(dataset),), -1, dtype=torch.long)
+    sampler = PositionSeededBatches(len(dataset), batch_size, seed)
+    sampler.set_epoch(epoch)
+    with torch.random.fork_rng():  # the sampler seeds the global generator; the caller's state is kept
+        for indices in sampler:
+            batch = augment(dataset[indices])
+            inputs = to_channels_last(batch["inputs"]) if channels_last else batch["inputs"]
+            with autocast_for(precision):
+                out = call_model(teacher, inputs)
+            logits[batch["index"]] = out.float().to(logits.dtype)
+            view_seeds[batch["index"]] = indices.view_seed
+    return {"logits": logits, "features": {}, "view_seed": view_seeds}
+
+
+def view_epochs(cfg: Any, datamodule: Any, loss: Any, requested: bool) -> tuple[list[int], str | None]:
+    """The epochs whose augmented views to cache (``teacher_outputs.augmented_views``), or ``[]`` and
+    why not (None: not requested or not augmented)."""
+    if not (requested and getattr(datamodule, "augment", False)):
+        return [], None
+    if not hasattr(datamodule, "augment_batch"):
+        return [], f"{type(datamodule).__name__} has no augment_batch() to replay its views"
+    if loss.reads_teacher_features:
+        return [], f"augmented views are cached as logits only, and loss terms {loss.active} read teacher features"
+    if (cfg.trainer.get("devices") not in (1, "1", None, "auto")) or int(cfg.trainer.get("num_nodes") or 1) > 1:
+        return [], "augmented views are cached for single-process training only"
+    return list(range(int(cfg.trainer.max_epochs))), None
+
+
+def view_record(cfg: Any, datamodule: Any, epoch: int) -> dict[str, Any]:
+    """What one epoch's views depend on besides the data and the teacher (part of its cache record)."""
+    return {"epoch": epoch, "seed": int(cfg.seed), "batch_size": int(datamodule.batch_size),
+            "augment": "kd.data.augment.seeded_view (2 px shifts, horizontal flips)"}
