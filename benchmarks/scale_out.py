@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/scale_out.py [--modes basic,joblib,submitit_local,single,ddp]
         [--epochs 2] [--train-subset N] [--teacher-ckpt PATH] [--out PATH]
 
-Sweep modes: ``loss=kd loss.temperature=1,2,4,8`` on Fashion-MNIST (resnet18 -> resnet10_w8, no
+Sweep modes: ``loss=kd loss.temperature=1,2,4,8`` on Fashion-MNIST (the default pair, no
 augmentation, the teacher's outputs cached once before the timing starts), each one real
 ``python -m kd.run -m`` process:
 
@@ -14,7 +14,7 @@ augmentation, the teacher's outputs cached once before the timing starts), each 
 Process modes: the same job (``loss.temperature=4``) alone, as ``single`` (one process, every core)
 and ``ddp`` (``trainer=ddp``: two processes, one thread each, the same global batch).
 
-The teacher is a randomly initialised resnet18 unless ``--teacher-ckpt`` is given (its weights do not
+The teacher is a randomly initialised default teacher unless ``--teacher-ckpt`` is given (its weights do not
 change the timing). Records each job's test accuracy and fit time and the CPU model; writes
 ``benchmarks/results/scale_out-<cpu>.json``.
 """
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from sweep_cache import random_teacher
 
 import kd  # noqa: F401  (torchvision compatibility step, before timm is imported)
 from kd.utils.machine import machine
@@ -44,14 +44,6 @@ MODES = {
     "single": ["loss=kd", "loss.temperature=4", "data.module.augment=false"],
     "ddp": ["loss=kd", "loss.temperature=4", "data.module.augment=false", "trainer=ddp"],
 }
-
-
-def random_teacher(path: Path) -> Path:
-    import timm
-
-    torch.manual_seed(0)
-    torch.save(timm.create_model("resnet18", in_chans=1, num_classes=10).state_dict(), path)
-    return path
 
 
 def kd_run(args: list[str], work: Path, folder: str, common: list[str]) -> float:

@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/startup.py [--repeats 3] [--threads 2]
 
-Runs the default KD job (resnet18 -> resnet10_w8 on Fashion-MNIST, W&B offline) for one step,
+Runs the default KD job (the default pair on Fashion-MNIST, W&B offline) for one step,
 ``--repeats`` times, in three situations: teacher outputs already cached (the usual case inside a
 sweep), the cache still to build, and the CE baseline (no teacher). The figure is the run's own
 ``time/start_to_first_step_s`` (kd.callbacks.FirstStepTime: from the kernel's process start time).
-Also times ``import kd.run`` alone. The teacher checkpoint is a randomly initialised resnet18.
+Also times ``import kd.run`` alone. The teacher checkpoint is a randomly initialised default teacher.
 Writes benchmarks/results/startup-<cpu>.json.
 """
 

@@ -1,14 +1,17 @@
 """Wall time of an 8-job temperature x alpha KD sweep with the shared teacher-output cache vs without.
 
     .venv/bin/python benchmarks/sweep_cache.py [--epochs 2] [--train-subset N] [--threads 2] [--teacher-ckpt PATH]
+        [--augmented]
 
 Each mode is one real ``python -m kd.run -m`` process (Hydra's basic launcher runs the jobs one after
 another; the default W&B logger in offline mode): loss=kd with loss.temperature=1,4 and
-loss.alpha=0.25,0.5,0.75,0.9 on Fashion-MNIST without augmentation, default pair (resnet18 ->
-resnet10_w8). ``cached`` starts from an empty cache folder, so its time includes building the cache
-once. The teacher checkpoint is a randomly initialised resnet18 unless ``--teacher-ckpt`` is given
-(its weights do not change the timing). Also compares each job's test accuracy between the modes.
-Writes benchmarks/results/sweep_cache-<cpu>.json.
+loss.alpha=0.25,0.5,0.75,0.9 on Fashion-MNIST, the default pair (conf/train.yaml), without
+augmentation, or with it (``--augmented``: the cached mode caches every epoch's augmented views,
+``teacher_outputs.augmented_views=true``). ``cached`` starts from an empty cache folder, so its
+time includes building the cache once. The teacher checkpoint is a randomly initialised default
+teacher unless ``--teacher-ckpt`` is given (its weights do not change the timing). Also compares
+each job's test accuracy between the modes. Writes
+benchmarks/results/sweep_cache[_augmented]-<cpu>.json.
 """
 
 from __future__ import annotations
@@ -28,14 +31,18 @@ import kd  # noqa: F401  (torchvision compatibility step, before timm is importe
 from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
-SWEEP = ["loss=kd", "loss.temperature=1,4", "loss.alpha=0.25,0.5,0.75,0.9", "data.module.augment=false"]
+SWEEP = ["loss=kd", "loss.temperature=1,4", "loss.alpha=0.25,0.5,0.75,0.9"]
 
 
 def random_teacher(path: Path) -> Path:
-    import timm  # after kd (imported above), whose compatibility step timm needs here
+    """A randomly initialised checkpoint of the default teacher (conf/train.yaml's ``teacher``)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
 
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train")
     torch.manual_seed(0)
-    torch.save(timm.create_model("resnet18", in_chans=1, num_classes=10).state_dict(), path)
+    torch.save(instantiate(cfg.teacher.net).state_dict(), path)
     return path
 
 
@@ -44,6 +51,8 @@ def run_sweep(mode: str, work: Path, args: argparse.Namespace, teacher: Path) ->
     cmd = [
         sys.executable, "-m", "kd.run", "-m", *SWEEP, f"teacher.ckpt={teacher}", f"trainer.max_epochs={args.epochs}",
         f"teacher_outputs.cache={'true' if mode == 'cached' else 'false'}", f"threads={args.threads}",
+        f"data.module.augment={str(args.augmented).lower()}",
+        *([f"teacher_outputs.augmented_views={str(mode == 'cached').lower()}"] if args.augmented else []),
         f"paths.teacher_outputs_dir={work / 'teacher_outputs'}", f"hydra.sweep.dir={sweep_dir}",
     ]
     if args.train_subset:
@@ -68,6 +77,7 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--teacher-ckpt", type=Path, default=None)
+    parser.add_argument("--augmented", action="store_true", help="augmented batches; cached mode caches their views")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kd-sweep-bench-"))
     teacher = args.teacher_ckpt.resolve() if args.teacher_ckpt else random_teacher(work / "teacher.pt")
@@ -76,13 +86,14 @@ def main() -> None:
     diffs = [abs(live["jobs"][k]["test/acc"] - cached["jobs"][k]["test/acc"]) for k in live["jobs"]]
     report = {
         "machine": {**machine(), "threads": args.threads},
-        "sweep": SWEEP, "epochs": args.epochs, "train_subset": args.train_subset, "teacher": str(args.teacher_ckpt),
+        "sweep": SWEEP, "augmented": args.augmented, "epochs": args.epochs, "train_subset": args.train_subset, "teacher": str(args.teacher_ckpt),
         "live": live, "cached": cached, "speedup": round(live["wall_s"] / cached["wall_s"], 3),
         "max_test_acc_difference": max(diffs),
     }
     print(f"speed-up with the shared cache: {report['speedup']:.2f}x "
           f"({live['wall_s']:.0f} s -> {cached['wall_s']:.0f} s); largest test/acc difference {max(diffs):.4f}")
-    path = ROOT / "benchmarks" / "results" / f"sweep_cache-{report['machine']['cpu_short']}.json"
+    name = "sweep_cache_augmented" if args.augmented else "sweep_cache"
+    path = ROOT / "benchmarks" / "results" / f"{name}-{report['machine']['cpu_short']}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
 
