@@ -4,8 +4,10 @@
     .venv/bin/python benchmarks/step_throughput.py [--steps 40] [--warmup 8] [--rounds 3] [--threads 2]
         [--parts overhead,kd_vs_ce,variants] [--variants fp32,fp32_cl,bf16,bf16_cl,bf16_cl_compile,...]
 
-Default pair: resnet18 teacher -> resnet10_w8 student on Fashion-MNIST (batch 128, no augmentation,
-so that the cache applies; the teacher is randomly initialised: weights do not change speed).
+Default pair (conf/train.yaml) on Fashion-MNIST, batch 128, without augmentation, or with it
+(``--augment``: the default experiment's shifts and flips; the cached variant then reads epoch 0's
+augmented views, ``teacher_outputs.augmented_views``). The teacher is randomly initialised: weights
+do not change speed.
 Lightning figures come from a real ``Trainer.fit`` of ``kd.module.DistillModule`` built by
 ``kd.training`` (callbacks and progress output as a run has them, no logger); a callback stamps
 every step. The hand loop is plain PyTorch with the same models, optimiser, scheduler, batches
@@ -39,6 +41,7 @@ import kd  # noqa: F401  (torchvision compatibility step: before lightning, whic
 import lightning.pytorch as L
 
 from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs
+from kd.teacher.views import compute_view_outputs
 from kd.training import build_loss, build_module, build_trainer, set_threads
 from kd.utils.machine import machine
 
@@ -60,9 +63,13 @@ class StepClock(L.Callback):
         self.stamps.append(time.perf_counter())
 
 
+AUGMENT = {"on": False}  # --augment: the default experiment's augmented batches (set in main)
+
+
 def config(out: Path, *overrides: str) -> Any:
+    augment = f"data.module.augment={str(AUGMENT['on']).lower()}"
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["~logger", "data.module.augment=false", *overrides])
+        cfg = compose(config_name="train", overrides=["~logger", augment, *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
         cfg.progress_bar = False
@@ -89,6 +96,7 @@ def lightning_run(cfg: Any, datamodule: Any, nets: dict, steps: int, warmup: int
     with open_dict(cfg):
         cfg.trainer.max_steps = warmup + steps
     trainer = build_trainer(cfg)
+    torch.manual_seed(0)  # the training loader's seed (its batches' view seeds: see teacher_outputs_for)
     clock = StepClock()
     trainer.callbacks.append(clock)
     trainer.fit(module, datamodule=datamodule)
@@ -107,7 +115,9 @@ def hand_loop(cfg: Any, datamodule: Any, nets: dict, steps: int, warmup: int) ->
     alpha, t = cfg.loss.alpha, cfg.loss.temperature
     bf16 = "bf16" in str(cfg.trainer.precision)
     stamps = []
+    torch.manual_seed(0)
     for batch in datamodule.train_dataloader():
+        batch = datamodule.augment_batch(batch) if datamodule.augment else batch
         x, y = batch["inputs"].contiguous(memory_format=layout), batch["labels"]
         with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
             logits = student(x)
@@ -161,6 +171,14 @@ def build(variant: str, out: Path, *extra: str) -> tuple[Any, Any, dict]:
 
 
 def teacher_outputs_for(cfg: Any, datamodule: Any, nets: dict) -> dict[str, CachedTeacherOutputs]:
+    """The cache a run would read: epoch 0's augmented views (``--augment``), else the plain inputs."""
+    if datamodule.augment:
+        tensors = compute_view_outputs(
+            nets["teacher"], datamodule.splits["train"], datamodule.augment_batch, batch_size=datamodule.batch_size,
+            seed=0, epoch=0, num_classes=cfg.data.num_classes, precision=cfg.trainer.precision,
+            channels_last=cfg.channels_last,
+        )
+        return {"train@0": CachedTeacherOutputs(tensors, cfg.data.num_classes)}
     tensors = compute_teacher_outputs(
         nets["teacher"], datamodule.splits["train"], datamodule.eval_batch_size,
         precision=cfg.trainer.precision, channels_last=cfg.channels_last,
@@ -177,12 +195,14 @@ def main() -> None:
     parser.add_argument("--parts", default="overhead,kd_vs_ce,variants")
     parser.add_argument("--variant", default="fp32_cl", help="variant for the overhead and kd_vs_ce parts (fp32_cl: the defaults)")
     parser.add_argument("--variants", default="fp32,fp32_cl,bf16,bf16_cl,bf16_cl_compile")
+    parser.add_argument("--augment", action="store_true", help="augmented training batches (the default experiment)")
     args = parser.parse_args()
+    AUGMENT["on"] = args.augment
     set_threads(args.threads)
     out = Path(tempfile.mkdtemp(prefix="kd-bench-"))
     steps, warmup, parts = args.steps, args.warmup, args.parts.split(",")
     report: dict[str, Any] = {"machine": {**machine(), "threads": args.threads}, "batch_size": 128, "steps": steps,
-                              "rounds": args.rounds}
+                              "rounds": args.rounds, "augment": args.augment}
     if "overhead" in parts:
         print(f"framework overhead ({args.variant}): Lightning DistillModule vs hand-written loop, KD step")
         cfg, dm, nets = build(args.variant, out, "loss=kd")
@@ -213,7 +233,8 @@ def main() -> None:
             for name, v in r.items()
         }
     show(report)
-    path = ROOT / "benchmarks" / "results" / f"step_throughput-{report['machine']['cpu_short']}.json"
+    name = "step_throughput_augmented" if args.augment else "step_throughput"
+    path = ROOT / "benchmarks" / "results" / f"{name}-{report['machine']['cpu_short']}.json"
     earlier = json.loads(path.read_text()) if path.is_file() else {}
     kept = {k: v for k, v in earlier.items() if k in ("overhead", "kd_vs_ce", "variants") and k not in report}
     path.write_text(json.dumps({**report, **kept}, indent=2) + "\n")  # parts not run this time are kept
