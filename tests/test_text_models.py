@@ -97,7 +97,7 @@ def test_text_models_refuse_other_vocabularies_and_modalities(make_cfg, tmp_path
         check_shared_vocabulary(make_cfg(base=[*text, "teacher=tiny"]), with_teacher=False)
     with pytest.raises(ConfigError, match="is image data but teacher=text_tiny is a model for text"):
         check_shared_vocabulary(make_cfg("teacher=text_tiny"), with_teacher=True)
-    with pytest.raises(ConfigError, match=r"works on text models.*Losses for image data: at, cc, ce, crd, dist"):
+    with pytest.raises(ConfigError, match=r"works on text models.*Losses for image data: ab, at, cc, ce, crd, dist"):
         check_loss_modality(make_cfg("loss=hidden"))
     undeclared = make_cfg()
     with open_dict(undeclared):

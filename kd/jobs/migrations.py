@@ -19,6 +19,10 @@ from typing import Any
 # run option `on_policy` (lmbda 0: off) were added.
 # Scale-out (issue 15): the trainer's `strategy`, `num_nodes` and `use_distributed_sampler` (one process,
 # kd's own loaders) were written out.
+# More methods (issue 18): image model configs declare `preact<i>` tap aliases. Their paths follow from the
+# network (itself in the identity), so identities leave them out and earlier runs keep matching.
+# Speed (issue 17): `teacher_outputs.augmented_views` (off) was added. Issue 18: `kd`'s `std_correction`
+# (0, the population std it always used) was added next to `standardize`.
 TRAINER_DEFAULTS = {"strategy": "auto", "num_nodes": 1, "use_distributed_sampler": False}
 LOSS_RENAMES: dict[str, list[tuple[str, str]]] = {  # term name -> (old key, new key), in order
     "dkd": [("alpha", "tckd_weight"), ("beta", "nckd_weight"), ("weight", "beta")],
@@ -49,6 +53,12 @@ def upgrade_identity(identity: dict[str, Any]) -> dict[str, Any]:
         callbacks.setdefault("throughput", {"_target_": "kd.callbacks.TrainThroughput"})
     if "teacher_outputs" in upgraded:  # a run's config: on-policy sampling came with language models, off
         upgraded.setdefault("on_policy", {"lmbda": 0.0, "prompt_tokens": 16, "temperature": 1.0})
+    for role in ("student", "teacher"):
+        layers = upgraded[role].get("layers") if isinstance(upgraded.get(role), dict) else None
+        for alias in [a for a in layers if a.startswith("preact")] if isinstance(layers, dict) else []:
+            del layers[alias]
+    if isinstance(upgraded.get("teacher_outputs"), dict):
+        upgraded["teacher_outputs"].setdefault("augmented_views", False)
     if isinstance(upgraded.get("trainer"), dict):
         for key, value in TRAINER_DEFAULTS.items():
             upgraded["trainer"].setdefault(key, value)
@@ -59,6 +69,12 @@ def upgrade_identity(identity: dict[str, Any]) -> dict[str, Any]:
             if term in terms:
                 for old, new in renames:
                     _rename(loss, old, new)
+        if "standardize" in loss:
+            loss.setdefault("std_correction", 0)
+        for spec in terms.values():
+            fn = spec.get("fn") if isinstance(spec, dict) else None
+            if isinstance(fn, dict) and fn.get("_target_") == "kd.losses.kd.SoftTargetKL" and "standardize" in fn:
+                fn.setdefault("std_correction", 0)
         for term, renames in TERM_ARG_RENAMES.items():
             fn = terms.get(term, {}).get("fn") if isinstance(terms.get(term), dict) else None
             if isinstance(fn, dict):

@@ -48,7 +48,7 @@ def job_identity(cfg: DictConfig) -> dict[str, Any]:
         for key in list(plain.paths):
             plain.paths[key] = f"<paths.{key}>"
     data = OmegaConf.to_container(plain, resolve=True)
-    return config_identity({k: v for k, v in data.items() if k not in BOOKKEEPING})
+    return upgrade_identity(config_identity({k: v for k, v in data.items() if k not in BOOKKEEPING}))
 
 
 def job_key(identity: dict[str, Any]) -> str:
