@@ -27,7 +27,9 @@ for teacher in $(for p in $PAIRS; do echo "${p%%:*}"; done | sort -u); do
   "$PY" -m kd.run experiment=fmnist_pairs student="$teacher" loss=ce seed=0 trainer.max_epochs="$TEACHER_EPOCHS" \
     data.module.source.train_subset=null hydra.run.dir="$dir" "$@"
 done
-tag="seeds${SEEDS//,/-}"  # sweep folders per seed list: several invocations may share a pair
+# A fresh sweep folder per invocation (kd never writes into another run's folder): several invocations
+# may share a pair, and a re-run skips what finished before (its copied metrics are not counted twice).
+tag="seeds${SEEDS//,/-}-$(date +%Y%m%d-%H%M%S)"
 for pair in $PAIRS; do
   teacher=${pair%%:*} student=${pair##*:}
   common=(experiment=fmnist_pairs teacher="$teacher" student="$student" seed="$SEEDS" resume=true

@@ -185,6 +185,15 @@ def test_a_new_run_never_writes_into_another_runs_folder(outputs: Path) -> None:
     assert snapshot(outputs) == before
 
 
+def test_a_new_sweep_never_writes_into_another_sweeps_folder(outputs: Path) -> None:
+    before = snapshot(outputs)
+    code, err = run_cli("-m", *TINY_CLI, f"paths.log_dir={outputs}", f"hydra.sweep.dir={outputs}/runs")
+    assert code == 2 and "Traceback" not in err
+    assert f"hydra.sweep.dir={outputs}/runs already holds another run" in err
+    assert "with resume=true its jobs skip the runs that finished" in err  # not "continue with resume=true"
+    assert snapshot(outputs) == before
+
+
 def test_resume_with_another_config_names_the_differences(outputs: Path) -> None:
     err = fails_cleanly(outputs, "resume_other", f"resume={outputs}/runs/earlier", "loss.temperature=8")
     assert "that run had another config" in err and "loss.temperature: 4.0 there, 8 now" in err

@@ -15,6 +15,7 @@ import torch
 
 from kd.data.batches import PositionSeededBatches
 from kd.jobs.resume import latest_checkpoint
+from kd.report.runs import find_runs
 from kd.run import train
 from tests.cli import THREADS, snapshot
 
@@ -100,6 +101,9 @@ def test_interrupted_sweep_rerun_skips_finished_jobs(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "second/0/metrics.json").read_text())["reused_from"] == str(tmp_path / "first/0")
     assert (tmp_path / "first/1/metrics.json").is_file()  # the killed job finished in its own folder
     assert (tmp_path / "second/2/metrics.json").is_file() and not (tmp_path / "first/2/metrics.json").exists()
+    found = [run.path.relative_to(tmp_path) for run in find_runs([tmp_path / "first", tmp_path / "second"])]
+    assert sorted(map(str, found)) == ["first/0", "first/1", "second/2"]  # kd.report counts the skipped job once
+    assert [run.path.name for run in find_runs([tmp_path / "second"])] == ["0", "2"]  # its run is elsewhere: kept
 
 
 def test_loader_position_state_skips_the_batches_already_trained_on() -> None:

@@ -21,6 +21,13 @@ def _refuse(message: str) -> None:
     sys.exit(2)
 
 
+RESUME_HINTS = {
+    "hydra.run.dir": "or continue that run with resume=true or resume=<its folder>.",
+    "hydra.sweep.dir": "with resume=true its jobs skip the runs that finished and continue the interrupted ones "
+    "(found by config under paths.log_dir), wherever they ran.",
+}
+
+
 def _check_folder(folder: Path, key: str) -> None:
     if folder.exists() and not folder.is_dir():
         _refuse(f"{key}={folder} is a file, not a folder; pick another {key}.")
@@ -28,7 +35,7 @@ def _check_folder(folder: Path, key: str) -> None:
         _refuse(
             f"{key}={folder} already holds another run ({', '.join(sorted(p.name for p in folder.iterdir())[:5])}); "
             f"kd never writes into another run's folder. Pick a new {key} (the default is a fresh time-stamped "
-            "folder), or continue that run with resume=true or resume=<its folder>."
+            f"folder), {RESUME_HINTS[key]}"
         )
     for parent in folder.parents:
         if parent.exists() and not parent.is_dir():

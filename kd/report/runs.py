@@ -121,12 +121,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def find_runs(roots: list[Path]) -> list[Run]:
-    """Every run folder below ``roots`` (one holding ``metrics.json`` or ``failed.json``)."""
+    """Every run folder below ``roots`` (one holding ``metrics.json`` or ``failed.json``). A job that
+    ``resume=true`` skipped holds a copy of the finished run's metrics; it is left out when that run is
+    below ``roots`` too."""
     found = {p.parent for root in roots for name in ("metrics.json", FAILURE_FILE) for p in root.rglob(name)}
     folders = sorted(f for f in found if f.name != "teachers" and "teachers" not in f.parts)
-    runs = []
+    runs, resolved = [], {f.resolve() for f in folders}
     for folder in track(folders, description="reading runs", transient=True):
         failed = _read_json(folder / FAILURE_FILE)
+        reused = (_read_json(folder / "metrics.json") or {}).get("reused_from") if not failed else None
+        if reused and Path(reused).resolve() in resolved:  # a job resume=true skipped: its run is counted once
+            continue
         overrides = _read_yaml(folder / ".hydra" / "overrides.yaml") or (failed or {}).get("overrides") or []
         runs.append(Run(
             path=folder, overrides=list(overrides), config=_read_yaml(folder / "config_resolved.yaml") or {},
