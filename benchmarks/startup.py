@@ -6,7 +6,8 @@ Runs the default KD job (the default pair on Fashion-MNIST, W&B offline) for one
 ``--repeats`` times, in three situations: teacher outputs already cached (the usual case inside a
 sweep), the cache still to build, and the CE baseline (no teacher). The figure is the run's own
 ``time/start_to_first_step_s`` (kd.callbacks.FirstStepTime: from the kernel's process start time).
-Also times ``import kd.run`` alone. The teacher checkpoint is a randomly initialised default teacher.
+Also times ``import kd.run`` alone and splits it by package (``python -X importtime``: the cumulative
+time of each package's first import, nested ones included in their parents'). The teacher checkpoint is a randomly initialised default teacher.
 Writes benchmarks/results/startup-<cpu>.json.
 """
 
@@ -39,6 +40,22 @@ def first_step_seconds(work: Path, name: str, overrides: list[str], threads: int
     return json.loads((out / "metrics.json").read_text())["time/start_to_first_step_s"]
 
 
+IMPORT_PARTS = ("torch", "lightning", "torchmetrics.functional", "torchmetrics.functional.text", "transformers",
+                "torchmetrics.functional.image", "torchvision", "wandb", "hydra", "timm", "kd")
+
+
+def import_breakdown() -> dict[str, float]:
+    """Seconds each package in IMPORT_PARTS takes when ``import kd.run`` first imports it."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import kd.run"], cwd=ROOT, check=True,
+                          capture_output=True, text=True)
+    seconds = {}
+    for line in done.stderr.splitlines():
+        fields = line.split("|")
+        if len(fields) == 3 and fields[2].strip() in IMPORT_PARTS and fields[1].strip().isdigit():
+            seconds.setdefault(fields[2].strip(), round(int(fields[1]) / 1e6, 2))
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -59,10 +76,11 @@ def main() -> None:
         print({k: round(v[-1], 2) for k, v in results.items()}, flush=True)
     report = {
         "machine": {**machine(), "threads": args.threads},
+        "import_breakdown_s": import_breakdown(),
         "median_s": {k: round(statistics.median(v), 2) for k, v in results.items()},
         "runs_s": {k: [round(x, 2) for x in v] for k, v in results.items()},
     }
-    print(json.dumps(report["median_s"], indent=2))
+    print(json.dumps({**report["median_s"], "imports": report["import_breakdown_s"]}, indent=2))
     path = ROOT / "benchmarks" / "results" / f"startup-{report['machine']['cpu_short']}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")

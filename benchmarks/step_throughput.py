@@ -1,8 +1,9 @@
 """Training throughput of the real config, side by side in one process: framework overhead, KD vs CE
-(with and without the teacher-output cache), and precision / layout / compile variants.
+(with and without the teacher-output cache), precision / layout / compile variants, and kd's
+settings with cached teacher outputs against a plain PyTorch loop (fp32, default layout, teacher live).
 
     .venv/bin/python benchmarks/step_throughput.py [--steps 40] [--warmup 8] [--rounds 3] [--threads 2]
-        [--parts overhead,kd_vs_ce,variants] [--variants fp32,fp32_cl,bf16,bf16_cl,bf16_cl_compile,...]
+        [--parts overhead,kd_vs_ce,variants,defaults] [--variants fp32,fp32_cl,bf16,bf16_cl,bf16_cl_compile,...]
 
 Default pair (conf/train.yaml) on Fashion-MNIST, batch 128, without augmentation, or with it
 (``--augment``: the default experiment's shifts and flips; the cached variant then reads epoch 0's
@@ -192,7 +193,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parts", default="overhead,kd_vs_ce,variants")
+    parser.add_argument("--parts", default="overhead,kd_vs_ce,variants,defaults")
     parser.add_argument("--variant", default="fp32_cl", help="variant for the overhead and kd_vs_ce parts (fp32_cl: the defaults)")
     parser.add_argument("--variants", default="fp32,fp32_cl,bf16,bf16_cl,bf16_cl_compile")
     parser.add_argument("--augment", action="store_true", help="augmented training batches (the default experiment)")
@@ -232,11 +233,19 @@ def main() -> None:
                    "speedup_vs_fp32": paired(r, name, f"fp32/{name.split('/')[1]}") if "fp32/kd" in r else None}
             for name, v in r.items()
         }
+    if "defaults" in parts:
+        print(f"kd's settings ({args.variant}) with cached teacher outputs vs a plain loop (fp32, contiguous, live teacher)")
+        cfg, dm, nets = build(args.variant, out, "loss=kd")
+        plain_cfg, _, _ = build("fp32", out, "loss=kd")
+        cached = teacher_outputs_for(cfg, dm, nets)
+        r = alternate({"kd_cached": lambda: lightning_run(cfg, dm, nets, steps, warmup, cached),
+                       "plain_loop": lambda: hand_loop(plain_cfg, dm, nets, steps, warmup)}, args.rounds)
+        report["defaults"] = {**summary(r, ratio=("kd_cached", "plain_loop")), "variant": args.variant}
     show(report)
     name = "step_throughput_augmented" if args.augment else "step_throughput"
     path = ROOT / "benchmarks" / "results" / f"{name}-{report['machine']['cpu_short']}.json"
     earlier = json.loads(path.read_text()) if path.is_file() else {}
-    kept = {k: v for k, v in earlier.items() if k in ("overhead", "kd_vs_ce", "variants") and k not in report}
+    kept = {k: v for k, v in earlier.items() if k in ("overhead", "kd_vs_ce", "variants", "defaults") and k not in report}
     path.write_text(json.dumps({**report, **kept}, indent=2) + "\n")  # parts not run this time are kept
     print(f"wrote {path}")
 
@@ -249,6 +258,9 @@ def show(report: dict[str, Any]) -> None:
         k = report["kd_vs_ce"]
         print(f"kd vs ce: ce {k['ce']:.0f}/s, kd live {k['kd_live']:.0f}/s ({k['step_time_ratio_live']:.2f}x step time),"
               f" kd cached {k['kd_cached']:.0f}/s ({k['step_time_ratio_cached']:.2f}x)")
+    if "defaults" in report:
+        d = report["defaults"]
+        print(f"kd cached {d['kd_cached']:.0f}/s vs plain loop {d['plain_loop']:.0f}/s: {d['ratio']:.2f}x")
     for name, v in report.get("variants", {}).items():
         speedup = f"{v['speedup_vs_fp32']:.2f}x fp32" if v["speedup_vs_fp32"] else ""
         print(f"{name:24s} {v['samples_per_s']:7.0f}/s  {speedup}")

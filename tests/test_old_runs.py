@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from kd.jobs.migrations import upgrade_identity
+from kd.jobs.resume import job_identity, job_key
 from kd.report.table import write_report
 from tests.cli import run_cli
 
@@ -65,3 +66,9 @@ def test_the_upgrade_maps_old_names_and_leaves_new_identities_alone() -> None:
     assert new["loss"]["terms"]["dkd"]["fn"]["nckd_weight"] == 8.0 and "alpha" not in new["loss"]
     assert new["teacher_outputs"]["cache"] == "auto" and "teacher_cache" not in new
     assert upgrade_identity(new) == new
+
+
+def test_where_the_teachers_view_logits_come_from_is_not_part_of_the_job(make_cfg) -> None:
+    cached, live = (job_key(job_identity(make_cfg("loss=kd", f"teacher_outputs.augmented_views={on}")))
+                    for on in ("true", "false"))
+    assert cached == live != job_key(job_identity(make_cfg("loss=kd", "loss.temperature=2")))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from kd.data.batches import batch_loader
 from kd.errors import ConfigError
@@ -16,6 +18,7 @@ from kd.taps import to_channels_last
 from kd.teacher.cache import cache_identity
 from kd.teacher.cache_files import read_entry, write_entry
 from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs, top_k_log_probs
+from kd.teacher.views import view_epochs
 from tests.conftest import TEXT_TINY
 
 FULL = ["trainer.max_epochs=2", "trainer.limit_train_batches=null", "trainer.limit_val_batches=null",
@@ -198,8 +201,9 @@ def test_top_k_run_trains(make_cfg) -> None:
 
 def test_augmented_training_uses_live_teacher_or_refuses(make_cfg, capsys) -> None:
     with pytest.raises(ConfigError, match=r"randomly augmented \(data.module.augment=true\)"):
-        train(make_cfg("loss=kd", "data.module.augment=true", "teacher_outputs.cache=true"))
-    cfg = make_cfg("loss=kd", "data.module.augment=true")
+        train(make_cfg("loss=kd", "data.module.augment=true", "teacher_outputs.cache=true",
+                       "teacher_outputs.augmented_views=false"))
+    cfg = make_cfg("loss=kd", "data.module.augment=true", "teacher_outputs.augmented_views=false")
     train(cfg)
     assert "teacher runs live on training batches: training batches are randomly augmented" in capsys.readouterr().out
     assert [p.name for p in cache_files(cfg)] == ["test.pt", "val.pt"]  # evaluation is never augmented
@@ -292,7 +296,8 @@ def test_augmented_views_are_cached_per_epoch_and_checked_against_each_batch(mak
     live = train(make_cfg("loss=kd", *views, "teacher_outputs.cache=false"))
     cfg = make_cfg("loss=kd", *views, "teacher_outputs.dtype=float32")
     cached = train(cfg)
-    assert sorted(p.name for p in cache_files(cfg)) == ["test.pt", "train@0.pt", "train@1.pt", "val.pt"]
+    view_files = ["train@0-seed0-batch64.pt", "train@1-seed0-batch64.pt"]  # one per seed: a seed sweep keeps each
+    assert sorted(p.name for p in cache_files(cfg)) == ["test.pt", *view_files, "val.pt"]
     assert sum(counted_lookups) > 0 and "teacher runs live" not in capsys.readouterr().out
     assert_same_metrics(live, cached, rel=1e-4)  # the same views, the teacher read instead of run
     entry = CachedTeacherOutputs(torch.load(cache_files(cfg)[1], weights_only=True), cfg.data.num_classes)
@@ -302,3 +307,17 @@ def test_augmented_views_are_cached_per_epoch_and_checked_against_each_batch(mak
     feature = make_cfg("loss=feature", *views, "teacher_outputs.features=[stage3]")
     train(feature)
     assert "augmented views are cached as logits only" in capsys.readouterr().out
+
+
+def test_view_epochs_are_those_the_run_reaches() -> None:
+    datamodule = SimpleNamespace(augment=True, augment_batch=lambda batch: batch, train_size=1000, batch_size=64)
+    loss = SimpleNamespace(reads_teacher_features=False)
+    cfg = OmegaConf.create({"trainer": {"max_epochs": 10, "max_steps": 40, "devices": 1}})
+    assert view_epochs(cfg, datamodule, loss, True) == ([0, 1, 2], None)  # at least 15 steps an epoch
+    cfg.trainer.limit_train_batches = 5
+    assert view_epochs(cfg, datamodule, loss, True) == ([*range(8)], None)
+    cfg.trainer.max_steps = -1
+    assert view_epochs(cfg, datamodule, loss, True) == ([*range(10)], None)
+    assert view_epochs(cfg, datamodule, loss, False) == ([], None)
+    cfg.trainer.max_epochs = -1
+    assert view_epochs(cfg, datamodule, loss, True)[1].startswith("trainer.max_epochs is unbounded")

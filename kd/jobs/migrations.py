@@ -21,7 +21,9 @@ from typing import Any
 # kd's own loaders) were written out.
 # More methods (issue 18): image model configs declare `preact<i>` tap aliases. Their paths follow from the
 # network (itself in the identity), so identities leave them out and earlier runs keep matching.
-# Speed (issue 17): `teacher_outputs.augmented_views` (off) was added. Issue 18: `kd`'s `std_correction`
+# Speed (issue 17): `teacher_outputs.augmented_views` was added (off, then on by default). It says where the
+# teacher's logits on the same views come from (computed live or read from the cache), like `threads` a
+# choice of execution, so identities leave it out: runs from before and after the switch keep matching. Issue 18: `kd`'s `std_correction`
 # (0, the population std it always used) was added next to `standardize`.
 TRAINER_DEFAULTS = {"strategy": "auto", "num_nodes": 1, "use_distributed_sampler": False}
 LOSS_RENAMES: dict[str, list[tuple[str, str]]] = {  # term name -> (old key, new key), in order
@@ -58,7 +60,7 @@ def upgrade_identity(identity: dict[str, Any]) -> dict[str, Any]:
         for alias in [a for a in layers if a.startswith("preact")] if isinstance(layers, dict) else []:
             del layers[alias]
     if isinstance(upgraded.get("teacher_outputs"), dict):
-        upgraded["teacher_outputs"].setdefault("augmented_views", False)
+        upgraded["teacher_outputs"].pop("augmented_views", None)
     if isinstance(upgraded.get("trainer"), dict):
         for key, value in TRAINER_DEFAULTS.items():
             upgraded["trainer"].setdefault(key, value)

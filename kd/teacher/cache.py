@@ -25,7 +25,7 @@ CACHE_CHOICES = ("auto", True, False)
 
 
 def _settings(cfg: DictConfig) -> dict[str, Any]:
-    settings = {"cache": "auto", "dtype": "float16", "top_k": None, "features": [], "augmented_views": False}
+    settings = {"cache": "auto", "dtype": "float16", "top_k": None, "features": [], "augmented_views": True}
     settings.update(OmegaConf.to_container(cfg.get("teacher_outputs") or {}, resolve=True))
     if settings["cache"] not in CACHE_CHOICES:
         raise ConfigError(f"teacher_outputs.cache={settings['cache']!r}; choose auto, true or false")
@@ -167,12 +167,14 @@ def _load_or_build(
         "split_features": features,
         **({"view": view} if view else {}),
     }
-    tensors, status = read_entry(folder, split, expected)
+    # views differ per seed and batch size: one file each, so a sweep over seeds never overwrites them
+    entry = f"{split}-seed{view['seed']}-batch{view['batch_size']}" if view else split
+    tensors, status = read_entry(folder, entry, expected)
     if tensors is None and not build:
         return None
     if tensors is None:
         if status != "missing":
-            print(f"[kd] teacher-output cache {folder / split}.pt is {status}: rebuilding it", flush=True)
+            print(f"[kd] teacher-output cache {folder / entry}.pt is {status}: rebuilding it", flush=True)
         print(f"[kd] computing teacher outputs on the {split} split ({len(dataset)} samples)", flush=True)
         common = {"dtype": settings["dtype"], "precision": cfg.trainer.get("precision"),
                   "channels_last": cfg.get("channels_last", False)}
@@ -185,8 +187,8 @@ def _load_or_build(
         )
         shapes = {alias: list(t.shape[1:]) for alias, t in tensors["features"].items()}
         stats = {"top_k_kl": round(float(tensors.pop("top_k_kl")), 6)} if "top_k_kl" in tensors else {}
-        write_entry(folder, split, tensors, {**expected, "top_k": settings["top_k"], "feature_shapes": shapes, **stats})
-        size_mb = (folder / f"{split}.pt").stat().st_size / 2**20
+        write_entry(folder, entry, tensors, {**expected, "top_k": settings["top_k"], "feature_shapes": shapes, **stats})
+        size_mb = (folder / f"{entry}.pt").stat().st_size / 2**20
         error = f", mean KL(full || top-{settings['top_k']}) = {stats['top_k_kl']:.4g} nats" if stats else ""
         print(f"[kd] cached teacher outputs of {split}: {size_mb:.1f} MB{error}", flush=True)
     return CachedTeacherOutputs(tensors, cfg.data.num_classes)

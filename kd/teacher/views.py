@@ -80,7 +80,23 @@ def view_epochs(cfg: Any, datamodule: Any, loss: Any, requested: bool) -> tuple[
         return [], f"augmented views are cached as logits only, and loss terms {loss.active} read teacher features"
     if (cfg.trainer.get("devices") not in (1, "1", None, "auto")) or int(cfg.trainer.get("num_nodes") or 1) > 1:
         return [], "augmented views are cached for single-process training only"
-    return list(range(int(cfg.trainer.max_epochs))), None
+    epochs = int(cfg.trainer.get("max_epochs") or -1)
+    steps, per_epoch = int(cfg.trainer.get("max_steps") or -1), _batches_per_epoch(cfg, datamodule)
+    if steps > 0 and per_epoch > 0:  # only the epochs max_steps reaches (a later one would run live)
+        needed = -(-steps // per_epoch)
+        epochs = needed if epochs < 0 else min(epochs, needed)
+    if epochs < 0:
+        return [], "trainer.max_epochs is unbounded (-1), so which epochs' views to compute is unknown"
+    return list(range(epochs)), None
+
+
+def _batches_per_epoch(cfg: Any, datamodule: Any) -> int:
+    """A lower bound on training steps per epoch (0: unknown), so epochs computed from it are never too few."""
+    per_epoch = int(getattr(datamodule, "train_size", 0)) // int(datamodule.batch_size)
+    limit = cfg.trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        return min(per_epoch, limit)
+    return int(per_epoch * limit) if isinstance(limit, float) and limit < 1 else per_epoch
 
 
 def view_record(cfg: Any, datamodule: Any, epoch: int) -> dict[str, Any]:
