@@ -23,8 +23,8 @@ from typing import Any
 # network (itself in the identity), so identities leave them out and earlier runs keep matching.
 # Speed (issue 17): `teacher_outputs.augmented_views` was added (off, then on by default). It says where the
 # teacher's logits on the same views come from (computed live or read from the cache), like `threads` a
-# choice of execution, so identities leave it out: runs from before and after the switch keep matching. Issue 18: `kd`'s `std_correction`
-# (0, the population std it always used) was added next to `standardize`.
+# choice of execution, so identities leave it out: runs from before and after the switch keep matching.
+# Issue 18: `kd`'s `std_correction` (0, the population std it always used) was added next to `standardize`.
 TRAINER_DEFAULTS = {"strategy": "auto", "num_nodes": 1, "use_distributed_sampler": False}
 LOSS_RENAMES: dict[str, list[tuple[str, str]]] = {  # term name -> (old key, new key), in order
     "dkd": [("alpha", "tckd_weight"), ("beta", "nckd_weight"), ("weight", "beta")],

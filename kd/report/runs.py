@@ -129,13 +129,14 @@ def find_runs(roots: list[Path]) -> list[Run]:
     runs, resolved = [], {f.resolve() for f in folders}
     for folder in track(folders, description="reading runs", transient=True):
         failed = _read_json(folder / FAILURE_FILE)
-        reused = (_read_json(folder / "metrics.json") or {}).get("reused_from") if not failed else None
+        metrics = None if failed else _read_json(folder / "metrics.json")
+        reused = (metrics or {}).get("reused_from")
         if reused and Path(reused).resolve() in resolved:  # a job resume=true skipped: its run is counted once
             continue
         overrides = _read_yaml(folder / ".hydra" / "overrides.yaml") or (failed or {}).get("overrides") or []
         runs.append(Run(
             path=folder, overrides=list(overrides), config=_read_yaml(folder / "config_resolved.yaml") or {},
-            metrics=None if failed else _read_json(folder / "metrics.json"),
+            metrics=metrics,
             error=f"{failed['error_type']}: {failed['error']}" if failed else None,
         ))
     return runs
