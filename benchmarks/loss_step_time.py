@@ -34,7 +34,7 @@ from kd.utils.machine import machine
 ROOT = Path(__file__).resolve().parents[1]
 LOSS_OVERRIDES = {"text": {"feature": ["loss.student_layer=hidden2", "loss.teacher_layer=hidden6"]}}  # image aliases
 TASKS = {  # overrides, default batch size, loss configs of the other modality are skipped
-    "image": ([], 128, "modality: text"),
+    "image": (["data=fashion_mnist"], 128, "modality: text"),
     "text": (["experiment=rt_minilm"], 32, "modality: image"),
 }
 

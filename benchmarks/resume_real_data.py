@@ -49,7 +49,7 @@ def main() -> None:
     import torch
 
     root = Path(tempfile.mkdtemp(prefix="kd-resume-"))
-    common = [f"trainer.max_epochs={args.epochs}", "logger=csv", "progress_bar=false", f"threads={args.threads}",
+    common = ["data=fashion_mnist", f"trainer.max_epochs={args.epochs}", "logger=csv", "progress_bar=false", f"threads={args.threads}",
               f"paths.teacher_weights_dir={ROOT / 'outputs/teachers'}"]
     finish(kd_run(*common, f"paths.log_dir={root}/a", f"hydra.run.dir={root}/a/run"))
 

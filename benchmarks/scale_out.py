@@ -81,7 +81,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         teacher = Path(args.teacher_ckpt) if args.teacher_ckpt else random_teacher(work / "teacher.ckpt")
-        common = [f"teacher.ckpt={teacher}", f"trainer.max_epochs={args.epochs}",
+        common = ["data=fashion_mnist", f"teacher.ckpt={teacher}", f"trainer.max_epochs={args.epochs}",
                   f"paths.teacher_outputs_dir={work / 'teacher_outputs'}", "teacher_outputs.cache=true"]
         if args.train_subset:
             common.append(f"data.module.source.train_subset={args.train_subset}")

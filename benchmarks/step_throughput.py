@@ -5,8 +5,8 @@ settings with cached teacher outputs against a plain PyTorch loop (fp32, default
     .venv/bin/python benchmarks/step_throughput.py [--steps 40] [--warmup 8] [--rounds 3] [--threads 2]
         [--parts overhead,kd_vs_ce,variants,defaults] [--variants fp32,fp32_cl,bf16,bf16_cl,bf16_cl_compile,...]
 
-Default pair (conf/train.yaml) on Fashion-MNIST, batch 128, without augmentation, or with it
-(``--augment``: the default experiment's shifts and flips; the cached variant then reads epoch 0's
+Default pair (conf/train.yaml) on Fashion-MNIST (``data=fashion_mnist``, the whole training split),
+batch 128, without augmentation, or with it (``--augment``: its 2-pixel shifts and flips; the cached variant then reads epoch 0's
 augmented views, ``teacher_outputs.augmented_views``). The teacher is randomly initialised: weights
 do not change speed.
 Lightning figures come from a real ``Trainer.fit`` of ``kd.module.DistillModule`` built by
@@ -64,13 +64,13 @@ class StepClock(L.Callback):
         self.stamps.append(time.perf_counter())
 
 
-AUGMENT = {"on": False}  # --augment: the default experiment's augmented batches (set in main)
+AUGMENT = {"on": False}  # --augment: data=fashion_mnist's augmented batches (set in main)
 
 
 def config(out: Path, *overrides: str) -> Any:
     augment = f"data.module.augment={str(AUGMENT['on']).lower()}"
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["~logger", augment, *overrides])
+        cfg = compose(config_name="train", overrides=["~logger", "data=fashion_mnist", augment, *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
         cfg.progress_bar = False
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--parts", default="overhead,kd_vs_ce,variants,defaults")
     parser.add_argument("--variant", default="fp32_cl", help="variant for the overhead and kd_vs_ce parts (fp32_cl: the defaults)")
     parser.add_argument("--variants", default="fp32,fp32_cl,bf16,bf16_cl,bf16_cl_compile")
-    parser.add_argument("--augment", action="store_true", help="augmented training batches (the default experiment)")
+    parser.add_argument("--augment", action="store_true", help="augmented training batches (data=fashion_mnist's shifts and flips)")
     args = parser.parse_args()
     AUGMENT["on"] = args.augment
     set_threads(args.threads)

@@ -49,7 +49,7 @@ def random_teacher(path: Path) -> Path:
 def run_sweep(mode: str, work: Path, args: argparse.Namespace, teacher: Path) -> dict:
     sweep_dir = work / mode
     cmd = [
-        sys.executable, "-m", "kd.run", "-m", *SWEEP, f"teacher.ckpt={teacher}", f"trainer.max_epochs={args.epochs}",
+        sys.executable, "-m", "kd.run", "-m", "data=fashion_mnist", *SWEEP, f"teacher.ckpt={teacher}", f"trainer.max_epochs={args.epochs}",
         f"teacher_outputs.cache={'true' if mode == 'cached' else 'false'}", f"threads={args.threads}",
         f"data.module.augment={str(args.augmented).lower()}",
         *([f"teacher_outputs.augmented_views={str(mode == 'cached').lower()}"] if args.augmented else []),

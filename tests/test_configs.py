@@ -103,9 +103,11 @@ def test_a_teacher_reuses_its_model_config(make_cfg) -> None:
 
 def test_default_config_is_the_documented_experiment(make_cfg) -> None:
     cfg = make_cfg(base=[])
-    assert (cfg.data.name, cfg.teacher.name, cfg.student.name) == ("fashion_mnist", "resnet20", "resnet10_w8")
-    assert (cfg.teacher.epochs, cfg.trainer.max_epochs, cfg.loss.temperature, cfg.loss.alpha) == (10, 5, 4.0, 0.9)
-    assert cfg.data.module.augment is True
+    assert (cfg.data.name, cfg.teacher.name, cfg.student.name) == ("fashion_mnist_5k", "resnet20", "resnet10_w8")
+    assert (cfg.teacher.epochs, cfg.trainer.max_epochs, cfg.loss.temperature, cfg.loss.alpha) == (10, 30, 4.0, 0.9)
+    assert (cfg.data.module.augment, cfg.data.module.source.train_subset) == (False, 5000)
+    # the teacher stage learns from the whole training split: the plain fashion_mnist config
+    assert OmegaConf.to_container(cfg.data.teacher_data) == OmegaConf.to_container(make_cfg("data=fashion_mnist", base=[]).data)
     assert cfg.logger._target_.endswith("WandbLogger") and cfg.logger.offline is True
     pinned = make_cfg("experiment=fmnist_resnet20_to_resnet10_w8", base=[])
     recipe = ("data", "teacher", "student", "loss", "optim", "trainer", "seed")

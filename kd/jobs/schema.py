@@ -141,6 +141,8 @@ TRAINER = {
 RULES: dict[str, Rule] = {**RUN, **DATA, **TEACHER, **LOSS, **TRAINER}
 RULES.update({f"{role}.{key}": rule for role in ("student", "teacher") for key, rule in MODEL.items()})
 RULES.update({f"{prefix}.{key}": rule for prefix in ("optim", "teacher.optim") for key, rule in OPTIM.items()})
+# data.teacher_data: the data config the teacher stage learns from (conf/data/fashion_mnist_5k.yaml)
+RULES.update({f"data.teacher_data.{key[5:]}": rule for key, rule in DATA.items()})
 PATTERNS = {tuple(key.split(".")): rule for key, rule in RULES.items() if "*" in key}
 
 

@@ -69,6 +69,25 @@ def teacher_optim(cfg: DictConfig) -> DictConfig:
     return cfg.teacher.get("optim") or cfg.optim
 
 
+def teacher_stage_config(cfg: DictConfig) -> DictConfig:
+    """``cfg`` as the teacher stage sees it: ``data`` is ``data.teacher_data`` where the data config
+    names one (a student with a labelled budget, a teacher that learns from the whole split)."""
+    if cfg.data.get("teacher_data") is None:
+        return cfg
+    for key in ("modality", "num_classes", "in_chans"):
+        mine, theirs = cfg.data.get(key), cfg.data.teacher_data.get(key)
+        if mine != theirs:
+            raise ConfigError(
+                f"data.teacher_data.{key}={theirs} differs from data.{key}={mine}: the teacher learns the "
+                "student's task from more or other samples of it. Give a data config with the same "
+                f"{key}, or remove data.teacher_data (the teacher then learns from data)."
+            )
+    tcfg = copy.deepcopy(cfg)
+    with open_dict(tcfg):
+        tcfg.data = tcfg.data.teacher_data
+    return tcfg
+
+
 def teacher_weights_dir(cfg: DictConfig) -> Path:
     """``<paths.teacher_weights_dir>/<teacher>-<data>-<hash of the teacher+data config>``."""
     key = identity_hash(teacher_identity(cfg), 12)
@@ -114,7 +133,7 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, folder: P
             tcfg.run.name = f"teacher {cfg.teacher.name} on {cfg.data.name}"
     L.seed_everything(teacher_seed(cfg), workers=True)
     loss = WeightedSum({"ce": {"weight": 1.0, "fn": HardLabelCE()}})
-    print(f"[kd] training teacher {cfg.teacher.name} for {cfg.teacher.epochs} epochs -> {folder}", flush=True)
+    print(f"[kd] training teacher {cfg.teacher.name} on {cfg.data.name} for {cfg.teacher.epochs} epochs -> {folder}", flush=True)
     net, _ = fit_and_test(tcfg, datamodule, loss, teacher=None)
     tmp = folder / "teacher.ckpt.tmp"
     torch.save(net.state_dict(), tmp)
@@ -124,8 +143,9 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, folder: P
 def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[nn.Module, Path | None]:
     """The frozen teacher network and the checkpoint it came from.
 
-    ``teacher.pretrained`` (a pretrained language model): the network as loaded. ``teacher.ckpt`` set: load it. Otherwise reuse the trained teacher kept for this teacher+data
-    config, training it first if no job has yet (a file lock makes parallel jobs wait).
+    ``teacher.pretrained`` (a pretrained language model): the network as loaded. ``teacher.ckpt`` set:
+    load it. Otherwise reuse the trained teacher kept for this teacher and data config (``data.teacher_data``
+    where set), training it first if no job has yet (a file lock makes parallel jobs wait).
     """
     net = instantiate(cfg.teacher.net)
     if cfg.teacher.get("pretrained") and not cfg.teacher.get("ckpt"):  # used as loaded: no teacher stage
@@ -135,7 +155,8 @@ def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple
     if cfg.teacher.get("ckpt"):
         ckpt = Path(cfg.teacher.ckpt)
     else:
-        folder = teacher_weights_dir(cfg)
+        stage_cfg = teacher_stage_config(cfg)
+        folder = teacher_weights_dir(stage_cfg)
         folder.mkdir(parents=True, exist_ok=True)
         ckpt = folder / "teacher.ckpt"
         if cfg.teacher.epochs < 1:
@@ -150,7 +171,9 @@ def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple
             with open(folder / ".lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 if not ckpt.is_file():
-                    _train_teacher(cfg, datamodule, folder)
+                    if stage_cfg is not cfg:
+                        datamodule = instantiate(stage_cfg.data.module)
+                    _train_teacher(stage_cfg, datamodule, folder)
                 else:
                     print(f"[kd] reusing trained teacher {ckpt}", flush=True)
                 fcntl.flock(lock, fcntl.LOCK_UN)
