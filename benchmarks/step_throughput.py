@@ -2,7 +2,7 @@
 (with and without the teacher-output cache), precision / layout / compile variants, and kd's
 settings with cached teacher outputs against a plain PyTorch loop (fp32, default layout, teacher live).
 
-    .venv/bin/python benchmarks/step_throughput.py [--steps 40] [--warmup 8] [--rounds 3] [--threads 2]
+    .venv/bin/python benchmarks/step_throughput.py [--steps 40] [--warmup 8] [--rounds 5] [--threads 2]
         [--parts overhead,kd_vs_ce,variants,defaults] [--variants fp32,fp32_cl,bf16,bf16_cl,bf16_cl_compile,...]
 
 Default pair (conf/train.yaml) on Fashion-MNIST (``data=fashion_mnist``, the whole training split),

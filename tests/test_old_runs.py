@@ -72,3 +72,12 @@ def test_where_the_teachers_view_logits_come_from_is_not_part_of_the_job(make_cf
     cached, live = (job_key(job_identity(make_cfg("loss=kd", f"teacher_outputs.augmented_views={on}")))
                     for on in ("true", "false"))
     assert cached == live != job_key(job_identity(make_cfg("loss=kd", "loss.temperature=2")))
+
+
+def test_a_job_from_before_teacher_precision_is_the_same_job_with_the_trainers_precision(make_cfg) -> None:
+    today = job_identity(make_cfg("loss=kd"))
+    before = json.loads(json.dumps(today))
+    del before["teacher_outputs"]["precision"]  # written before teacher_outputs.precision existed
+    assert job_key(upgrade_identity(before)) == job_key(today)
+    bf16 = job_identity(make_cfg("loss=kd", "teacher_outputs.precision=bf16-mixed"))
+    assert job_key(bf16) != job_key(today)  # it changes the teacher's outputs: another job

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 from kd.errors import ConfigError
 from kd.jobs.validate import check_config
 from kd.run import train
-from kd.teacher.weights import teacher_stage_config, teacher_weights_dir
+from kd.teacher.cache import cache_identity
+from kd.teacher.weights import data_identity, teacher_stage_config, teacher_weights_dir
 
 FULL = ["+data@data.teacher_data=synthetic", "data.teacher_data.module.source.train_size=512"]
 
@@ -33,6 +34,11 @@ def test_the_default_data_shares_the_full_data_sets_teacher(make_cfg) -> None:
     budget, full = make_cfg(base=[]), make_cfg("data=fashion_mnist", base=[])
     assert teacher_weights_dir(teacher_stage_config(budget)) == teacher_weights_dir(full)
     assert teacher_stage_config(full) is full  # no teacher_data: the teacher learns from data
+    # where the files lie does not change the samples, in the teacher's data either
+    moved = make_cfg("data.teacher_data.module.source.data_dir=/elsewhere", base=[])
+    assert data_identity(moved) == data_identity(budget)
+    settings = {"dtype": "float16", "top_k": None, "features": []}
+    assert cache_identity(moved, Path("t.ckpt"), settings) == cache_identity(budget, Path("t.ckpt"), settings)
 
 
 def test_teacher_data_of_another_task_is_refused(make_cfg) -> None:

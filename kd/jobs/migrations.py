@@ -24,6 +24,7 @@ from typing import Any
 # Speed (issue 17): `teacher_outputs.augmented_views` was added (off, then on by default). It says where the
 # teacher's logits on the same views come from (computed live or read from the cache), like `threads` a
 # choice of execution, so identities leave it out: runs from before and after the switch keep matching.
+# Issue 17: `teacher_outputs.precision` was added (null: the trainer's precision, what the cache always used).
 # Issue 18: `kd`'s `std_correction` (0, the population std it always used) was added next to `standardize`.
 TRAINER_DEFAULTS = {"strategy": "auto", "num_nodes": 1, "use_distributed_sampler": False}
 LOSS_RENAMES: dict[str, list[tuple[str, str]]] = {  # term name -> (old key, new key), in order
@@ -61,6 +62,7 @@ def upgrade_identity(identity: dict[str, Any]) -> dict[str, Any]:
             del layers[alias]
     if isinstance(upgraded.get("teacher_outputs"), dict):
         upgraded["teacher_outputs"].pop("augmented_views", None)
+        upgraded["teacher_outputs"].setdefault("precision", None)
     if isinstance(upgraded.get("trainer"), dict):
         for key, value in TRAINER_DEFAULTS.items():
             upgraded["trainer"].setdefault(key, value)

@@ -30,6 +30,7 @@ RUN = {
     "teacher_outputs.top_k": Int(1, null=True, help="keep the k largest log-probabilities per sample or token"),
     "teacher_outputs.features": ListOf(Str(), help="teacher tap aliases to store"),
     "teacher_outputs.augmented_views": Bool(help="cache the logits on each epoch's augmented training views"),
+    "teacher_outputs.precision": Choice(None, *PRECISIONS, help="the teacher's precision for cached outputs; null = trainer.precision"),
     "on_policy.lmbda": Share(help="share of training batches sampled from the student (GKD); 0 = off"),
     "on_policy.prompt_tokens": Int(1, help="tokens of each block kept as the prompt"),
     "on_policy.temperature": Float(gt=0, help="sampling temperature of the student"),

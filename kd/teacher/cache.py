@@ -56,18 +56,24 @@ def live_training_reasons(
     return reasons
 
 
+def teacher_precision(cfg: DictConfig) -> str | int | None:
+    """``teacher_outputs.precision``, or the trainer's precision where it is null."""
+    return OmegaConf.select(cfg, "teacher_outputs.precision") or cfg.trainer.get("precision")
+
+
 def cache_identity(cfg: DictConfig, teacher_ckpt: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """What the cached outputs depend on (the cache folder's key)."""
     data = data_identity(cfg)
     for key in ("batch_size", "augment"):  # neither changes the teacher's output on a sample
         data.get("module", {}).pop(key, None)
+    data.pop("teacher_data", None)  # what the teacher learnt from: its checkpoint says it
     return {
         "teacher": cfg.teacher.name,
         "teacher_checkpoint": str(Path(teacher_ckpt).resolve()),
         "teacher_net": OmegaConf.to_container(cfg.teacher.net, resolve=True),
         "data": data,
         "view": "unaugmented",
-        "precision": str(cfg.trainer.get("precision")),
+        "precision": str(teacher_precision(cfg)),
         **{k: settings[k] for k in ("dtype", "top_k", "features")},
     }
 
@@ -176,7 +182,7 @@ def _load_or_build(
         if status != "missing":
             print(f"[kd] teacher-output cache {folder / entry}.pt is {status}: rebuilding it", flush=True)
         print(f"[kd] computing teacher outputs on the {split} split ({len(dataset)} samples)", flush=True)
-        common = {"dtype": settings["dtype"], "precision": cfg.trainer.get("precision"),
+        common = {"dtype": settings["dtype"], "precision": teacher_precision(cfg),
                   "channels_last": cfg.get("channels_last", False)}
         tensors = compute_view_outputs(
             teacher, dataset, datamodule.augment_batch, batch_size=view["batch_size"], seed=view["seed"],

@@ -109,7 +109,8 @@ def compute_teacher_outputs(
         dtype: storage dtype, a key of ``STORAGE_DTYPES``.
         top_k: keep only the ``top_k`` largest log-probabilities per sample (or token), their indices
             and the mass outside them; ``top_k_kl`` then holds the mean ``KL(full || expanded)``.
-        precision: the trainer's precision (bf16 variants run the teacher under bf16 autocast).
+        precision: the teacher's precision (``teacher_outputs.precision``, else the trainer's; bf16 variants
+            run the teacher under bf16 autocast).
         channels_last: run the teacher and its 4-D inputs in the channels-last layout, as training
             steps do (another layout can pick other kernels, with other rounding).
     """

@@ -48,7 +48,8 @@ def compute_view_outputs(
         epoch: the epoch whose views to compute.
         num_classes: logit width.
         dtype: storage dtype, a key of ``STORAGE_DTYPES``.
-        precision: the trainer's precision (bf16 variants run the teacher under bf16 autocast).
+        precision: the teacher's precision (``teacher_outputs.precision``, else the trainer's; bf16 variants
+            run the teacher under bf16 autocast).
         channels_last: run the teacher in the channels-last layout, as training steps do.
     """
     teacher.eval()

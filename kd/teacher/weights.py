@@ -37,11 +37,16 @@ SINGLE_PROCESS = {
 def data_identity(cfg: DictConfig) -> dict[str, Any]:
     """The data config as plain data, without what does not change the samples (paths, eval batch size,
     secrets)."""
-    data = config_identity(cfg.data)  # secrets (tokens) do not change the samples, and this lands in cache records
+    return _samples_only(config_identity(cfg.data))  # secrets (tokens) do not change the samples, and this lands in cache records
+
+
+def _samples_only(data: dict[str, Any]) -> dict[str, Any]:
     source = data.get("module", {}).get("source", {})
     for key in _DATA_KEYS_IGNORED:
         source.pop(key, None)
     data.get("module", {}).pop("eval_batch_size", None)
+    if isinstance(data.get("teacher_data"), dict):
+        _samples_only(data["teacher_data"])
     return data
 
 
