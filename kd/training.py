@@ -13,7 +13,7 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -113,6 +113,18 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def best_checkpoint(callback: ModelCheckpoint | None) -> str | None:
+    """The best checkpoint's path; in this run's checkpoint folder when a resumed run's folder has moved.
+
+    Lightning restores ``best_model_path`` from the checkpoint it resumes from, as written then.
+    """
+    if callback is None or not callback.best_model_path:
+        return None
+    best = Path(callback.best_model_path)
+    moved = Path(callback.dirpath or "") / best.name
+    return str(moved if not best.is_file() and moved.is_file() else best)
+
+
 def fit_and_test(
     cfg: DictConfig,
     datamodule: L.LightningDataModule,
@@ -149,9 +161,9 @@ def fit_and_test(
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         fit_seconds = time.perf_counter() - start
         fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         start = time.perf_counter()
-        (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        best = best_checkpoint(trainer.checkpoint_callback)
+        (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
         test_seconds = time.perf_counter() - start
         cost = deployment_cost(module, datamodule, cfg.get("latency_batch_size", 64)) if writer else {}
         if generation and writer:  # language models: bits per byte, generations side by side, ms per token

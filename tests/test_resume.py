@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from kd.data.batches import PositionSeededBatches
 from kd.jobs.resume import latest_checkpoint
 from kd.report.runs import find_runs
 from kd.run import train
+from kd.training import best_checkpoint
 from tests.cli import THREADS, snapshot
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,3 +141,17 @@ def test_latest_checkpoint_skips_a_file_cut_short(tmp_path: Path) -> None:
     (folder / "resume.ckpt").write_bytes(b"PK\x03\x04 cut short")  # newer, but a kill cut the write
     assert latest_checkpoint(tmp_path) == folder / "last.ckpt"
     assert latest_checkpoint(tmp_path / "nothing") is None
+
+
+def test_best_checkpoint_of_a_run_whose_folder_moved_is_found_in_its_new_folder(tmp_path: Path) -> None:
+    here = tmp_path / "moved/checkpoints"
+    here.mkdir(parents=True)
+    (here / "epoch_002.ckpt").write_bytes(b"weights")
+    callback = ModelCheckpoint(dirpath=here)
+    callback.best_model_path = str(tmp_path / "before/checkpoints/epoch_002.ckpt")  # as the resumed checkpoint had it
+    assert best_checkpoint(callback) == str(here / "epoch_002.ckpt")
+    (tmp_path / "before/checkpoints").mkdir(parents=True)
+    (tmp_path / "before/checkpoints/epoch_002.ckpt").write_bytes(b"old")  # the old file still there: it is used
+    assert best_checkpoint(callback) == callback.best_model_path
+    callback.best_model_path = ""
+    assert best_checkpoint(callback) is None and best_checkpoint(None) is None

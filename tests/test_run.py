@@ -101,8 +101,9 @@ def test_teacher_checkpoint_errors_are_clear(make_cfg, tmp_path: Path) -> None:
 
 
 def cli_args(tmp_path: Path, *overrides: str, run: str = "run", threads: int = THREADS) -> list[str]:
+    logs = [] if any(o.startswith("paths.log_dir=") for o in overrides) else [f"paths.log_dir={tmp_path}"]
     args = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", f"threads={threads}",
-            f"paths.teacher_weights_dir={tmp_path / 'teachers'}", f"hydra.run.dir={tmp_path / run}", *overrides]
+            *logs, f"paths.teacher_weights_dir={tmp_path / 'teachers'}", f"hydra.run.dir={tmp_path / run}", *overrides]
     return [sys.executable, "-m", "kd.run", *args]
 
 
