@@ -114,14 +114,10 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def best_checkpoint(callback: ModelCheckpoint | None) -> str | None:
-    """The best checkpoint's path; in this run's checkpoint folder when a resumed run's folder has moved.
-
-    Lightning restores ``best_model_path`` from the checkpoint it resumes from, as written then.
-    """
+    """The best checkpoint: Lightning restores its path as a resumed run wrote it, so look in a moved run's folder."""
     if callback is None or not callback.best_model_path:
         return None
-    best = Path(callback.best_model_path)
-    moved = Path(callback.dirpath or "") / best.name
+    best, moved = Path(callback.best_model_path), Path(callback.dirpath or "") / Path(callback.best_model_path).name
     return str(moved if not best.is_file() and moved.is_file() else best)
 
 

@@ -25,7 +25,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Co
     """Six tiny jobs: temperature 1 and 4 (and an invalid -1, which must fail) x seeds 0 and 1."""
     tmp = tmp_path_factory.mktemp("sweep")
     args = ["-m", "data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", f"threads={THREADS}",
-            "loss=kd", "loss.temperature=1,4,-1", "seed=0,1", f"paths.teacher_weights_dir={tmp / 'teachers'}",
+            "loss=kd", "loss.temperature=1,4,-1", "seed=0,1", f"paths.log_dir={tmp}",
             f"hydra.sweep.dir={tmp / 'multirun'}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_SILENT": "true"}
     result = subprocess.run([sys.executable, "-m", "kd.run", *args], cwd=REPO, check=False, capture_output=True, text=True,
