@@ -4,9 +4,10 @@ settings with cached teacher outputs against a plain PyTorch loop (fp32, default
 
     .venv/bin/python benchmarks/step_throughput.py [--steps 40] [--warmup 8] [--rounds 5] [--threads 2]
         [--parts overhead,kd_vs_ce,variants,defaults] [--variants fp32,fp32_cl,bf16,bf16_cl,bf16_cl_compile,...]
+        [--set teacher=resnet18 student=... --name <result suffix>]
 
 Default pair (conf/train.yaml) on Fashion-MNIST (``data=fashion_mnist``, the whole training split),
-batch 128, without augmentation, or with it (``--augment``: its 2-pixel shifts and flips; the cached variant then reads epoch 0's
+batch 128 (``--set`` composes another job, e.g. another pair; ``--name`` keeps its results apart), without augmentation, or with it (``--augment``: its 2-pixel shifts and flips; the cached variant then reads epoch 0's
 augmented views, ``teacher_outputs.augmented_views``). The teacher is randomly initialised: weights
 do not change speed.
 Lightning figures come from a real ``Trainer.fit`` of ``kd.module.DistillModule`` built by
@@ -65,12 +66,13 @@ class StepClock(L.Callback):
 
 
 AUGMENT = {"on": False}  # --augment: data=fashion_mnist's augmented batches (set in main)
+JOB: list[str] = []  # --set: Hydra overrides of the job measured (set in main)
 
 
 def config(out: Path, *overrides: str) -> Any:
     augment = f"data.module.augment={str(AUGMENT['on']).lower()}"
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["~logger", "data=fashion_mnist", augment, *overrides])
+        cfg = compose(config_name="train", overrides=["~logger", "data=fashion_mnist", augment, *JOB, *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
         cfg.progress_bar = False
@@ -197,13 +199,16 @@ def main() -> None:
     parser.add_argument("--variant", default="fp32_cl", help="variant for the overhead and kd_vs_ce parts (fp32_cl: the defaults)")
     parser.add_argument("--variants", default="fp32,fp32_cl,bf16,bf16_cl,bf16_cl_compile")
     parser.add_argument("--augment", action="store_true", help="augmented training batches (data=fashion_mnist's shifts and flips)")
+    parser.add_argument("--set", nargs="*", default=[], help="Hydra overrides of the job (default: the default pair)")
+    parser.add_argument("--name", default="", help="suffix of the result file, for a job changed by --set")
     args = parser.parse_args()
     AUGMENT["on"] = args.augment
+    JOB.extend(args.set)
     set_threads(args.threads)
     out = Path(tempfile.mkdtemp(prefix="kd-bench-"))
     steps, warmup, parts = args.steps, args.warmup, args.parts.split(",")
     report: dict[str, Any] = {"machine": {**machine(), "threads": args.threads}, "batch_size": 128, "steps": steps,
-                              "rounds": args.rounds, "augment": args.augment}
+                              "rounds": args.rounds, "augment": args.augment, "overrides": args.set}
     if "overhead" in parts:
         print(f"framework overhead ({args.variant}): Lightning DistillModule vs hand-written loop, KD step")
         cfg, dm, nets = build(args.variant, out, "loss=kd")
@@ -242,7 +247,7 @@ def main() -> None:
                        "plain_loop": lambda: hand_loop(plain_cfg, dm, nets, steps, warmup)}, args.rounds)
         report["defaults"] = {**summary(r, ratio=("kd_cached", "plain_loop")), "variant": args.variant}
     show(report)
-    name = "step_throughput_augmented" if args.augment else "step_throughput"
+    name = ("step_throughput_augmented" if args.augment else "step_throughput") + (f"_{args.name}" if args.name else "")
     path = ROOT / "benchmarks" / "results" / f"{name}-{report['machine']['cpu_short']}.json"
     earlier = json.loads(path.read_text()) if path.is_file() else {}
     kept = {k: v for k, v in earlier.items() if k in ("overhead", "kd_vs_ce", "variants", "defaults") and k not in report}
