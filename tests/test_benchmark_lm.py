@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from kd.utils.machine import cpuinfo
+
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["hand_kd", "kd_live", "kd_cached", "ce_only"]
 
@@ -40,7 +42,8 @@ def test_tiny_run_reports_every_variant_with_the_machine_and_ratios_from_its_num
     machine = report["machine"]
     model, flags = bench.cpu_info()
     assert isinstance(machine["cpu"], str) and machine["cpu"] and machine["cpu"] == model
-    assert machine["cpu_short"] == bench.cpu_short_name(model)
+    fields = cpuinfo()
+    assert machine["cpu_short"] == bench.cpu_short_name(model, fields.get("cpu family", ""), fields.get("model", ""))
     assert set(machine["flags"]) >= {"avx512_bf16", "amx_bf16", "amx_tile"}
     assert machine["flags"]["avx512_bf16"] == ("avx512_bf16" in flags)
     assert machine["threads"] == 1 and machine["torch"] == torch.__version__
@@ -87,6 +90,10 @@ def test_options_cpu_names_and_ratios_of_a_subset(bench) -> None:
     assert bench.cpu_short_name("Intel(R) Xeon(R) Platinum 8480+") == "intel-xeon-platinum-8480"
     assert bench.cpu_short_name("AMD EPYC 9654 96-Core Processor") == "amd-epyc-9654"
     assert bench.cpu_short_name("AMD EPYC") == "amd-epyc"
+    # A name without a model number (cloud VMs) takes family and model: AVX2-only Zen 3 and AVX-512 Zen 4 differ.
+    assert bench.cpu_short_name("AMD EPYC", "25", "1") == "amd-epyc-f25m1"
+    assert bench.cpu_short_name("AMD EPYC", "25", "17") == "amd-epyc-f25m17"
+    assert bench.cpu_short_name("AMD EPYC 9654 96-Core Processor", "25", "17") == "amd-epyc-9654"
     only_live = {"kd_live": {"tokens_per_s": 90.0, "step_ms_median": 2.0}, "hand_kd": {"tokens_per_s": 100.0}}
     assert bench.ratios(only_live) == {"kd_live_over_hand_kd_tokens_per_s": {
         "value": 0.9, "of": "kd_live.tokens_per_s / hand_kd.tokens_per_s", "target": ">= 0.95", "meets_target": False}}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from kd.cost import latency_ms, size_on_disk_mb
+from kd.cost import latency_ms, like_parameters, size_on_disk_mb
 from kd.metrics import StageMetrics
 
 
@@ -47,3 +47,15 @@ def test_size_on_disk_and_latency_are_measured() -> None:
     calls = []
     assert latency_ms(lambda x: calls.append(x), 1, repeats=5, warmup=2) >= 0
     assert len(calls) == 7
+
+
+def test_latency_inputs_take_the_dtype_of_a_64_true_or_bf16_true_model() -> None:
+    images, tokens = torch.rand(2, 3), torch.tensor([[1, 2]])
+    double = nn.Linear(3, 2).double()
+    cast = like_parameters(images, double)
+    assert cast.dtype == torch.float64 and torch.equal(cast, images.double())
+    double(cast)  # float32 inputs would raise: "mat1 and mat2 must have the same dtype"
+    text = like_parameters({"input_ids": tokens, "mask": torch.ones(1, 2)}, nn.Linear(3, 2).bfloat16())
+    assert text["input_ids"].dtype == torch.int64 and text["mask"].dtype == torch.bfloat16  # token ids keep theirs
+    assert like_parameters(images, nn.Linear(3, 2)) is images
+    assert like_parameters(images, nn.ReLU()) is images  # no parameters: nothing to match

@@ -33,14 +33,17 @@ def machine() -> dict[str, Any]:
     name = info.get("model name") or platform.processor() or platform.machine()
     return {
         "cpu": f"{name} (family {info.get('cpu family', '?')} model {info.get('model', '?')})",
-        "cpu_short": short_name(name),
+        "cpu_short": short_name(name, info.get("cpu family", ""), info.get("model", "")),
         "flags": {flag: flag in flags for flag in FLAGS},
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch": torch.__version__,
     }
 
 
-def short_name(model: str) -> str:
-    """``Intel(R) Xeon(R) Platinum 8480+`` -> ``intel-xeon-platinum-8480``; ``AMD EPYC 9R14`` -> ``amd-epyc-9r14``."""
+def short_name(model: str, family: str = "", model_number: str = "") -> str:
+    """A file-name slug of the CPU: ``Intel(R) Xeon(R) Platinum 8480+`` -> ``intel-xeon-platinum-8480``,
+    ``AMD EPYC 9R14`` -> ``amd-epyc-9r14``. A name without a model number (``AMD EPYC`` in cloud VMs covers
+    AVX2-only and AVX-512 parts alike) takes the family and model: ``amd-epyc-f25m1``."""
     name = re.sub(r"\((R|TM)\)|\bCPU\b|\bProcessor\b|\d+-Core|@.*$", " ", model, flags=re.IGNORECASE)
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or platform.machine()
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or platform.machine()
+    return f"{slug}-f{family}m{model_number}" if family and model_number and not re.search(r"\d", slug) else slug

@@ -4,6 +4,8 @@ import os
 
 from omegaconf import OmegaConf
 
+from kd.utils.precision import bf16_if_native
+
 
 def one_minus(value: float | str) -> float:
     """``${one_minus:${loss.alpha}}`` -> ``1 - alpha`` (the hard-label share of a KD loss)."""
@@ -21,3 +23,4 @@ def register_resolvers() -> None:
     """Register kd's resolvers (idempotent)."""
     OmegaConf.register_new_resolver("one_minus", one_minus, replace=True)
     OmegaConf.register_new_resolver("threads_per_job", threads_per_job, replace=True)
+    OmegaConf.register_new_resolver("bf16_if_native", bf16_if_native, replace=True)
