@@ -9,10 +9,13 @@ from kd.utils.machine import cpuinfo
 
 # CPU flags of native bf16 arithmetic: AVX-512 BF16 (AMD EPYC Zen 4+, Intel Xeon), AMX (Intel Xeon), Arm's bf16.
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
-# Measured with all-MiniLM-L6-v2 (batch 32 x 64 tokens, 2 threads) on AMD EPYC family 25 model 1 (AVX2 only).
-MEASURED = ("MiniLM training steps ran 20.8x slower than in 32-true (34.5 s against 1.66 s a batch) on an "
+# benchmarks/text_precision.py: all-MiniLM-L6-v2, batch 32 x 64 tokens, 2 threads, AMD EPYC family 25 model 1.
+MEASURED = ("MiniLM training steps ran 19.8x slower than in 32-true (36.0 s against 1.82 s a batch) on an "
             "AMD EPYC with AVX2 only")
 GPU_ACCELERATORS = ("auto", "gpu", "cuda")
+# Keys that can ask for bf16, and their fp32 value.
+FP32 = {"trainer.precision": "32-true", "teacher_outputs.precision": "32-true", "teacher.net.dtype": "float32",
+        "student.net.dtype": "float32"}
 
 
 def native_bf16(accelerator: str = "auto") -> bool:
@@ -24,21 +27,21 @@ def native_bf16(accelerator: str = "auto") -> bool:
     return any(flag in flags for flag in BF16_FLAGS)
 
 
-def bf16_if_native(accelerator: str = "auto") -> str:
-    """``${bf16_if_native:${trainer.accelerator}}``: ``bf16-mixed`` where bf16 is native, else ``32-true``."""
-    return "bf16-mixed" if native_bf16(accelerator) else "32-true"
+def bf16_if_native(accelerator: str = "auto", native: str = "bf16-mixed", emulated: str = "32-true") -> str:
+    """``${bf16_if_native:${trainer.accelerator}}``: ``bf16-mixed`` where bf16 is native, else ``32-true``;
+    ``${bf16_if_native:${trainer.accelerator},bfloat16,float32}`` for a model's ``dtype``."""
+    return native if native_bf16(accelerator) else emulated
 
 
 def emulated_bf16_warning(cfg: DictConfig) -> str | None:
-    """A warning naming the precision keys that ask for bf16 on a device without bf16 instructions."""
+    """A warning naming the precision and dtype keys that ask for bf16 on a device without bf16 instructions."""
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator") or "auto")
-    keys = [key for key in ("trainer.precision", "teacher_outputs.precision")
-            if "bf16" in str(OmegaConf.select(cfg, key))]
+    keys = {key: fp32 for key, fp32 in FP32.items() if "bf16" in str(OmegaConf.select(cfg, key)).replace("bfloat", "bf")}
     if not keys or native_bf16(accelerator):
         return None
     asked = ", ".join(f"{key}={OmegaConf.select(cfg, key)}" for key in keys)
     name = cpuinfo().get("model name", "this CPU")
     return (f"[kd] warning: {asked}, but {name} has no bf16 instructions ({', '.join(BF16_FLAGS[:2])}), so torch "
             f"emulates bf16 and runs slower, not faster: {MEASURED}. Set "
-            f"{' and '.join(f'{key}=32-true' for key in keys)}, or trainer.precision='${{bf16_if_native:auto}}' "
-            "to take bf16 only where it is native.")
+            f"{' and '.join(f'{key}={fp32}' for key, fp32 in keys.items())}, or "
+            "trainer.precision='${bf16_if_native:auto}' to take bf16 only where it is native.")
