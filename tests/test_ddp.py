@@ -22,7 +22,7 @@ REPO = CONF_DIR.parent
 # has no SyncBatchNorm on CPU), which the Fashion-MNIST test below measures separately. float64
 # (`trainer.precision=64-true`): in float32 the kernels for 32 and for 64 samples round differently, and
 # three epochs amplify that CPU-dependent noise. Measured on AMD EPYC family 25 model 1 (AVX2, no
-# AVX-512): float32 runs differed by 5 % in test/ece and 1.2e-3 in test/kl, and two 2-thread runs of one
+# AVX-512): float32 runs differed by 5-12 % in test/ece and 1.2e-3 in test/kl, and two 2-thread runs of one
 # process differed from each other as much; on family 25 model 17 (AVX-512) they agreed to 1e-7.
 SYNTHETIC = ["data=synthetic", "teacher=tiny", "student=tiny", "+student.net.norm_layer=groupnorm1", "loss=kd",
              "trainer.max_epochs=3", "trainer.enable_model_summary=false", "data.module.source.train_size=1024",
