@@ -117,7 +117,7 @@ class DistillModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         for key, value in self.loss.set_epoch(self.current_epoch).items():
-            self.log(f"train/schedule/{key}", value)
+            self.log(f"train/schedule/{key}", value, batch_size=1)
 
     def _forward(self, inputs: Inputs, index: torch.Tensor | None = None, split: str | None = None,
                  view: torch.Tensor | None = None) -> tuple[ModelOutputs, ModelOutputs | None]:
@@ -156,7 +156,7 @@ class DistillModule(L.LightningModule):
         return total
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/acc", self.train_acc.compute())
+        self.log("train/acc", self.train_acc.compute(), batch_size=1)  # one value an epoch
         self.train_acc.reset()
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
@@ -172,7 +172,7 @@ class DistillModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
             self.val_best(getattr(self.val_metrics, self.best_of).compute())
-            self.log(f"val/{self.best_of}_best", self.val_best.compute(), prog_bar=True)
+            self.log(f"val/{self.best_of}_best", self.val_best.compute(), prog_bar=True, batch_size=1)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test")

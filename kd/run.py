@@ -40,6 +40,7 @@ from kd.teacher.generations import use_teacher_generations
 from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
 from kd.utils.cores import check_oversubscription
+from kd.utils.library_noise import quiet_library_noise
 from kd.utils.precision import emulated_bf16_warning
 from kd.utils.processes import is_rank_zero
 
@@ -70,7 +71,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data.module)
     preflight(cfg, datamodule, loss.needs_teacher)
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     teacher, teacher_ckpt, teacher_outputs, generations = None, None, {}, None
     sequence_kd = bool(cfg.loss.get("teacher_generations"))  # the teacher writes the training texts
     if loss.needs_teacher or sequence_kd:
@@ -78,7 +79,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if sequence_kd:
             generations = use_teacher_generations(cfg, datamodule, teacher, teacher_ckpt)
         teacher_outputs = prepare_cached_teacher(cfg, datamodule, loss, teacher, teacher_ckpt)
-        L.seed_everything(cfg.seed, workers=True)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
     with open_dict(cfg):
         cfg.job_type = "distill" if loss.needs_teacher or sequence_kd else "baseline"
     extra = {
@@ -160,6 +161,7 @@ def main(cfg: DictConfig) -> float | None:
     in one paragraph) and re-raises anything else.
     """
     redact_argv()
+    quiet_library_noise()
     multirun = describe_job(cfg)
     try:
         metrics = train(cfg)

@@ -137,6 +137,9 @@ def test_cli_run_saves_config_checkpoints_and_metrics(tmp_path: Path) -> None:
     (hparams,) = run.glob("csv/distill/version_*/hparams.yaml")  # the resolved config, logged
     assert "kd.losses.feature.FeatureHint" in hparams.read_text()
     assert "kd summary" in result.stdout and "python -m kd.run loss=ce student=tiny" in result.stdout
+    output = result.stdout + result.stderr  # library noise would bury kd's own warnings
+    assert [n for n in ("ambiguous collection", "LeafSpec", "💡 Tip") if n in output] == []
+    assert output.count("Seed set to") == 2  # the teacher's training, then the student's run: once each
 
 
 @pytest.mark.slow
