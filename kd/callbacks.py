@@ -56,7 +56,7 @@ class FirstStepTime(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if self.seconds is None:
             self.seconds = time.time() - process_start_time()
-            pl_module.log("time/start_to_first_step_s", self.seconds, on_step=False, on_epoch=True)
+            pl_module.log("time/start_to_first_step_s", self.seconds, on_step=False, on_epoch=True, batch_size=1)
 
 
 class ResumePoint(L.Callback):
@@ -123,4 +123,4 @@ class TrainThroughput(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._seconds > 0:
             name = "train/tokens_per_s" if self._per_position else "train/samples_per_s"
-            pl_module.log(name, self._count * trainer.world_size / self._seconds)
+            pl_module.log(name, self._count * trainer.world_size / self._seconds, batch_size=1)
