@@ -34,6 +34,7 @@ def first_step_seconds(work: Path, name: str, overrides: list[str], threads: int
     out = work / name
     cmd = [sys.executable, "-m", "kd.run", *overrides, "++trainer.max_steps=1", "++trainer.limit_val_batches=0",
            "++trainer.limit_test_batches=1", f"threads={threads}", f"hydra.run.dir={out}",
+           "teacher_outputs.cache=true",  # whole splits, as a full run reads them (auto would leave val, test live)
            f"paths.teacher_outputs_dir={work / cache}"]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

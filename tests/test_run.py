@@ -16,7 +16,7 @@ from kd.errors import ConfigError
 from kd.jobs.compatibility import loss_modalities
 from kd.run import train
 from kd.training import build_loss
-from tests.cli import THREADS
+from tests.cli import THREADS, run_cli
 from tests.conftest import CONF_DIR, TEXT_TINY
 
 LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
@@ -142,19 +142,18 @@ def test_cli_run_saves_config_checkpoints_and_metrics(tmp_path: Path) -> None:
     assert output.count("Seed set to") == 2  # the teacher's training, then the student's run: once each
 
 
-@pytest.mark.slow
 def test_cli_bad_tap_fails_with_a_clear_message(tmp_path: Path) -> None:
-    result = cli(tmp_path, "loss=feature", "student.layers.stage3=layer9")
-    assert result.returncode == 2
-    assert "layers.stage3" in result.stderr and "Available module names" in result.stderr
-    assert "Traceback" not in result.stderr
+    code, err = run_cli(*cli_args(tmp_path, "loss=feature", "student.layers.stage3=layer9")[3:])
+    assert code == 2
+    assert "layers.stage3" in err and "Available module names" in err
+    assert "Traceback" not in err
 
 
-@pytest.mark.slow
 def test_cli_missing_data_says_how_to_get_it(tmp_path: Path) -> None:
-    result = cli(tmp_path, "data=fashion_mnist", f"data.module.source.data_dir={tmp_path / 'empty'}", "loss=ce")
-    assert result.returncode == 2
-    assert "apt-get install dataset-fashion-mnist" in result.stderr and "Traceback" not in result.stderr
+    code, err = run_cli(*cli_args(tmp_path, "data=fashion_mnist", f"data.module.source.data_dir={tmp_path / 'empty'}",
+                                  "loss=ce")[3:])
+    assert code == 2
+    assert "apt-get install dataset-fashion-mnist" in err and "Traceback" not in err
 
 
 def test_terms_combine_from_the_command_line(make_cfg) -> None:
@@ -185,22 +184,21 @@ def test_compile_switch_compiles_the_student_in_place(make_cfg, monkeypatch) -> 
     assert compiled == ["ResNet"]  # the student only; benchmarks/step_throughput.py times the real thing
 
 
-@pytest.mark.slow
-def test_summary_shows_the_baseline_run_of_the_same_job(tmp_path: Path) -> None:
+def test_summary_shows_the_baseline_run_of_the_same_job(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     logs = f"paths.log_dir={tmp_path}"
-    base = subprocess.run(cli_args(tmp_path, "loss=ce", logs, run="base"), cwd=REPO, capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert base.returncode == 0, base.stderr[-3000:]
+
+    def summary(*overrides: str, run: str) -> str:  # the CLI, in this process: its stdout
+        code, err = run_cli(*cli_args(tmp_path, *overrides, logs, run=run)[3:])
+        assert code == 0, err[-3000:]
+        return capsys.readouterr().out
+
+    summary("loss=ce", run="base")
     scratch_acc = json.loads((tmp_path / "base/metrics.json").read_text())["test/acc"]
-    distilled = subprocess.run(cli_args(tmp_path, "loss=kd", logs, run="kd"), cwd=REPO, capture_output=True, text=True,
-                               timeout=300, check=False)
-    assert distilled.returncode == 0, distilled.stderr[-3000:]
-    out = " ".join(distilled.stdout.split())   # rich may wrap the table
+    out = " ".join(summary("loss=kd", run="kd").split())   # rich may wrap the table
     assert "student (from scratch)" in out and f"{100 * scratch_acc:.2f} %" in out
     assert f"same data, student, recipe and seed): {tmp_path / 'base'}" in out
-    other_seed = subprocess.run(cli_args(tmp_path, "loss=kd", "seed=1", logs, run="kd1"), cwd=REPO,
-                                capture_output=True, text=True, timeout=300, check=False)
-    assert "student (from scratch)" not in other_seed.stdout      # seed 1 has no baseline yet: the hint instead
-    (hint,) = [line for line in other_seed.stdout.splitlines() if "for comparison" in line]
+    other_seed = summary("loss=kd", "seed=1", run="kd1")
+    assert "student (from scratch)" not in other_seed      # seed 1 has no baseline yet: the hint instead
+    (hint,) = [line for line in other_seed.splitlines() if "for comparison" in line]
     assert "python -m kd.run loss=ce student=tiny data=synthetic" in hint and "seed=1" in hint
     assert "loss=kd" not in hint and "hydra.run.dir" not in hint and "teacher" not in hint and logs in hint

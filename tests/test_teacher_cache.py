@@ -21,8 +21,8 @@ from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs, to
 from kd.teacher.views import view_epochs
 from tests.conftest import TEXT_TINY
 
-FULL = ["trainer.max_epochs=2", "trainer.limit_train_batches=null", "trainer.limit_val_batches=null",
-        "trainer.limit_test_batches=null"]
+WHOLE_SPLITS = ["trainer.limit_train_batches=null", "trainer.limit_val_batches=null", "trainer.limit_test_batches=null"]
+FULL = ["trainer.max_epochs=2", *WHOLE_SPLITS]
 COMPARED = ("train/loss", "val/acc", "val/kl", "test/acc", "test/agreement", "test/teacher_acc", "test/kl")
 
 
@@ -130,14 +130,34 @@ def test_bf16_teacher_outputs_are_the_float32_ones_within_bf16_rounding(make_cfg
     assert metrics["job_type"] == "distill" and 0 <= metrics["test/agreement"] <= 1
 
 
+def test_a_run_of_a_few_batches_leaves_those_splits_to_the_live_teacher(make_cfg, capsys) -> None:
+    """trainer=smoke reads 3/2/2 batches; auto does not compute whole splits for them, true still does."""
+    smoke = make_cfg("loss=kd")
+    few = train(smoke)
+    out = capsys.readouterr().out
+    assert ("[kd] teacher runs live on the train, val, test split(s): trainer.limit_train_batches=3, "
+            "trainer.limit_val_batches=2, trainer.limit_test_batches=2 read(s) a few batches") in out
+    assert "computing teacher outputs" not in out and cache_files(smoke) == []
+    assert_same_metrics(few, train(make_cfg("loss=kd", "teacher_outputs.cache=false")), rel=0)
+    partly = make_cfg("loss=kd", "trainer.limit_train_batches=1.0")  # a fraction: the whole split, cached
+    train(partly)
+    assert [p.name for p in cache_files(partly)] == ["train.pt"]
+    assert "on the val, test split(s): trainer.limit_val_batches=2" in capsys.readouterr().out
+    forced = make_cfg("loss=kd", "teacher_outputs.cache=true", "teacher_outputs.dtype=float32", *SAME_BATCHES, "seed=1")
+    assert_same_metrics(train(forced), train(make_cfg("loss=kd", "teacher_outputs.cache=false", *SAME_BATCHES, "seed=1")))
+    assert "[kd] teacher outputs for train, val, test read from" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=r"teacher_outputs.features: \['nope'\] are not taps of the teacher"):
+        train(make_cfg("loss=kd", "teacher_outputs.features=[nope]"))  # checked even where nothing is cached
+
+
 def test_stale_cache_after_teacher_change_is_rebuilt(make_cfg, capsys) -> None:
-    cfg = make_cfg("loss=kd", "teacher_outputs.dtype=float32")
+    cfg = make_cfg("loss=kd", "teacher_outputs.dtype=float32", "teacher_outputs.cache=true")
     train(cfg)
     ckpt = next(Path(cfg.paths.teacher_weights_dir).glob("*/teacher.ckpt"))
     state = torch.load(ckpt, weights_only=True)
     torch.save({k: v + 0.05 if v.is_floating_point() else v for k, v in state.items()}, ckpt)  # "retrained"
     capsys.readouterr()
-    rebuilt = train(make_cfg("loss=kd", "teacher_outputs.dtype=float32"))
+    rebuilt = train(make_cfg("loss=kd", "teacher_outputs.dtype=float32", "teacher_outputs.cache=true"))
     assert "is stale: teacher_sha256 changed: rebuilding it" in capsys.readouterr().out
     live = train(make_cfg("loss=kd", "teacher_outputs.cache=false"))
     assert_same_metrics(rebuilt, live)
@@ -145,7 +165,7 @@ def test_stale_cache_after_teacher_change_is_rebuilt(make_cfg, capsys) -> None:
 
 @pytest.mark.parametrize("damage", ["flip_byte", "truncate", "bad_record"])
 def test_corrupt_cache_is_rebuilt_never_used(make_cfg, capsys, damage: str) -> None:
-    first = train(make_cfg("loss=kd", "teacher_outputs.dtype=float32"))
+    first = train(make_cfg("loss=kd", "teacher_outputs.dtype=float32", "teacher_outputs.cache=true"))
     train_file = next(p for p in cache_files(make_cfg()) if p.name == "train.pt")
     blob = bytearray(train_file.read_bytes())
     if damage == "flip_byte":
@@ -156,7 +176,7 @@ def test_corrupt_cache_is_rebuilt_never_used(make_cfg, capsys, damage: str) -> N
     else:
         train_file.with_suffix(".json").write_text("{not json")
     capsys.readouterr()
-    second = train(make_cfg("loss=kd", "teacher_outputs.dtype=float32"))
+    second = train(make_cfg("loss=kd", "teacher_outputs.dtype=float32", "teacher_outputs.cache=true"))
     assert "teacher-output cache" in capsys.readouterr().out
     assert_same_metrics(second, first, rel=1e-6)
 
@@ -220,7 +240,7 @@ def test_augmented_training_uses_live_teacher_or_refuses(make_cfg, capsys) -> No
     with pytest.raises(ConfigError, match=r"randomly augmented \(data.module.augment=true\)"):
         train(make_cfg("loss=kd", "data.module.augment=true", "teacher_outputs.cache=true",
                        "teacher_outputs.augmented_views=false"))
-    cfg = make_cfg("loss=kd", "data.module.augment=true", "teacher_outputs.augmented_views=false")
+    cfg = make_cfg("loss=kd", "data.module.augment=true", "teacher_outputs.augmented_views=false", *WHOLE_SPLITS)
     train(cfg)
     assert "teacher runs live on training batches: training batches are randomly augmented" in capsys.readouterr().out
     assert [p.name for p in cache_files(cfg)] == ["test.pt", "val.pt"]  # evaluation is never augmented
@@ -228,7 +248,8 @@ def test_augmented_training_uses_live_teacher_or_refuses(make_cfg, capsys) -> No
 
 REFUSED = [
     (["loss=feature", "teacher_outputs.cache=true"], r"read teacher features; list their taps in teacher_outputs.features"),
-    (["loss=feature", "teacher_outputs.features=[stage1]"], r"teacher_outputs.features=\['stage1'\]"),
+    (["loss=feature", "teacher_outputs.features=[stage1]", "teacher_outputs.cache=true"],
+     r"teacher_outputs.features=\['stage1'\]"),
     (["loss=feature", "teacher_outputs.features=[nope]"], r"\['nope'\] are not taps of the teacher"),
     (["loss=kd", "teacher_outputs.dtype=int8"], r"teacher_outputs.dtype='int8': choose one of float16"),
     (["loss=kd", "teacher_outputs.top_k=10"], r"teacher_outputs.top_k=10: give null or an int between 1 and 9"),
@@ -254,7 +275,7 @@ def test_text_cache_equals_live_teacher(make_cfg) -> None:
     cached = train(make_cfg("loss=kd", "teacher_outputs.cache=true", "teacher_outputs.dtype=float32", base=TEXT_TINY))
     assert_same_metrics(cached, live, keys=("train/loss", "test/acc", "test/agreement", "test/kl"), rel=1e-4)
     with pytest.raises(ConfigError, match="fixed-shape"):
-        train(make_cfg("loss=hidden", "teacher_outputs.features=[hidden1]", base=TEXT_TINY))
+        train(make_cfg("loss=hidden", "teacher_outputs.features=[hidden1]", "teacher_outputs.cache=true", base=TEXT_TINY))
 
 
 def test_cache_key_follows_what_changes_teacher_outputs(make_cfg) -> None:

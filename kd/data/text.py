@@ -120,10 +120,11 @@ class TextDataModule(SplitLoaders, L.LightningDataModule):
         seen: set[str] = set()
         keep = [i for i, t in enumerate(texts) if not (t in seen or seen.add(t))]
         texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        pad_id = self.tokenizer.pad_token_id or 0
+        tokenizer = self.tokenizer
         for name, idx in stratified_split(labels, self.val_fraction, self.test_fraction, self.split_seed).items():
             if name == "train" and self.train_subset is not None:
                 order = torch.randperm(len(idx), generator=torch.Generator().manual_seed(self.split_seed))
                 idx = sorted(idx[i] for i in order[: self.train_subset].tolist())
-            self.splits[name] = TokenizedTexts([ids[i] for i in idx], [labels[i] for i in idx], pad_id)
+            # only the texts a split keeps are tokenised (train_subset: a fraction of the work)
+            ids = tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length)["input_ids"] if idx else []
+            self.splits[name] = TokenizedTexts(ids, [labels[i] for i in idx], tokenizer.pad_token_id or 0)

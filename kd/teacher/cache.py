@@ -15,45 +15,12 @@ from torch import nn
 from kd.errors import ConfigError
 from kd.losses.weighted_sum import WeightedSum
 from kd.teacher.cache_files import read_entry, write_entry
-from kd.teacher.outputs import STORAGE_DTYPES, CachedTeacherOutputs, cache_folder, compute_teacher_outputs
+from kd.teacher.cache_policy import batch_limited_message, batch_limited_splits, cache_settings, live_training_reasons
+from kd.teacher.outputs import CachedTeacherOutputs, cache_folder, compute_teacher_outputs
 from kd.teacher.views import compute_view_outputs, view_epochs, view_record
 from kd.teacher.weights import data_identity
 from kd.utils.hashing import file_sha256, identity_hash
 from kd.utils.processes import is_rank_zero, wait_for_rank_zero
-
-CACHE_CHOICES = ("auto", True, False)
-
-
-def _settings(cfg: DictConfig) -> dict[str, Any]:
-    settings = {"cache": "auto", "dtype": "float16", "top_k": None, "features": [], "augmented_views": True}
-    settings.update(OmegaConf.to_container(cfg.get("teacher_outputs") or {}, resolve=True))
-    if settings["cache"] not in CACHE_CHOICES:
-        raise ConfigError(f"teacher_outputs.cache={settings['cache']!r}; choose auto, true or false")
-    if settings["dtype"] not in STORAGE_DTYPES:
-        raise ConfigError(f"teacher_outputs.dtype={settings['dtype']!r}; choose one of {list(STORAGE_DTYPES)}")
-    top_k = settings["top_k"]
-    if top_k is not None and not (isinstance(top_k, int) and 0 < top_k < cfg.data.num_classes):
-        raise ConfigError(
-            f"teacher_outputs.top_k={top_k!r}: give null or an int between 1 and {cfg.data.num_classes - 1} "
-            f"(data.num_classes={cfg.data.num_classes})"
-        )
-    settings["features"] = sorted(settings["features"] or [])
-    return settings
-
-
-def live_training_reasons(
-    datamodule: Any, loss: WeightedSum, features: list[str], views: tuple[list[int], str | None] = ([], None)
-) -> list[str]:
-    """Why cached outputs would be wrong for this run's training batches (empty: they are right)."""
-    reasons = []
-    if getattr(datamodule, "augment", False) and not views[0]:
-        reasons.append(
-            "training batches are randomly augmented (data.module.augment=true) and the cache holds "
-            "the unaugmented view" + (f" ({views[1]})" if views[1] else "; teacher_outputs.augmented_views=true caches them")
-        )
-    if loss.reads_teacher_features and not features:
-        reasons.append(f"loss terms {loss.active} read teacher features; list their taps in teacher_outputs.features")
-    return reasons
 
 
 def teacher_precision(cfg: DictConfig) -> str | int | None:
@@ -86,7 +53,7 @@ def prepare_cached_teacher(
     Valid cache entries are read; missing, stale or corrupt ones are (re)built under a file lock,
     so the jobs of a sweep compute each split once and share it.
     """
-    settings = _settings(cfg)
+    settings = cache_settings(cfg)
     if settings["cache"] is False:
         return {}
     if cfg.data.get("modality") == "lm" and (teacher_ckpt is None or settings["top_k"] is None):
@@ -100,8 +67,11 @@ def prepare_cached_teacher(
             raise ConfigError(f"teacher_outputs.cache=true, but {why}")
         print(f"[kd] teacher runs live: {why}", flush=True)
         return {}
-    views = view_epochs(cfg, datamodule, loss, bool(settings["augmented_views"]))
-    reasons = live_training_reasons(datamodule, loss, settings["features"], views)
+    limited = batch_limited_splits(cfg) if settings["cache"] == "auto" else {}
+    if limited:
+        print(batch_limited_message(limited), flush=True)
+    views = view_epochs(cfg, datamodule, loss, bool(settings["augmented_views"]) and "train" not in limited)
+    reasons = [] if "train" in limited else live_training_reasons(datamodule, loss, settings["features"], views)
     if reasons and settings["cache"] is True:
         raise ConfigError(
             f"teacher_outputs.cache=true, but {'; '.join(reasons)}. "
@@ -114,6 +84,9 @@ def prepare_cached_teacher(
         splits = ["val", "test"] if reasons else [*train, "val", "test"]
     if reasons:
         print(f"[kd] teacher runs live on training batches: {'; '.join(reasons)}", flush=True)
+    splits = [s for s in splits if s.partition("@")[0] not in limited]
+    if not splits:
+        return {}
     datamodule.prepare_data()
     datamodule.setup("fit")
     identity = cache_identity(cfg, teacher_ckpt, settings)

@@ -80,6 +80,15 @@ class CachedTeacherOutputs:
         return ModelOutputs(features=features, mask=mask, index=index, top_k=top_k)
 
 
+def check_feature_taps(features: list[str], layers: dict[str, str] | None) -> None:
+    """``teacher_outputs.features`` must name taps the teacher declares (``teacher.layers``)."""
+    unknown = sorted(set(features) - set(layers or {}))
+    if unknown:
+        raise ConfigError(
+            f"teacher_outputs.features: {unknown} are not taps of the teacher; it declares {sorted(layers or {})}"
+        )
+
+
 def autocast_for(precision: str | int | None) -> Any:
     """bf16 autocast for Lightning's ``bf16-mixed``/``bf16-true`` precision, else nothing."""
     return torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in str(precision) else nullcontext()
@@ -114,11 +123,7 @@ def compute_teacher_outputs(
         channels_last: run the teacher and its 4-D inputs in the channels-last layout, as training
             steps do (another layout can pick other kernels, with other rounding).
     """
-    unknown = sorted(set(features) - set(layers or {}))
-    if unknown:
-        raise ConfigError(
-            f"teacher_outputs.features: {unknown} are not taps of the teacher; it declares {sorted(layers or {})}"
-        )
+    check_feature_taps(features, layers)
     storage = STORAGE_DTYPES[dtype]
     teacher.eval()
     if channels_last:

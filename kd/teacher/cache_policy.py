@@ -1,0 +1,68 @@
+"""When a run uses the teacher-output cache: its settings, and the splits it computes live (and why)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from kd.errors import ConfigError
+from kd.losses.weighted_sum import WeightedSum
+from kd.teacher.outputs import STORAGE_DTYPES, check_feature_taps
+
+CACHE_CHOICES = ("auto", True, False)
+
+
+def cache_settings(cfg: DictConfig) -> dict[str, Any]:
+    """``teacher_outputs`` with its defaults filled in, checked."""
+    settings = {"cache": "auto", "dtype": "float16", "top_k": None, "features": [], "augmented_views": True}
+    settings.update(OmegaConf.to_container(cfg.get("teacher_outputs") or {}, resolve=True))
+    if settings["cache"] not in CACHE_CHOICES:
+        raise ConfigError(f"teacher_outputs.cache={settings['cache']!r}; choose auto, true or false")
+    if settings["dtype"] not in STORAGE_DTYPES:
+        raise ConfigError(f"teacher_outputs.dtype={settings['dtype']!r}; choose one of {list(STORAGE_DTYPES)}")
+    top_k = settings["top_k"]
+    if top_k is not None and not (isinstance(top_k, int) and 0 < top_k < cfg.data.num_classes):
+        raise ConfigError(
+            f"teacher_outputs.top_k={top_k!r}: give null or an int between 1 and {cfg.data.num_classes - 1} "
+            f"(data.num_classes={cfg.data.num_classes})"
+        )
+    settings["features"] = sorted(settings["features"] or [])
+    layers = cfg.teacher.get("layers")
+    check_feature_taps(settings["features"], OmegaConf.to_container(layers) if layers is not None else None)
+    return settings
+
+
+def batch_limited_splits(cfg: DictConfig) -> dict[str, str]:
+    """Splits the trainer reads only a count of batches of (``trainer.limit_<split>_batches`` an int, as in
+    ``trainer=smoke``), each with its setting. A fraction (a float) is not a count: those splits are cached."""
+    limited = {}
+    for split in ("train", "val", "test"):
+        limit = cfg.trainer.get(f"limit_{split}_batches")
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            limited[split] = f"trainer.limit_{split}_batches={limit}"
+    return limited
+
+
+def batch_limited_message(limited: dict[str, str]) -> str:
+    """The start-up line for splits that ``cache=auto`` leaves to the live teacher."""
+    return (
+        f"[kd] teacher runs live on the {', '.join(limited)} split(s): {', '.join(limited.values())} "
+        "read(s) a few batches, and the cache would compute whole splits first (teacher_outputs.cache=true "
+        "caches them anyway)"
+    )
+
+
+def live_training_reasons(
+    datamodule: Any, loss: WeightedSum, features: list[str], views: tuple[list[int], str | None] = ([], None)
+) -> list[str]:
+    """Why cached outputs would be wrong for this run's training batches (empty: they are right)."""
+    reasons = []
+    if getattr(datamodule, "augment", False) and not views[0]:
+        reasons.append(
+            "training batches are randomly augmented (data.module.augment=true) and the cache holds "
+            "the unaugmented view" + (f" ({views[1]})" if views[1] else "; teacher_outputs.augmented_views=true caches them")
+        )
+    if loss.reads_teacher_features and not features:
+        reasons.append(f"loss terms {loss.active} read teacher features; list their taps in teacher_outputs.features")
+    return reasons
