@@ -21,6 +21,7 @@ from rich.table import Table
 from kd.errors import ConfigError, RunError
 from kd.jobs.baseline import find_baseline
 from kd.jobs.compatibility import check_loss_modality, check_shared_vocabulary
+from kd.jobs.override_hints import override_hints
 from kd.jobs.preflight import check_output_dir, preflight
 from kd.jobs.records import (
     as_run_error,
@@ -180,5 +181,16 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
 
 
+def cli() -> None:
+    """``python -m kd.run``: :func:`main`, plus the closest keys when Hydra refuses an override's key."""
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code == 1:  # Hydra's exit status for a config it could not compose
+            for line in override_hints(sys.argv[1:]):
+                print(line, file=sys.stderr)
+        raise
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -1,0 +1,110 @@
+"""Hints for command-line overrides that name no config key (``loss.temprature=2``, ``optim.lr=0.1``).
+
+Hydra refuses such an override ("Key 'temprature' is not in struct") and suggests appending it with
+``+``, which is right for a new key and wrong for a typo. After that refusal ``kd.run`` composes the
+config with the command line's group choices alone and names the closest existing keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"  # kd.run's config_path is ../conf
+_ABSENT = object()
+
+
+def override_hints(argv: Sequence[str], config_name: str = "train") -> list[str]:
+    """One line per override in ``argv`` that changes or deletes a key the composed config lacks.
+
+    Empty when every key exists, when the group choices themselves do not compose (Hydra's own
+    message covers that) or when ``argv`` holds nothing parseable. Keys under ``hydra.`` are Hydra's
+    and are not checked.
+    """
+    overrides = list(_parse(argv))
+    if not overrides:
+        return []
+    GlobalHydra.instance().clear()  # left initialised by the hydra.main call that refused the override
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            groups = set(_groups(GlobalHydra.instance().config_loader(), ""))
+            choices = [_as_choice(o) for o in overrides if o.key_or_group in groups or o.package is not None]
+            cfg = compose(config_name, overrides=[c for c in choices if c])
+    except Exception:  # noqa: BLE001 - a hint is optional; Hydra has already said what failed
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+    keys = sorted(_paths(OmegaConf.to_container(cfg, resolve=False)))
+    hints = []
+    for o in overrides:
+        key = o.key_or_group
+        if o.is_add() or key in groups or key.startswith("hydra") or o.package is not None:
+            continue
+        if OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False,
+                           throw_on_resolution_failure=False) is _ABSENT:
+            hints.append(_hint(key, keys, groups, cfg))
+    return hints
+
+
+def _parse(argv: Sequence[str]) -> Iterator[Override]:
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-") or ("=" not in arg and not arg.startswith("~")):
+            continue  # flags (-m, --cfg job) and their values
+        try:
+            yield from parser.parse_overrides([arg])
+        except Exception:  # noqa: BLE001, S112 - not an override Hydra could parse either
+            continue
+
+
+def _groups(loader: Any, parent: str) -> Iterator[str]:
+    for name in loader.list_groups(parent):
+        path = f"{parent}/{name}" if parent else name
+        yield path
+        yield from _groups(loader, path)
+
+
+def _as_choice(override: Override) -> str | None:
+    """``group=option`` (the first option of a sweep), ``~group``, or None for a ``+group`` add."""
+    if override.is_add():
+        return None
+    if override.is_delete():
+        return f"~{override.key_or_group}"
+    value = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else override.value()
+    return f"{override.key_or_group}={value}"
+
+
+def _paths(node: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, dict):
+        for name, child in node.items():
+            path = f"{prefix}{name}"
+            yield path
+            yield from _paths(child, f"{path}.")
+
+
+def _hint(key: str, keys: list[str], groups: set[str], cfg: DictConfig) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == leaf and k.split(".")[0] == key.split(".")[0]]
+    close = [k for k in difflib.get_close_matches(key, sorted({*keys, *groups}), n=4, cutoff=0.75)
+             if not key.startswith(f"{k}.")]  # not the key's own ancestors
+    siblings = [k for k in close if k.rpartition(".")[0] == key.rpartition(".")[0]]  # a typo in the last name
+    matches = siblings or list(dict.fromkeys(same_leaf + close))[:3]
+    if matches:
+        return f"kd: the config has no key '{key}'; did you mean {' or '.join(matches)}?"
+    parent, _, _ = key.rpartition(".")
+    while parent and OmegaConf.select(cfg, parent, default=_ABSENT, throw_on_missing=False) is _ABSENT:
+        parent, _, _ = parent.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if not isinstance(node, DictConfig):
+        return f"kd: the config has no key '{key}'; '{parent}' is a value ({node!r}), not a group of keys"
+    under = f"keys under '{parent}'" if parent else "top-level keys"
+    names = ", ".join(str(k) for k in node)
+    return f"kd: the config has no key '{key}'; {under}: {names} (`python -m kd.run --cfg job` prints them all)"

@@ -1,0 +1,48 @@
+"""An override whose key the config lacks: Hydra refuses it, kd names the closest keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kd.jobs.override_hints import override_hints
+from tests.cli import TINY_CLI, run_cli
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["loss.temprature=2"], "no key 'loss.temprature'; did you mean loss.temperature?"),
+        (["trainer.max_epoch=3"], "did you mean trainer.max_epochs?"),
+        (["los=kd"], "no key 'los'; did you mean loss?"),
+        (["optim=adamw", "optim.lr=0.1"], "no key 'optim.lr'; did you mean optim.optimizer.lr?"),  # the group's own keys
+        (["data.module.batchsize=3"], "did you mean data.module.batch_size or data.module.eval_batch_size?"),
+        (["loss=kd,dkd", "loss.temprature=1,2"], "did you mean loss.temperature?"),  # a sweep: its first option
+    ],
+)
+def test_a_misspelt_key_gets_the_closest_keys(argv: list[str], hint: str) -> None:
+    (line,) = override_hints(argv)
+    assert line.startswith("kd: the config has no key") and hint in line
+
+
+def test_a_key_like_none_lists_the_keys_beside_it() -> None:
+    (line,) = override_hints(["loss=dkd", "loss.alpah=0.3"])  # dkd weighs its terms by beta, not alpha
+    assert "no key 'loss.alpah'; keys under 'loss':" in line and "beta" in line and "temperature" in line
+    (line,) = override_hints(["zzz.qqq=1"])
+    assert "top-level keys:" in line and "seed" in line and "teacher_outputs" in line
+    (line,) = override_hints(["seed.value=1"])
+    assert "no key 'seed.value'; 'seed' is a value (0), not a group of keys" in line
+
+
+def test_keys_that_exist_adds_and_hydras_own_keys_get_no_hint() -> None:
+    assert override_hints(["loss=dkd", "loss.beta=2", "+loss.new_key=1", "~logger", "hydra.run.dir=x", "-m"]) == []
+    assert override_hints(["loss=nope", "loss.temprature=2"]) == []  # Hydra's message lists the loss options
+
+
+def test_the_cli_prints_the_hint_after_hydras_message(tmp_path: Path) -> None:
+    code, err = run_cli(*TINY_CLI, f"paths.log_dir={tmp_path}", "loss.temprature=2")
+    assert code == 1
+    assert "Could not override 'loss.temprature'" in err  # Hydra's own message stays
+    assert err.strip().endswith("kd: the config has no key 'loss.temprature'; did you mean loss.temperature?")
+    assert not list(tmp_path.rglob("*.ckpt"))
