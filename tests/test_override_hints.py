@@ -29,6 +29,7 @@ def test_a_misspelt_key_gets_the_closest_keys(argv: list[str], hint: str) -> Non
 def test_a_key_like_none_lists_the_keys_beside_it() -> None:
     (line,) = override_hints(["loss=dkd", "loss.alpah=0.3"])  # dkd weighs its terms by beta, not alpha
     assert "no key 'loss.alpah'; keys under 'loss':" in line and "beta" in line and "temperature" in line
+    assert line.endswith("(`python -m kd.run loss=dkd --cfg job` prints them all)")
     (line,) = override_hints(["zzz.qqq=1"])
     assert "top-level keys:" in line and "seed" in line and "teacher_outputs" in line
     (line,) = override_hints(["seed.value=1"])

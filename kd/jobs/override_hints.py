@@ -50,7 +50,7 @@ def override_hints(argv: Sequence[str], config_name: str = "train") -> list[str]
             continue
         if OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False,
                            throw_on_resolution_failure=False) is _ABSENT:
-            hints.append(_hint(key, keys, groups, cfg))
+            hints.append(_hint(key, keys, groups, cfg, [c for c in choices if c]))
     return hints
 
 
@@ -90,7 +90,7 @@ def _paths(node: Any, prefix: str = "") -> Iterator[str]:
             yield from _paths(child, f"{path}.")
 
 
-def _hint(key: str, keys: list[str], groups: set[str], cfg: DictConfig) -> str:
+def _hint(key: str, keys: list[str], groups: set[str], cfg: DictConfig, choices: list[str]) -> str:
     leaf = key.rsplit(".", 1)[-1]
     same_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == leaf and k.split(".")[0] == key.split(".")[0]]
     close = [k for k in difflib.get_close_matches(key, sorted({*keys, *groups}), n=4, cutoff=0.75)
@@ -107,4 +107,5 @@ def _hint(key: str, keys: list[str], groups: set[str], cfg: DictConfig) -> str:
         return f"kd: the config has no key '{key}'; '{parent}' is a value ({node!r}), not a group of keys"
     under = f"keys under '{parent}'" if parent else "top-level keys"
     names = ", ".join(str(k) for k in node)
-    return f"kd: the config has no key '{key}'; {under}: {names} (`python -m kd.run --cfg job` prints them all)"
+    show = " ".join(["python -m kd.run", *choices, "--cfg job"])
+    return f"kd: the config has no key '{key}'; {under}: {names} (`{show}` prints them all)"
