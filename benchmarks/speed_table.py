@@ -19,8 +19,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PAIR = "resnet18_to_resnet10t"
 
 
-def load(name: str, cpu: str) -> dict[str, Any] | None:
-    path = RESULTS / f"{name}-{cpu}.json"
+def load(name: str, cpu: str, results: Path) -> dict[str, Any] | None:
+    path = results / f"{name}-{cpu}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -109,14 +109,14 @@ def precision_lines(teacher: dict[str, Any] | None, text: dict[str, Any] | None)
     return "\n".join(lines)
 
 
-def render(cpu: str) -> str:
-    """Every table this CPU's result files allow, and a line naming the files that are missing."""
+def render(cpu: str, results_dir: Path = RESULTS) -> str:
+    """Every table this CPU's result files in ``results_dir`` allow, and a line naming the missing files."""
     names = ["step_throughput", "step_throughput_augmented", f"step_throughput_{PAIR}", "sweep_cache_augmented",
              "startup", "teacher_precision", "text_precision"]
-    results = {name: load(name, cpu) for name in names}
+    results = {name: load(name, cpu, results_dir) for name in names}
     found = [r for r in results.values() if r]
     if not found:
-        raise SystemExit(f"no results for CPU '{cpu}' in {RESULTS} (run bash benchmarks/speed_suite.sh there)")
+        raise SystemExit(f"no results for CPU '{cpu}' in {results_dir} (run bash benchmarks/speed_suite.sh there)")
     parts = [heading(found[0]["machine"])]
     if results["step_throughput"] or results["step_throughput_augmented"]:
         parts.append(steps_table(results["step_throughput"], results["step_throughput_augmented"]))

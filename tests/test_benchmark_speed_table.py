@@ -1,4 +1,5 @@
-"""benchmarks/speed_table.py renders the README's Speed tables from the stored result files."""
+"""benchmarks/speed_table.py renders the README's Speed tables from result files (frozen copies of two
+CPUs' results in tests/data/speed_results, so that re-measuring into benchmarks/results changes nothing here)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+FROZEN = ROOT / "tests" / "data" / "speed_results"
 
 
 def load_script():
@@ -19,7 +21,7 @@ def load_script():
 
 
 def test_an_avx2_cpus_tables_hold_its_measured_figures() -> None:
-    text = load_script().render("amd-epyc-f25m1")
+    text = load_script().render("amd-epyc-f25m1", FROZEN)
     assert text.startswith("#### AMD EPYC (family 25 model 1; AVX2, no AVX-512, no bf16 instructions)")
     assert "| plain PyTorch KD loop: fp32, default layout, teacher live, no augmentation | 687 | |" in text
     assert "| 3013 | **4.38×** the plain loop (median of 5 rounds) |" in text
@@ -34,7 +36,7 @@ def test_an_avx2_cpus_tables_hold_its_measured_figures() -> None:
 
 
 def test_a_trained_teachers_accuracy_is_shown_and_missing_files_are_named() -> None:
-    text = load_script().render("amd-epyc-f25m17")
+    text = load_script().render("amd-epyc-f25m17", FROZEN)
     assert text.splitlines()[0] == "#### AMD EPYC (family 25 model 17; AVX-512 with bf16, no AMX)"
     assert "**4.79×** the plain loop (median of 3 rounds)" in text  # the rounds the defaults part ran
     assert "test acc 93.48 % against 93.55 %; top-1 agreement 99.81 %" in text
@@ -44,7 +46,7 @@ def test_a_trained_teachers_accuracy_is_shown_and_missing_files_are_named() -> N
 
 def test_a_cpu_without_results_is_an_error_that_says_how_to_measure() -> None:
     with pytest.raises(SystemExit, match="no results for CPU 'intel-nothing'.*benchmarks/speed_suite.sh"):
-        load_script().render("intel-nothing")
+        load_script().render("intel-nothing", FROZEN)
 
 
 def test_the_suite_calls_scripts_that_exist() -> None:
