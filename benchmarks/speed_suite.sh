@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/speed_suite.sh [stage ...]      # default: every stage, in this order
 #
-# stages (the longest, sweep, took 33 min on 2 cores of AMD EPYC family 25 model 1, 14 min on family 25 model 17):
+# stages (all took 70 min on 2 cores of an AMD EPYC family 25 model 1: 18 min the default teacher, 20 min the sweep):
 #   steps     step_throughput.py --parts defaults, without and with --augment (kd's defaults vs a plain loop)
 #   pair      the same for resnet18 -> timm resnet10t (the first speed measurement's job)
 #   startup   startup.py (process start -> first optimiser step)
