@@ -36,8 +36,9 @@ def override_hints(argv: Sequence[str], config_name: str = "train") -> list[str]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             groups = set(_groups(GlobalHydra.instance().config_loader(), ""))
-            choices = [_as_choice(o) for o in overrides if o.key_or_group in groups or o.package is not None]
-            cfg = compose(config_name, overrides=[c for c in choices if c])
+            choices = [c for o in overrides if o.key_or_group in groups or o.package is not None
+                       if (c := _as_choice(o))]
+            cfg = compose(config_name, overrides=choices)
     except Exception:  # noqa: BLE001 - a hint is optional; Hydra has already said what failed
         return []
     finally:
@@ -46,11 +47,11 @@ def override_hints(argv: Sequence[str], config_name: str = "train") -> list[str]
     hints = []
     for o in overrides:
         key = o.key_or_group
-        if o.is_add() or key in groups or key.startswith("hydra") or o.package is not None:
+        if o.is_add() or key in groups or key == "hydra" or key.startswith("hydra.") or o.package is not None:
             continue
         if OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False,
                            throw_on_resolution_failure=False) is _ABSENT:
-            hints.append(_hint(key, keys, groups, cfg, [c for c in choices if c]))
+            hints.append(_hint(key, keys, groups, cfg, choices))
     return hints
 
 
