@@ -221,7 +221,7 @@ def make_step(name: str, teacher: torch.nn.Module, student: torch.nn.Module, exa
     optimizer = module.configure_optimizers()["optimizer"]
 
     def kd_step(batch: dict, i: int) -> torch.Tensor:
-        loss = module.training_step(batch, i)
+        loss = module.training_step(batch, i)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -100,7 +100,8 @@ class ResumePoint(L.Callback):
 class TrainThroughput(L.Callback):
     """Logs training throughput per epoch, timed from each batch's start to its end (the optimiser step
     included, data loading and validation not): ``train/tokens_per_s`` for per-position labels
-    (language models; ignored positions not counted), ``train/samples_per_s`` otherwise. With several
+    (language models; the positions each step scored, ignored ones not counted: ``scored`` in the
+    step's outputs), ``train/samples_per_s`` otherwise. With several
     processes, the count of every process (they step together): the job's throughput."""
 
     def __init__(self) -> None:
@@ -116,9 +117,8 @@ class TrainThroughput(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *args: Any
     ) -> None:
         self._seconds += time.perf_counter() - self._start
-        labels = batch["labels"]
-        self._per_position = labels.dim() > 1
-        self._count += int((labels != -100).sum()) if self._per_position else len(labels)
+        self._per_position = batch["labels"].dim() > 1
+        self._count += int(outputs["scored"])  # what the step scored (on-policy: the student's sampled tokens)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._seconds > 0:

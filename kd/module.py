@@ -15,7 +15,8 @@ from kd.errors import ConfigError
 from kd.finite import check_finite_loss, check_finite_weights
 from kd.losses.weighted_sum import WeightedSum
 from kd.metrics import stage_metrics, train_accuracy
-from kd.taps import FeatureTaps, Inputs, ModelOutputs, TeacherOutputs, to_channels_last
+from kd.model_outputs import ModelOutputs, TeacherOutputs
+from kd.taps import FeatureTaps, Inputs, to_channels_last
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -140,30 +141,36 @@ class DistillModule(L.LightningModule):
         """Student logits (what a deployed student computes)."""
         return self.student_taps(self.prepare_inputs(inputs)).logits
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """One step; returns the loss and ``scored``, the samples or label positions it scored."""
         if self.on_policy is not None:
             batch = self.on_policy(batch, self.student)
+        sampled = bool(batch.get("sampled", False))  # the student's own tokens: only teacher terms score them
         student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"), "train", batch.get("view_seed"))
-        total, parts = self.loss(student_out, teacher_out, batch["labels"])
+        labels = batch["labels"]
+        total, parts = self.loss(student_out, teacher_out, labels, teacher_terms_only=sampled)
         check_finite_loss(total, parts, self.current_epoch, self.global_step)
-        self.train_acc.update(student_out.logits.detach(), batch["labels"])
+        if not sampled:  # accuracy on the corpus, not on what the student wrote itself
+            self.train_acc.update(student_out.logits.detach(), labels)
         # Only on steps the logger writes (trainer.log_every_n_steps): each self.log costs ~0.6 ms here.
         every = self.trainer.log_every_n_steps if self._trainer is not None else 0
         if every and (self.global_step + 1) % every == 0:
             self.log("train/loss", total, prog_bar=True)
             for name, value in parts.items():
                 self.log(f"train/loss/{name}", value)
-        return total
+        scored = int((labels != -100).sum()) if labels.dim() > 1 else len(labels)
+        return {"loss": total, "scored": scored}
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/acc", self.train_acc.compute(), batch_size=1)  # one value an epoch
+        if self.train_acc.update_called:  # (fully on-policy epochs score no corpus batch)
+            self.log("train/acc", self.train_acc.compute(), batch_size=1)  # one value an epoch
         self.train_acc.reset()
 
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         student_out, teacher_out = self._forward(batch["inputs"], batch.get("index"), stage)
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(student_out.logits, batch["labels"], teacher_out.logits if teacher_out is not None else None)
-        for name, metric in metrics.loggable(stage, with_teacher=teacher_out is not None).items():
+        metrics.update(student_out.logits, batch["labels"], teacher_out)
+        for name, metric in metrics.loggable(stage, teacher_out).items():
             self.log(name, metric, prog_bar=name == f"{stage}/acc")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -3,91 +3,17 @@
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from kd.errors import ConfigError
+from kd.model_outputs import ModelOutputs
 
 Inputs = torch.Tensor | Mapping[str, torch.Tensor]
-
-
-@dataclass
-class TopK:
-    """A distribution kept as its ``k`` largest log-probabilities (``values``, ``index``: ``(..., k)``) and
-    the log of the mass outside them (``rest``: ``(...)``), spread evenly over the other ``width - k``
-    entries. Teacher-output caches of large vocabularies store this (``kd.teacher.outputs``)."""
-
-    values: torch.Tensor
-    index: torch.Tensor
-    rest: torch.Tensor
-    width: int
-
-    def tail_log_prob(self) -> torch.Tensor:
-        """The log-probability of each entry outside the top k, ``(...)``."""
-        return self.rest.float() - math.log(max(self.width - self.values.shape[-1], 1))
-
-    def dense(self) -> torch.Tensor:
-        """Full-width log-probabilities ``(..., width)``."""
-        full = self.tail_log_prob().unsqueeze(-1).expand(*self.values.shape[:-1], self.width).clone()
-        return full.scatter_(-1, self.index.long(), self.values.float())
-
-
-class ModelOutputs:
-    """What one forward pass of a tapped model yields: logits and the aliased features.
-
-    ``mask`` is the inputs' token mask (``(B, L)``, 1 = real token, 0 = padding; None for images)
-    and ``index`` the data-set indices of the batch's samples (None when the batch has none).
-    Cached teacher outputs may come as ``top_k`` only: ``logits`` then expands them on first use,
-    and terms that can work on the top k directly (``ForwardKL``) never do.
-    """
-
-    def __init__(
-        self, logits: torch.Tensor | None = None, features: dict[str, torch.Tensor] | None = None,
-        mask: torch.Tensor | None = None, index: torch.Tensor | None = None, top_k: TopK | None = None,
-    ) -> None:
-        if logits is None and top_k is None:
-            raise ValueError("ModelOutputs needs logits or top_k")
-        self._logits, self.top_k = logits, top_k
-        self.features = features if features is not None else {}
-        self.read: set[str] = set()  # the aliases ``feature`` handed out
-        self.mask, self.index = mask, index
-
-    @property
-    def logits(self) -> torch.Tensor:
-        """``(B, C)`` or ``(B, L, V)`` logits (for ``top_k`` outputs: full-width log-probabilities)."""
-        if self._logits is None:
-            self._logits = self.top_k.dense()
-        return self._logits
-
-    @logits.setter
-    def logits(self, value: torch.Tensor) -> None:
-        self._logits = value
-
-    def feature(self, alias: str) -> torch.Tensor:
-        """The feature recorded under ``alias``; a clear error names the declared aliases."""
-        if alias not in self.features:
-            raise ConfigError(
-                f"no feature tap named {alias!r}; this model declares {sorted(self.features)}. "
-                "Declare it under `layers:` in the model's config (teacher/ or student/)."
-            )
-        self.read.add(alias)
-        return self.features[alias]
-
-
-class TeacherOutputs(Protocol):
-    """Precomputed teacher outputs of one data split, read by data-set index (see ``kd.teacher.outputs``)."""
-
-    features: Mapping[str, torch.Tensor]
-
-    def lookup(
-        self, index: torch.Tensor, mask: torch.Tensor | None = None, device: torch.device | str = "cpu"
-    ) -> ModelOutputs: ...
 
 
 def to_channels_last(inputs: Inputs) -> Inputs:

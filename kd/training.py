@@ -23,7 +23,7 @@ from kd.lm.evaluation import check_generation, report_language_model
 from kd.lm.on_policy import student_samples
 from kd.losses.weighted_sum import WeightedSum
 from kd.module import DistillModule
-from kd.taps import TeacherOutputs
+from kd.model_outputs import TeacherOutputs
 from kd.utils.processes import is_rank_zero, pin_worker_command
 from kd.utils.secrets import redact, save_config
 

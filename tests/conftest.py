@@ -19,7 +19,7 @@ TINY = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "~log
 MODALITY_BASES = {"image": ["data=synthetic"],
                   "text": ["data=rotten_tomatoes", "teacher=text_tiny", "student=text_tiny"],
                   "lm": ["data=lm_fortunes", "teacher=llama_tiny", "student=llama_tiny"]}
-PRETRAINED_LM = {("teacher", "smollm2"), ("student", "smollm2_l2")}  # convert the real SmolLM2 (about 20 s)
+PRETRAINED_LM = {("teacher", "smollm2"), ("student", "smollm2_l2"), ("student", "smollm2_cut")}  # convert the real SmolLM2 (about 20 s)
 
 
 def slow_if_pretrained(group: str, option: str) -> list:

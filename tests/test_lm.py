@@ -102,7 +102,7 @@ def test_on_policy_distillation_runs_with_the_cache_for_corpus_batches(make_cfg)
     # sampled batches carry no index, so the teacher scores them live; corpus batches read the cache
     cached = train(make_cfg(*gkd, "on_policy.lmbda=0.5", "teacher_outputs.cache=true", "teacher_outputs.top_k=8",
                             base=LM_TINY))
-    assert math.isfinite(cached["train/loss/jsd"]) and cached["test/kl"] >= 0
+    assert math.isfinite(cached["train/loss/jsd"]) and cached["test/kl_topk"] >= 0 and "test/kl" not in cached
     with pytest.raises(ConfigError, match=r"on_policy.prompt_tokens=16 leaves nothing to sample"):
         train(make_cfg("loss=jsd", "on_policy.lmbda=0.5", base=LM_TINY))  # blocks of 16 tokens
     with pytest.raises(ConfigError, match=r"on-policy samples need a teacher term"):
@@ -125,14 +125,48 @@ def test_sequence_level_kd_trains_on_teacher_generations_made_once(make_cfg, cap
 
 
 def test_top_k_cache_serves_token_level_kd_and_records_its_error(make_cfg) -> None:
-    cfg = make_cfg("loss=fkl", "teacher_outputs.top_k=8", "teacher_outputs.cache=true", base=LM_TINY)
+    cfg = make_cfg("loss=fkl", "loss.temperature=1", "teacher_outputs.top_k=8", "teacher_outputs.cache=true",
+                   base=LM_TINY)
     metrics = train(cfg)
     (folder,) = Path(cfg.paths.teacher_outputs_dir).glob("llama_tiny-lm_fortunes-*")
     record = json.loads((folder / "train.json").read_text())
-    assert record["top_k"] == 8 and record["top_k_kl"] > 0
+    assert record["top_k"] == 8 and record["top_k_kl"] > 0 and record["identity"]["top_k_temperature"] == 1.0
     tensors = torch.load(folder / "train.pt", weights_only=True)
     assert tensors["logits"].shape == (32, 16, 8) and tensors["top_k_rest"].shape == (32, 16)
-    assert math.isfinite(metrics["test/kl"]) and metrics["test/ppl"] > 1
+    assert tensors["label_log_prob"].shape == (32, 16) and float(tensors["top_k_temperature"]) == 1.0
+    assert math.isfinite(metrics["test/kl_topk"]) and metrics["test/ppl"] > 1 and "test/kl" not in metrics
+
+
+def test_teacher_metrics_from_a_top_k_cache_are_those_of_the_live_teacher(make_cfg) -> None:
+    """Perplexity from each label's stored log-probability, accuracy from the top index: exact, where an
+    evenly spread tail overstated the teacher's perplexity (labels outside the top k)."""
+    live = train(make_cfg("loss=fkl", "loss.temperature=2", "teacher_outputs.cache=false", base=LM_TINY))
+    cfg = make_cfg("loss=fkl", "loss.temperature=2", "teacher_outputs.top_k=4", "teacher_outputs.cache=true",
+                   base=LM_TINY)
+    cached = train(cfg)
+    (folder,) = Path(cfg.paths.teacher_outputs_dir).glob("llama_tiny-lm_fortunes-*")
+    assert json.loads((folder / "test.json").read_text())["identity"]["top_k_temperature"] == 2.0  # built at the loss's T
+    for key in ("test/teacher_ppl", "test/teacher_acc", "test/teacher_bpb"):
+        assert cached[key] == pytest.approx(live[key], rel=1e-4), key
+
+
+def test_on_policy_batches_are_scored_by_the_teacher_terms_only_and_counted_as_sampled(make_cfg) -> None:
+    from hydra.utils import instantiate
+
+    from kd.training import build_loss, build_module
+
+    gkd = ["loss=jsd", "loss.alpha=0.5", "loss.temperature=1", "on_policy.prompt_tokens=4", "on_policy.lmbda=1"]
+    metrics = train(make_cfg(*gkd, base=LM_TINY))
+    assert "train/loss/jsd" in metrics and "train/loss/ce" not in metrics  # no CE on the student's own samples
+    cfg = make_cfg(*gkd, base=LM_TINY)
+    datamodule = instantiate(cfg.data.module)
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule, instantiate(cfg.student.net), build_loss(cfg.loss),
+                          instantiate(cfg.teacher.net))
+    batch = next(iter(datamodule.train_dataloader()))
+    out = module.training_step(batch, 0)
+    assert out["scored"] == 4 * (16 - 3) and out["loss"].requires_grad  # 13 sampled positions per block of 16
+    assert module.train_acc.count == 0  # the student's own samples do not count as training accuracy
 
 
 def test_a_language_model_run_reports_perplexity_bits_per_byte_and_generations(make_cfg) -> None:

@@ -7,7 +7,7 @@ import torch
 
 from kd.errors import ConfigError
 from kd.losses.attention import AttentionTransfer
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def outputs(**features: torch.Tensor) -> ModelOutputs:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from kd.errors import ConfigError
 from kd.losses.cc import CorrelationCongruence, correlation_matrix
 from kd.losses.crd import ContrastiveRepresentation, nce_loss
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def outputs(index: torch.Tensor | None = None, **features: torch.Tensor) -> ModelOutputs:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kd.losses.dist import DISTLoss
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def reference_dist(z_s: torch.Tensor, z_t: torch.Tensor, t: float, beta: float, gamma: float) -> float:

@@ -18,7 +18,7 @@ from kd.losses.divergences import (
     TotalVariation,
 )
 from kd.losses.kd import SoftTargetKL
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 ALL = [ForwardKL, ReverseKL, GeneralizedJSD, TotalVariation]
 
@@ -150,15 +150,11 @@ def test_skew_bounds_the_divergence_where_the_student_misses_the_teacher() -> No
 
 
 def _top_k_reference(z_s: torch.Tensor, z_t: torch.Tensor, k: int, t: float) -> torch.Tensor:
-    """Written out independently: the teacher's top k (at T=1) tempered with its tail as width - k equal
-    entries, then the tail mass given the shape of the student's tail; KL(p_t || p_s) per position."""
-    log_p = z_t.log_softmax(-1)
-    top, index = log_p.topk(k, -1)
-    rest = 1 - top.exp().sum(-1, keepdim=True)
-    count = z_t.shape[-1] - k
-    weights = torch.cat([top.exp(), (rest / count).expand(*rest.shape[:-1], count)], -1) ** (1 / t)
-    weights = weights / weights.sum(-1, keepdim=True)
-    p_top, r = weights[..., :k], weights[..., k:].sum(-1, keepdim=True)
+    """Written out from the full-vocabulary teacher: ``p_t = softmax(z_t / T)``, its top k kept, the mass
+    outside them given the shape of the student's tail; KL(p_t || p_s) per position."""
+    p_full = (z_t / t).softmax(-1)
+    p_top, index = p_full.topk(k, -1)
+    r = 1 - p_top.sum(-1, keepdim=True)
     log_ps = (z_s / t).log_softmax(-1)
     p_s = log_ps.exp().detach()
     in_top = torch.zeros_like(p_s, dtype=torch.bool).scatter(-1, index, True)
@@ -167,35 +163,76 @@ def _top_k_reference(z_s: torch.Tensor, z_t: torch.Tensor, k: int, t: float) -> 
     return (p_t * (p_t.log() - log_ps)).sum(-1)
 
 
+def _bucket_kl(z_s: torch.Tensor, z_t: torch.Tensor, k: int, t: float) -> torch.Tensor:
+    """KL over the teacher's top k and one "rest" bucket, both distributions at temperature ``t``."""
+    p_t, p_s = (z_t / t).softmax(-1), (z_s / t).softmax(-1)
+    p_top, index = p_t.topk(k, -1)
+    q_top = p_s.gather(-1, index)
+    p_rest, q_rest = 1 - p_top.sum(-1), 1 - q_top.sum(-1)
+    return (p_top * (p_top / q_top).log()).sum(-1) + p_rest * (p_rest / q_rest).log()
+
+
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 0.5])
-def test_forward_kl_on_a_top_k_teacher_matches_the_written_out_formula_with_gradients(temperature: float) -> None:
-    """The O(k) path (cached language-model teachers) against the formula written out densely."""
-    from kd.taps import TopK
+def test_forward_kl_on_a_top_k_teacher_matches_the_full_teacher_with_gradients(temperature: float) -> None:
+    """The O(k) path (cached language-model teachers), its top k built at the loss's temperature, against
+    the formula written out from the full-vocabulary teacher; its value is the (k + 1)-bucket KL."""
+    from kd.model_outputs import TopK
     from kd.teacher.outputs import top_k_log_probs
 
     torch.manual_seed(0)
     z_t, z_s = torch.randn(2, 5, 50) * 3, torch.randn(2, 5, 50, requires_grad=True)
     labels = torch.tensor([[1, 2, -100, 3, 4], [5, -100, -100, 6, 7]])
-    top_k = TopK(*top_k_log_probs(z_t, 7), 50)
+    top_k = TopK(*top_k_log_probs(z_t, 7, temperature), 50, temperature)
     term = ForwardKL(temperature=temperature, t2_scale=False)
     sparse = term(ModelOutputs(z_s), ModelOutputs(top_k=top_k), labels)
     (sparse_grad,) = torch.autograd.grad(sparse, z_s)
     valid = (labels != -100).float()
     reference = (_top_k_reference(z_s, z_t, 7, temperature) * valid).sum() / valid.sum()
     (reference_grad,) = torch.autograd.grad(reference, z_s)
+    buckets = (_bucket_kl(z_s.detach(), z_t, 7, temperature) * valid).sum() / valid.sum()
     assert sparse.item() == pytest.approx(reference.item(), rel=1e-5) and reference.item() > 0.05
+    assert sparse.item() == pytest.approx(buckets.item(), rel=1e-5)
     assert torch.allclose(sparse_grad, reference_grad, atol=1e-6)
-    assert ModelOutputs(top_k=top_k).logits.shape == (2, 5, 50)  # expanded (evenly) on first use, for metrics
+    dense = ModelOutputs(top_k=top_k).logits  # pseudo-logits for terms that read logits: softmax(z / T) is the cache
+    assert dense.shape == (2, 5, 50)
+    kept = (dense / temperature).softmax(-1).gather(-1, top_k.index.long())
+    assert torch.allclose(kept, (z_t / temperature).softmax(-1).gather(-1, top_k.index.long()), atol=1e-6)
+
+
+def test_a_top_k_cache_at_t2_keeps_the_tempered_teachers_top_k_and_tail_mass() -> None:
+    """Built at T=2, the top k and the tail mass are those of softmax(z / 2), not the T=1 top k re-tempered
+    with an even tail (which over-states the tail and halves the top-1 probability of a real teacher)."""
+    from kd.teacher.outputs import top_k_log_probs
+
+    torch.manual_seed(3)
+    z_t = torch.randn(4, 6, 300) * 4
+    values, index, rest = top_k_log_probs(z_t, 16, 2.0)
+    tempered = (z_t / 2).softmax(-1)
+    assert torch.allclose(values.exp(), tempered.gather(-1, index), atol=1e-6)
+    assert torch.allclose(rest.exp(), 1 - tempered.gather(-1, index).sum(-1), atol=1e-5)
+    assert torch.equal(index, z_t.topk(16, -1).indices)  # the same tokens at every temperature
+
+
+def test_a_term_at_another_temperature_than_the_cached_top_k_is_refused() -> None:
+    from kd.model_outputs import TopK
+    from kd.teacher.outputs import top_k_log_probs
+
+    z_t, z_s = torch.randn(2, 3, 20), torch.randn(2, 3, 20)
+    top_k = TopK(*top_k_log_probs(z_t, 4, 1.0), 20, 1.0)
+    with pytest.raises(ConfigError, match=r"computed at temperature 1, but this term uses loss.temperature=2"):
+        ForwardKL(temperature=2.0)(ModelOutputs(z_s), ModelOutputs(top_k=top_k), None)
+    with pytest.raises(ConfigError, match=r"loss.temperature=2"):
+        ReverseKL(temperature=2.0)(ModelOutputs(z_s), ModelOutputs(top_k=top_k), None)
 
 
 def test_a_top_k_teacher_missing_one_entry_gives_the_full_divergences() -> None:
     """With k = V - 1 the tail is one entry, so every divergence equals the full-vocabulary one."""
-    from kd.taps import TopK
+    from kd.model_outputs import TopK
     from kd.teacher.outputs import top_k_log_probs
 
     torch.manual_seed(1)
     z_t, z_s = torch.randn(3, 4, 12) * 2, torch.randn(3, 4, 12)
-    top_k = TopK(*top_k_log_probs(z_t, 11), 12)
+    top_k = TopK(*top_k_log_probs(z_t, 11, 2.0), 12, 2.0)
     for term in (ForwardKL(2.0), ReverseKL(2.0), GeneralizedJSD(0.5, 2.0), TotalVariation(2.0)):
         full = term(ModelOutputs(z_s), ModelOutputs(z_t), None)
         assert term(ModelOutputs(z_s), ModelOutputs(top_k=top_k), None).item() == pytest.approx(full.item(), rel=1e-4)

@@ -10,7 +10,7 @@ import torch
 from kd.errors import ConfigError
 from kd.losses.dkd import DecoupledKD
 from kd.losses.kd import SoftTargetKL
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def softmax(values: list[float]) -> list[float]:

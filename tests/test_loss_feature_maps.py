@@ -16,7 +16,7 @@ from kd.losses.ickd import InterChannelCorrelation
 from kd.losses.nst import NeuronSelectivity
 from kd.losses.ofd import OverhaulFeature, negative_margin
 from kd.losses.vid import VariationalInformation
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def outputs(**features: torch.Tensor) -> ModelOutputs:

@@ -9,7 +9,7 @@ import torch
 
 from kd.errors import ConfigError
 from kd.losses.mlkd import MultiLevelLogit
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def softmax(row: list[float], t: float) -> list[float]:

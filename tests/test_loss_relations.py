@@ -10,7 +10,7 @@ import torch
 from kd.losses.embedding import pooled_embedding
 from kd.losses.pkt import ProbabilisticKT
 from kd.losses.rkd import RelationalKD
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def outputs(**features: torch.Tensor) -> ModelOutputs:

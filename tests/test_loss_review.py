@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from kd.losses.review import KnowledgeReview, hierarchical_context
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def outputs(**features: torch.Tensor) -> ModelOutputs:

@@ -11,7 +11,7 @@ from kd.errors import ConfigError
 from kd.losses.attention_kl import AttentionKL
 from kd.losses.hidden_state import HiddenStateDistance
 from kd.losses.layer_map import uniform_layer_map
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def outputs(mask: torch.Tensor | None = None, **features: torch.Tensor) -> ModelOutputs:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kd.losses.similarity import SimilarityPreserving
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def outputs(**features: torch.Tensor) -> ModelOutputs:

@@ -15,7 +15,7 @@ from kd.losses.ce import HardLabelCE
 from kd.losses.feature import FeatureHint
 from kd.losses.kd import SoftTargetKL
 from kd.losses.weighted_sum import WeightedSum
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 from kd.training import build_loss
 
 

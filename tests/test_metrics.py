@@ -10,6 +10,7 @@ from torch import nn
 
 from kd.cost import latency_ms, like_parameters, size_on_disk_mb
 from kd.metrics import StageMetrics
+from kd.model_outputs import ModelOutputs
 
 
 def test_stage_metrics_match_hand_computation() -> None:
@@ -18,8 +19,8 @@ def test_stage_metrics_match_hand_computation() -> None:
     labels = torch.tensor([1, 1, 3])
     metrics = StageMetrics(num_classes=4, top_k=5, calibration_bins=10)
     assert metrics.top_k == 3  # at most num_classes - 1
-    metrics.update(student, labels, teacher)
-    values = {k: v.compute().item() for k, v in metrics.loggable("val", with_teacher=True).items()}
+    metrics.update(student, labels, ModelOutputs(teacher))
+    values = {k: v.compute().item() for k, v in metrics.loggable("val", ModelOutputs(teacher)).items()}
     assert values["val/acc"] == pytest.approx(2 / 3)
     assert values["val/acc_top3"] == pytest.approx(1.0)
     assert values["val/agreement"] == pytest.approx(2 / 3)  # argmax 0,1,3 vs teacher 0,2,3
@@ -38,7 +39,7 @@ def test_stage_metrics_match_hand_computation() -> None:
 def test_binary_tasks_have_no_top_k_and_no_teacher_means_no_fidelity_metrics() -> None:
     metrics = StageMetrics(num_classes=2)
     metrics.update(torch.randn(4, 2), torch.tensor([0, 1, 1, 0]), None)
-    assert set(metrics.loggable("test", with_teacher=False)) == {"test/acc", "test/ece"}
+    assert set(metrics.loggable("test", None)) == {"test/acc", "test/ece"}
 
 
 def test_size_on_disk_and_latency_are_measured() -> None:

@@ -15,12 +15,16 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
 from kd.errors import ConfigError, RunError, describe_write_error
+from kd.jobs.records import root_cause
+from kd.lm.evaluation import context_length
 from kd.taps import call_model
+from kd.teacher.cache_policy import cache_settings, top_k_temperature
 from kd.training import build_loss, build_module
 
 
@@ -58,16 +62,47 @@ def check_class_counts(nets: dict[str, nn.Module], inputs: Any, cfg: DictConfig)
             )
 
 
+def build_model(cfg: DictConfig, role: str) -> nn.Module:
+    """``<role>.net`` instantiated; a config error inside the model's factory names the role's key."""
+    try:
+        return instantiate(cfg[role].net)
+    except InstantiationException as err:
+        cause = root_cause(err)
+        if isinstance(cause, ConfigError):
+            message = str(cause)
+            key = f"{role}.{message}" if message.startswith(("net.", "net:")) else f"{role}.net: {message}"
+            raise ConfigError(f"{key} ({role}={cfg[role].name})") from None
+        raise
+
+
+def check_context(cfg: DictConfig, nets: dict[str, nn.Module]) -> None:
+    """A language model's training block must fit every model's context (``max_position_embeddings``)."""
+    block = int(cfg.data.module.block_size)
+    for role, net in nets.items():
+        limit = context_length(net)
+        if limit is not None and block > limit:
+            raise ConfigError(
+                f"data.module.block_size={block} is longer than the {role}'s context of {limit} positions "
+                f"({role}={cfg[role].name}, its max_position_embeddings); choose a block_size of at most {limit}"
+            )
+
+
 def preflight(cfg: DictConfig, datamodule: L.LightningDataModule, needs_teacher: bool) -> None:
     """Run the start-up checks (see the module docstring); raises :class:`ConfigError`."""
+    loss = build_loss(cfg.loss)
+    settings = cache_settings(cfg)
+    if settings["cache"] is not False:
+        top_k_temperature(loss, settings["top_k"])
     datamodule.prepare_data()
     datamodule.setup("fit")
-    student: nn.Module = instantiate(cfg.student.net)
-    teacher: nn.Module | None = instantiate(cfg.teacher.net) if needs_teacher else None
-    check_class_counts(
-        {"student": student, "teacher": teacher} if teacher else {"student": student}, datamodule.example_inputs(), cfg
-    )
-    module = build_module(cfg, datamodule, student, build_loss(cfg.loss), teacher)
+    student: nn.Module = build_model(cfg, "student")
+    generates = bool(cfg.loss.get("teacher_generations"))  # sequence-level KD: the teacher writes the texts
+    teacher: nn.Module | None = build_model(cfg, "teacher") if needs_teacher or generates else None
+    nets = {"student": student, "teacher": teacher} if teacher else {"student": student}
+    check_class_counts(nets, datamodule.example_inputs(), cfg)
+    if cfg.data.get("modality") == "lm":
+        check_context(cfg, nets)
+    module = build_module(cfg, datamodule, student, loss, teacher if needs_teacher else None)
     if getattr(datamodule, "train_size", None):
         module.loss.bind_train_size(datamodule.train_size)
     batch = next(iter(datamodule.train_dataloader()))

@@ -22,7 +22,9 @@ class StudentSamples:
     Each block's first ``prompt_tokens`` tokens stay; the rest is sampled from the student (temperature
     ``temperature``, full vocabulary, no early stop at the end-of-text token: the corpus is packed the
     same way). Labels of the prompt positions are ignored, so every term sees only the sampled tokens.
-    The batch loses its ``index``: cached teacher outputs belong to the corpus text, not to samples.
+    The batch loses its ``index`` (cached teacher outputs belong to the corpus text, not to samples) and
+    is marked ``sampled``: only the terms that read the teacher score it, as in GKD (a hard-label CE
+    term would train the student on its own samples); corpus batches keep every term.
 
     Args:
         lmbda: probability that a batch is replaced (GKD's ``lambda``; 0 = the fixed corpus only).
@@ -54,7 +56,7 @@ class StudentSamples:
         labels = sequences[:, 1:].clone()
         labels[:, : self.prompt_tokens - 1] = IGNORE_INDEX
         inputs = {"input_ids": sequences[:, :-1], "attention_mask": torch.ones_like(sequences[:, :-1])}
-        return {"inputs": inputs, "labels": labels}
+        return {"inputs": inputs, "labels": labels, "sampled": True}
 
     def check_length(self, length: int) -> None:
         """The prompt must leave tokens to sample in a block of ``length`` tokens."""

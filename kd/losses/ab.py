@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from kd.losses.spatial import connected_maps, tap_pairs
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def boundary_loss(source: torch.Tensor, target: torch.Tensor, margin: float) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.losses.spatial import paired_maps, tap_pairs
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def attention_map(feature: torch.Tensor, p: float = 2.0) -> torch.Tensor:

@@ -7,7 +7,7 @@ from torch import nn
 
 from kd.errors import ConfigError
 from kd.losses.layer_map import numbered_aliases
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 HEAD_MODES = ("per_head", "mean")
 

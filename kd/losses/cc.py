@@ -10,7 +10,7 @@ from torch import nn
 
 from kd.errors import ConfigError
 from kd.losses.embedding import tap_embedding
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 KERNELS = ("gaussian", "bilinear")
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 class HardLabelCE(nn.Module):

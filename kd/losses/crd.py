@@ -10,7 +10,7 @@ from torch import nn
 
 from kd.errors import ConfigError
 from kd.losses.embedding import tap_embedding
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def nce_loss(scores: torch.Tensor, num_samples: int, eps: float = 1e-7) -> torch.Tensor:

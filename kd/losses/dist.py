@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.errors import positive_temperature
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def mean_pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

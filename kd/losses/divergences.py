@@ -15,7 +15,7 @@ from torch import nn
 
 from kd.errors import ConfigError, positive_temperature
 from kd.losses.top_k_kl import dense_teacher, top_k_forward_kl
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def _log_probs(student: ModelOutputs, teacher: ModelOutputs, t: float) -> tuple[torch.Tensor, torch.Tensor]:

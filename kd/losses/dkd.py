@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.errors import positive_temperature
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def _binary_log_probs(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def pooled_embedding(feature: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.losses.connectors import auto
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 Connector = Callable[[torch.Size, torch.Size], nn.Module]
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from kd.losses.connectors import conv_bn
 from kd.losses.spatial import common_size, full_precision, tap_pairs
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def fsp_matrix(bottom: torch.Tensor, top: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.losses.spatial import common_size
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def _conv(in_channels: int, out_channels: int, transpose: bool = False) -> nn.Sequential:

@@ -11,7 +11,7 @@ from torch import nn
 from kd.errors import ConfigError
 from kd.losses.connectors import linear
 from kd.losses.layer_map import checked_layer_map, uniform_layer_map
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 Connector = Callable[[torch.Size, torch.Size], nn.Module]
 DISTANCES = ("mse", "cosine")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.losses.spatial import connected_maps, full_precision, tap_pairs
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def channel_correlation(feature: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from torch import nn
 
 from kd.errors import ConfigError, positive_temperature
 from kd.losses.divergences import kl_divergence
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def standardized(logits: torch.Tensor, std_correction: int = 0, eps: float = 1e-7) -> torch.Tensor:

@@ -12,7 +12,7 @@ from torch import nn
 from kd.errors import ConfigError, positive_temperature
 from kd.losses.divergences import kl_divergence
 from kd.losses.spatial import full_precision
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def at_or_below_median(values: torch.Tensor) -> torch.Tensor:

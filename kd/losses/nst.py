@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.losses.spatial import full_precision, paired_maps, tap_pairs
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def polynomial_mmd(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kd.losses.spatial import connected_maps, tap_pairs
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def negative_margin(target: torch.Tensor) -> torch.Tensor:

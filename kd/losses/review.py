@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.losses.spatial import tap_pairs
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 class AttentionFusion(nn.Module):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.losses.embedding import tap_embedding
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def normalised_distances(embedding: torch.Tensor) -> torch.Tensor:

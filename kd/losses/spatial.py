@@ -10,7 +10,7 @@ from torch import nn
 
 from kd.errors import ConfigError
 from kd.losses.connectors import conv_bn
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def common_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ from torch import nn
 from kd.errors import ConfigError
 from kd.losses.connectors import linear
 from kd.losses.embedding import tap_embedding
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 def find_head(teacher: nn.Module, path: str | None) -> nn.Module:

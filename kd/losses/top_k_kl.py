@@ -1,22 +1,23 @@
 """Divergences against a teacher kept as its top k (cached language-model outputs).
 
-The stored top k says nothing about how the teacher spreads the mass ``r`` outside it, so the teacher's
-tail takes the shape of the student's own tail (``p_t(v) = r p_s(v) / S`` there, ``S`` the student's
-tail mass, not differentiated): every divergence then compares the k entries and the tail's total
-mass, and the student's tail keeps whatever shape the rest of the objective gives it. (Spreading ``r``
-evenly instead teaches the student a uniform floor over ~49k tokens; measured worse, see
-docs/language_models.md.) Forward KL needs no full-width teacher at all: one fused log-softmax of the
-student forward, one exp backward."""
+The cache holds the teacher's top k and the mass ``r`` outside them at the training temperature (the
+cache is built at the loss's temperature: ``kd.teacher.cache``), so nothing is re-tempered here; a term
+at another temperature is refused. The stored top k says nothing about how the teacher spreads ``r``,
+so the teacher's tail takes the shape of the student's own tail (``p_t(v) = r p_s(v) / S`` there, ``S``
+the student's tail mass, not differentiated): every divergence then equals its version over k + 1
+outcomes (the k entries and one "rest" bucket), a lower bound of the full-vocabulary divergence, and
+the student's tail keeps whatever shape the rest of the objective gives it. Forward KL needs no
+full-width teacher at all: one fused log-softmax of the student forward, one exp backward."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from kd.taps import TopK
+from kd.errors import ConfigError
+from kd.model_outputs import TopK, bucket_forward_kl
 
 
 class _TopKForwardKL(torch.autograd.Function):
@@ -29,13 +30,9 @@ class _TopKForwardKL(torch.autograd.Function):
     def forward(ctx: Any, z: torch.Tensor, index: torch.Tensor, log_pt_top: torch.Tensor,
                 log_r: torch.Tensor, t: float) -> torch.Tensor:
         log_ps = F.log_softmax(z if t == 1.0 else z / t, dim=-1)
-        log_ps_top = log_ps.gather(-1, index)
-        ps_top = log_ps_top.exp()
-        log_s = torch.log((1.0 - ps_top.sum(-1)).clamp_min(1e-30))
-        p_top, r = log_pt_top.exp(), log_r.exp()
-        kl = (p_top * (log_pt_top - log_ps_top)).sum(-1) + r * (log_r - log_s)
+        kl, ps_top, log_s = bucket_forward_kl(log_ps, index, log_pt_top, log_r)
         ctx.log_ps, ctx.t = log_ps, t  # not save_for_backward: backward reuses the buffer in place
-        ctx.save_for_backward(index, p_top, ps_top, r / log_s.exp())
+        ctx.save_for_backward(index, log_pt_top.exp(), ps_top, (log_r - log_s).exp())
         return kl
 
     @staticmethod
@@ -48,19 +45,22 @@ class _TopKForwardKL(torch.autograd.Function):
         return dz, None, None, None, None
 
 
-def tempered(teacher: TopK, t: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher at temperature ``t``: log-probabilities of its top k and the log of its tail mass
-    (the tail counted as ``width - k`` equal entries, as stored)."""
-    log_count = math.log(max(teacher.width - teacher.values.shape[-1], 1))
-    a_top, a_tail = teacher.values.float() / t, teacher.tail_log_prob() / t
-    lse = torch.logaddexp(torch.logsumexp(a_top, dim=-1), a_tail + log_count)
-    return a_top - lse.unsqueeze(-1), a_tail - lse + log_count
+def at_temperature(teacher: TopK, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of the teacher's top k and the log of its tail mass, as stored at temperature
+    ``t``; a teacher cached at another temperature is refused (its tail cannot be re-tempered)."""
+    if float(teacher.temperature) != float(t):
+        raise ConfigError(
+            f"the cached top-k teacher was computed at temperature {teacher.temperature:g}, but this term uses "
+            f"loss.temperature={t:g}; a top-k cache is exact only at the temperature it was built at. Keep one "
+            "unscheduled temperature for every term that reads the teacher, or set teacher_outputs.top_k=null."
+        )
+    return teacher.values.float(), teacher.rest.float()
 
 
 def dense_teacher(teacher: TopK, log_ps: torch.Tensor, t: float) -> torch.Tensor:
     """Full-width teacher log-probabilities at temperature ``t`` for divergences that need them: the top
     k as stored, the tail mass spread in the shape of the student's (detached) tail ``log_ps``."""
-    log_pt_top, log_r = tempered(teacher, t)
+    log_pt_top, log_r = at_temperature(teacher, t)
     log_ps = log_ps.detach()
     index = teacher.index.long()
     log_tail_s = torch.log((1.0 - log_ps.gather(-1, index).exp().sum(-1)).clamp_min(1e-30))
@@ -70,5 +70,5 @@ def dense_teacher(teacher: TopK, log_ps: torch.Tensor, t: float) -> torch.Tensor
 def top_k_forward_kl(student_logits: torch.Tensor, teacher: TopK, t: float) -> torch.Tensor:
     """``KL(p_t || p_s)`` per position at temperature ``t`` for a top-k teacher; equals the dense
     divergence against :func:`dense_teacher`."""
-    log_pt_top, log_r = tempered(teacher, t)
+    log_pt_top, log_r = at_temperature(teacher, t)
     return _TopKForwardKL.apply(student_logits, teacher.index.long(), log_pt_top, log_r, float(t))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.losses.spatial import common_size, tap_pairs
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 class _Regressor(nn.Module):

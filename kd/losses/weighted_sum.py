@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kd.errors import ConfigError
-from kd.taps import ModelOutputs
+from kd.model_outputs import ModelOutputs
 
 
 class WeightedSum(nn.Module):
@@ -103,9 +103,13 @@ class WeightedSum(nn.Module):
         return any(getattr(self.fns[n], "needs_teacher", False) for n, w in configured.items() if w > 0)
 
     def forward(
-        self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor
+        self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor, teacher_terms_only: bool = False
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Return the weighted total and each active term's unweighted value."""
-        parts = {name: self.fns[name](student, teacher, labels) for name in self.active}
+        """Return the weighted total and each active term's unweighted value; ``teacher_terms_only`` leaves
+        out the terms that read no teacher (the hard-label CE on the student's own samples, on-policy)."""
+        names = [n for n in self.active if not teacher_terms_only or getattr(self.fns[n], "needs_teacher", False)]
+        parts = {name: self.fns[name](student, teacher, labels) for name in names}
+        if not parts:  # every remaining term is scheduled to weight 0 here: a zero loss that keeps the graph
+            return student.logits.sum() * 0.0, parts
         total = sum(self.weights[name] * value for name, value in parts.items())
         return total, parts

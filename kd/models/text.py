@@ -5,8 +5,10 @@ A model or tokenizer is named by ``name_or_path`` (see ``kd.models.names``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterator
 
 from torch import nn
 
@@ -40,7 +42,7 @@ def truncate_layers(config, num_layers: int | None, name_or_path: str) -> None:
         return
     if not 1 <= num_layers <= config.num_hidden_layers:
         raise ConfigError(
-            f"num_layers={num_layers}: {name_or_path} has {config.num_hidden_layers} layers; "
+            f"net.num_layers={num_layers}: {name_or_path} has {config.num_hidden_layers} layers; "
             f"choose 1..{config.num_hidden_layers}"
         )
     config.num_hidden_layers = num_layers
@@ -71,15 +73,22 @@ def pretrained_classifier(
     config._attn_implementation = attn_implementation
     if attention_dropout is not None:
         config.attention_probs_dropout_prob = attention_dropout
-    from transformers.utils import logging
-
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()  # the new head and dropped layers are expected, not news
-    logging.disable_progress_bar()
-    try:
+    with expected_weight_changes():  # the new head and dropped layers are expected, not news
         return load_pretrained(
             AutoModelForSequenceClassification.from_pretrained, name_or_path, "model", config=config
         )
+
+
+@contextlib.contextmanager
+def expected_weight_changes() -> Iterator[None]:
+    """Load a model without transformers' report of unused or new weights (dropped layers, a new head)."""
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
     finally:
         logging.set_verbosity(verbosity)
 

@@ -15,7 +15,13 @@ from torch import nn
 from kd.errors import ConfigError
 from kd.losses.weighted_sum import WeightedSum
 from kd.teacher.cache_files import read_entry, write_entry
-from kd.teacher.cache_policy import batch_limited_message, batch_limited_splits, cache_settings, live_training_reasons
+from kd.teacher.cache_policy import (
+    batch_limited_message,
+    batch_limited_splits,
+    cache_settings,
+    live_training_reasons,
+    top_k_temperature,
+)
 from kd.teacher.outputs import CachedTeacherOutputs, cache_folder, compute_teacher_outputs
 from kd.teacher.views import compute_view_outputs, view_epochs, view_record
 from kd.teacher.weights import data_identity
@@ -28,8 +34,11 @@ def teacher_precision(cfg: DictConfig) -> str | int | None:
     return OmegaConf.select(cfg, "teacher_outputs.precision") or cfg.trainer.get("precision")
 
 
-def cache_identity(cfg: DictConfig, teacher_ckpt: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """What the cached outputs depend on (the cache folder's key)."""
+def cache_identity(
+    cfg: DictConfig, teacher_ckpt: Path, settings: dict[str, Any], temperature: float | None = None
+) -> dict[str, Any]:
+    """What the cached outputs depend on (the cache folder's key); a top-k cache also depends on the
+    temperature it is built at, and holds each label's log-probability (``label_log_prob``)."""
     data = data_identity(cfg)
     for key in ("batch_size", "augment"):  # neither changes the teacher's output on a sample
         data.get("module", {}).pop(key, None)
@@ -42,6 +51,7 @@ def cache_identity(cfg: DictConfig, teacher_ckpt: Path, settings: dict[str, Any]
         "view": "unaugmented",
         "precision": str(teacher_precision(cfg)),
         **{k: settings[k] for k in ("dtype", "top_k", "features")},
+        **({"top_k_temperature": temperature, "label_log_prob": True} if settings["top_k"] is not None else {}),
     }
 
 
@@ -89,7 +99,8 @@ def prepare_cached_teacher(
         return {}
     datamodule.prepare_data()
     datamodule.setup("fit")
-    identity = cache_identity(cfg, teacher_ckpt, settings)
+    temperature = top_k_temperature(loss, settings["top_k"])
+    identity = cache_identity(cfg, teacher_ckpt, settings, temperature)
     folder = cache_folder(cfg.paths.teacher_outputs_dir, cfg.teacher.name, cfg.data.name, identity_hash(identity, 12))
     folder.mkdir(parents=True, exist_ok=True)
     teacher_sha = file_sha256(teacher_ckpt)
@@ -162,12 +173,12 @@ def _load_or_build(
             epoch=view["epoch"], num_classes=cfg.data.num_classes, **common,
         ) if view else compute_teacher_outputs(
             teacher, dataset, datamodule.eval_batch_size, layers=cfg.teacher.get("layers"), features=features,
-            top_k=settings["top_k"], **common,
+            top_k=settings["top_k"], temperature=identity.get("top_k_temperature") or 1.0, **common,
         )
         shapes = {alias: list(t.shape[1:]) for alias, t in tensors["features"].items()}
         stats = {"top_k_kl": round(float(tensors.pop("top_k_kl")), 6)} if "top_k_kl" in tensors else {}
         write_entry(folder, entry, tensors, {**expected, "top_k": settings["top_k"], "feature_shapes": shapes, **stats})
         size_mb = (folder / f"{entry}.pt").stat().st_size / 2**20
-        error = f", mean KL(full || top-{settings['top_k']}) = {stats['top_k_kl']:.4g} nats" if stats else ""
+        error = f", mean KL(full || top-{settings['top_k']}, even tail) = {stats['top_k_kl']:.4g} nats" if stats else ""
         print(f"[kd] cached teacher outputs of {split}: {size_mb:.1f} MB{error}", flush=True)
     return CachedTeacherOutputs(tensors, cfg.data.num_classes)

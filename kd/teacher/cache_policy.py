@@ -33,6 +33,33 @@ def cache_settings(cfg: DictConfig) -> dict[str, Any]:
     return settings
 
 
+def term_temperatures(fn: Any) -> set[float]:
+    """The temperatures a loss term softens the teacher with (``temperature`` or ``temperatures``; 1 if none)."""
+    found = getattr(fn, "temperatures", None) or [getattr(fn, "temperature", 1.0)]
+    return {float(t) for t in found}
+
+
+def top_k_temperature(loss: WeightedSum, top_k: int | None) -> float | None:
+    """The one temperature a top-k cache is built at: that of every active term reading the teacher.
+
+    The top k and the mass outside them are exact only at the temperature they were computed at, so
+    terms at several temperatures, or a scheduled temperature, cannot share a top-k cache.
+    """
+    if top_k is None:
+        return None
+    teacher_terms = [n for n in loss.active if getattr(loss.fns[n], "needs_teacher", False)]
+    by_term = {n: sorted(term_temperatures(loss.fns[n])) for n in teacher_terms}
+    scheduled = [n for n in teacher_terms if {"temperature", "temperatures"} & set(loss.schedules[n])]
+    values = {t for ts in by_term.values() for t in ts}
+    if scheduled or len(values) > 1:
+        why = f"loss terms {scheduled} schedule their temperature" if scheduled else f"temperatures by term: {by_term}"
+        raise ConfigError(
+            f"teacher_outputs.top_k={top_k} caches the teacher at one temperature, but {why}. Use one unscheduled "
+            "loss.temperature, or set teacher_outputs.top_k=null (the full teacher, live)."
+        )
+    return values.pop() if values else 1.0
+
+
 def batch_limited_splits(cfg: DictConfig) -> dict[str, str]:
     """Splits the trainer reads only a count of batches of (``trainer.limit_<split>_batches`` an int, as in
     ``trainer=smoke``), each with its setting. A fraction (a float) is not a count: those splits are cached."""

@@ -19,18 +19,31 @@ from torch import nn
 
 from kd.data.batches import batch_loader
 from kd.errors import ConfigError, RunError
-from kd.taps import FeatureTaps, ModelOutputs, TopK, to_channels_last
+from kd.model_outputs import ModelOutputs, TopK
+from kd.taps import FeatureTaps, to_channels_last
 
 STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-def top_k_log_probs(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The ``k`` largest log-probabilities over the last dimension, their indices, and the log of the
-    probability mass outside them (float32; shapes ``(..., k)``, ``(..., k)``, ``(...)``)."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
+def top_k_log_probs(
+    logits: torch.Tensor, k: int, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``k`` largest log-probabilities of ``softmax(logits / temperature)`` over the last dimension,
+    their indices, and the log of the probability mass outside them (float32; shapes ``(..., k)``,
+    ``(..., k)``, ``(...)``)."""
+    logits = logits.float()
+    log_probs = torch.log_softmax(logits if temperature == 1.0 else logits / temperature, dim=-1)
     values, index = log_probs.topk(k, dim=-1)
     rest = torch.log((1.0 - values.exp().sum(-1)).clamp_min(1e-12))
     return values, index, rest
+
+
+def label_log_probs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """``log softmax(logits)[label]`` at temperature 1 per sample or position (0 where the label is ignored)."""
+    valid = labels != ignore_index
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    picked = log_probs.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return picked.masked_fill(~valid, 0.0)
 
 
 class CachedTeacherOutputs:
@@ -38,8 +51,9 @@ class CachedTeacherOutputs:
 
     Args:
         tensors: ``{"logits": (N, [L,] C or k), "features": {alias: (N, ...)}}`` as stored; when only
-            the k largest were kept, ``logits`` holds their log-probabilities, ``top_k_index`` their
-            indices and ``top_k_rest`` (N, [L]) the log of the mass outside them.
+            the k largest were kept, ``logits`` holds their log-probabilities at ``top_k_temperature``,
+            ``top_k_index`` their indices, ``top_k_rest`` (N, [L]) the log of the mass outside them at
+            that temperature and ``label_log_prob`` (N, [L]) the log-probability of each label at T=1.
         num_classes: full logit width (classes, or the vocabulary of a language model).
     """
 
@@ -47,6 +61,8 @@ class CachedTeacherOutputs:
         self.logits = tensors["logits"]
         self.features: dict[str, torch.Tensor] = dict(tensors.get("features") or {})
         self.top_k_index, self.top_k_rest = tensors.get("top_k_index"), tensors.get("top_k_rest")
+        self.top_k_temperature = float(tensors.get("top_k_temperature", 1.0))
+        self.label_log_prob = tensors.get("label_log_prob")
         self.view_seeds = tensors.get("view_seed")  # augmented-view entries: each row's view seed
         self.num_classes = num_classes
 
@@ -76,7 +92,9 @@ class CachedTeacherOutputs:
         features = {alias: tensor[rows].float().to(device) for alias, tensor in self.features.items()}
         if self.top_k_index is None:
             return ModelOutputs(logits=values, features=features, mask=mask, index=index)
-        top_k = TopK(values, self.top_k_index[rows].to(device), self.top_k_rest[rows].to(device), self.num_classes)
+        label_log_prob = self.label_log_prob[rows].to(device) if self.label_log_prob is not None else None
+        top_k = TopK(values, self.top_k_index[rows].to(device), self.top_k_rest[rows].to(device), self.num_classes,
+                     self.top_k_temperature, label_log_prob)
         return ModelOutputs(features=features, mask=mask, index=index, top_k=top_k)
 
 
@@ -104,6 +122,7 @@ def compute_teacher_outputs(
     features: Sequence[str] = (),
     dtype: str = "float16",
     top_k: int | None = None,
+    temperature: float = 1.0,
     precision: str | int | None = None,
     channels_last: bool = False,
 ) -> dict[str, Any]:
@@ -116,8 +135,10 @@ def compute_teacher_outputs(
         layers: the teacher's tap aliases -> module paths.
         features: aliases (from ``layers``) to store besides the logits; fixed-shape taps only.
         dtype: storage dtype, a key of ``STORAGE_DTYPES``.
-        top_k: keep only the ``top_k`` largest log-probabilities per sample (or token), their indices
-            and the mass outside them; ``top_k_kl`` then holds the mean ``KL(full || expanded)``.
+        top_k: keep only the ``top_k`` largest log-probabilities per sample (or token) at ``temperature``,
+            their indices, the mass outside them and each label's log-probability at T=1 (exact teacher
+            metrics); ``top_k_kl`` then holds the mean ``KL(full || top k with an even tail)`` at ``temperature``.
+        temperature: the temperature of the loss the top k serve (their tail cannot be re-tempered later).
         precision: the teacher's precision (``teacher_outputs.precision``, else the trainer's; bf16 variants
             run the teacher under bf16 autocast).
         channels_last: run the teacher and its 4-D inputs in the channels-last layout, as training
@@ -128,7 +149,7 @@ def compute_teacher_outputs(
     teacher.eval()
     if channels_last:
         teacher.to(memory_format=torch.channels_last)
-    logits, indices, rests, stored = [], [], [], {alias: [] for alias in features}
+    logits, indices, rests, label_lps, stored = [], [], [], [], {alias: [] for alias in features}
     kl_sum, positions = 0.0, 0
     with FeatureTaps(teacher, {a: layers[a] for a in features}) as taps:
         for batch in batch_loader(dataset, batch_size, shuffle=False, share=(0, 1)):  # the whole split
@@ -144,14 +165,13 @@ def compute_teacher_outputs(
                 out = taps(inputs)
             batch_logits = out.logits.float()
             if top_k is not None:
-                full = torch.log_softmax(batch_logits, dim=-1)
-                batch_logits, top, rest = top_k_log_probs(full, top_k)
-                batch_logits = batch_logits.to(storage)
-                expanded = torch.log_softmax(TopK(batch_logits, top, rest, full.shape[-1]).dense(), dim=-1)
-                kl_sum += (full.exp() * (full - expanded)).sum(-1).sum().item()
+                values, top, rest = top_k_log_probs(batch_logits, top_k, temperature)
+                kl_sum += _top_k_error(batch_logits, values.to(storage), top, rest, temperature)
                 positions += rest.numel()
+                label_lps.append(label_log_probs(batch_logits, batch["labels"]))
                 indices.append(top.to(torch.int32))
                 rests.append(rest)
+                batch_logits = values
             logits.append(batch_logits.to(storage))
             for alias in features:
                 stored[alias].append(out.features[alias].float().to(storage))
@@ -160,9 +180,18 @@ def compute_teacher_outputs(
         tensors.update(
             top_k_index=torch.cat(indices),
             top_k_rest=torch.cat(rests),
+            top_k_temperature=torch.tensor(float(temperature)),
+            label_log_prob=torch.cat(label_lps),
             top_k_kl=torch.tensor(kl_sum / max(positions, 1)),
         )
     return tensors
+
+
+def _top_k_error(logits: torch.Tensor, values: torch.Tensor, index: torch.Tensor, rest: torch.Tensor, t: float) -> float:
+    """Summed ``KL(full || top k with an even tail)`` at temperature ``t`` over a batch's positions."""
+    full = torch.log_softmax(logits if t == 1.0 else logits / t, dim=-1)
+    expanded = torch.log_softmax(TopK(values, index, rest, full.shape[-1]).dense(), dim=-1)
+    return (full.exp() * (full - expanded)).sum(-1).sum().item()
 
 
 def cache_folder(root: str | Path, teacher_name: str, data_name: str, key: str) -> Path:

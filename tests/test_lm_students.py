@@ -1,0 +1,100 @@
+"""Students cut from a pretrained causal LM (its embeddings, final norm and chosen layers), and the
+language-model settings refused before any teacher or student trains."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from kd.errors import ConfigError
+from kd.models.lm import layers_to_keep, pretrained_causal_lm
+from kd.run import train
+from tests.test_lm import LM_TINY, SMOLLM2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pretrained_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Converted checkpoints go to a folder of this module's."""
+    old = os.environ.get("KD_PRETRAINED_DIR")
+    os.environ["KD_PRETRAINED_DIR"] = str(tmp_path_factory.mktemp("pretrained"))
+    yield
+    os.environ.pop("KD_PRETRAINED_DIR") if old is None else os.environ.__setitem__("KD_PRETRAINED_DIR", old)
+
+
+def test_the_layers_a_cut_model_keeps() -> None:
+    assert layers_to_keep(30) is None
+    assert layers_to_keep(30, num_layers=3) == [0, 1, 2]
+    assert layers_to_keep(30, every_nth_layer=5) == [0, 5, 10, 15, 20, 25]
+    assert layers_to_keep(30, every_nth_layer=2) == list(range(0, 30, 2))
+    assert layers_to_keep(30, keep_layers=[0, 14, 29]) == [0, 14, 29]
+    for kwargs, message in [
+        ({"keep_layers": [0, 30]}, r"net.keep_layers=\[0, 30\]: \[30\] out of range; .* 30 layers, 0..29"),
+        ({"keep_layers": [-1]}, r"\[-1\] out of range"),
+        ({"keep_layers": []}, r"net.keep_layers is empty"),
+        ({"keep_layers": [3, 1]}, r"each layer once, in increasing order"),
+        ({"every_nth_layer": 31}, r"net.every_nth_layer=31: .* choose 1..30"),
+        ({"num_layers": 0}, r"net.num_layers=0: .* choose 1..30"),
+        ({"num_layers": 2, "keep_layers": [0]}, r"give only one of num_layers, every_nth_layer and keep_layers and set the others to null"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            layers_to_keep(30, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_student_cut_from_smollm2_keeps_the_teachers_weights_and_generates_with_its_cache() -> None:
+    teacher = pretrained_causal_lm(SMOLLM2)
+    cut = pretrained_causal_lm(SMOLLM2, keep_layers=[0, 14, 29])
+    assert len(cut.model.layers) == cut.config.num_hidden_layers == 3
+    for new, old in enumerate([0, 14, 29]):
+        for (name, a), b in zip(cut.model.layers[new].state_dict().items(), teacher.model.layers[old].state_dict().values(),
+                                strict=True):
+            assert torch.equal(a, b), (new, name)
+        assert cut.model.layers[new].self_attn.layer_idx == new  # renumbered for the key-value cache
+    assert torch.equal(cut.model.embed_tokens.weight, teacher.model.embed_tokens.weight)
+    assert torch.equal(cut.model.norm.weight, teacher.model.norm.weight)
+    assert cut.lm_head.weight.data_ptr() == cut.model.embed_tokens.weight.data_ptr()  # still tied
+    per_layer = sum(p.numel() for p in teacher.model.layers[0].parameters())
+    assert sum(p.numel() for p in cut.parameters()) == sum(p.numel() for p in teacher.parameters()) - 27 * per_layer
+    ids = torch.tensor([[504, 5905, 10822, 1921]])
+    with torch.no_grad():
+        cached = cut.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
+        uncached = cut.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                                use_cache=False)
+    assert torch.equal(cached, uncached)
+    first = pretrained_causal_lm(SMOLLM2, num_layers=2)  # the first k: only those are loaded
+    assert torch.equal(first.model.layers[1].mlp.up_proj.weight, teacher.model.layers[1].mlp.up_proj.weight)
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    ids = torch.tensor([[504, 5905, 10822, 1921, 48672, 17791]])
+    grads = []
+    for checkpointing in (False, True):
+        model = pretrained_causal_lm(SMOLLM2, num_layers=2, gradient_checkpointing=checkpointing).train()
+        assert model.is_activation_checkpointing == checkpointing
+        model(input_ids=ids, labels=ids).loss.backward()
+        grads.append(model.model.layers[0].mlp.up_proj.weight.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["student.net.keep_layers=[0,40]"], r"student.net.keep_layers=\[0, 40\]: \[40\] out of range; .* 0..29 \(student=smollm2_cut\)"),
+    (["student.net.every_nth_layer=3"], r"student.net: give only one of num_layers, every_nth_layer and keep_layers"),
+    (["student.net.keep_layers=[]"], r"student.net.keep_layers is empty"),
+    (["teacher_outputs.top_k=49152"], r"teacher_outputs.top_k=49152: give null or an int between 1 and 49151"),
+    (["data.module.block_size=128", "data.module.source.limit_per_file=200", "student=llama_tiny",
+      "student.net.max_position_embeddings=64"],
+     r"data.module.block_size=128 is longer than the student.s context of 64 positions"),
+    (["loss=fkl", "teacher_outputs.top_k=8", "+loss.terms.rkl={weight:0.5,fn:{_target_:kd.losses.divergences.ReverseKL,"
+      "temperature:2.0}}"], r"teacher_outputs.top_k=8 caches the teacher at one temperature, but temperatures by term"),
+])
+@pytest.mark.slow
+def test_bad_language_model_settings_are_refused_before_the_teacher_trains(make_cfg, overrides, message) -> None:
+    """The teacher (llama_tiny) would be trained first: nothing may reach that stage."""
+    cfg = make_cfg("student=smollm2_cut", "loss=fkl", "loss.temperature=1", *overrides, base=LM_TINY)
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+    assert not list(Path(cfg.paths.teacher_weights_dir).glob("**/*.ckpt"))  # no teacher was trained
