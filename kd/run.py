@@ -79,7 +79,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         teacher, teacher_ckpt = prepare_teacher(cfg, datamodule)
         if sequence_kd:
             generations = use_teacher_generations(cfg, datamodule, teacher, teacher_ckpt)
-        teacher_outputs = prepare_cached_teacher(cfg, datamodule, loss, teacher, teacher_ckpt)
+        teacher_outputs = prepare_cached_teacher(cfg, datamodule, loss, teacher, teacher_ckpt, generations)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     with open_dict(cfg):
         cfg.job_type = "distill" if loss.needs_teacher or sequence_kd else "baseline"

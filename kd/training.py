@@ -22,6 +22,7 @@ from kd.cost import first_batch, latency_ms, like_parameters, size_on_disk_mb
 from kd.lm.evaluation import check_generation, report_language_model
 from kd.lm.on_policy import student_samples
 from kd.losses.weighted_sum import WeightedSum
+from kd.models.checkpoints import load_weights
 from kd.module import DistillModule
 from kd.model_outputs import TeacherOutputs
 from kd.utils.processes import is_rank_zero, pin_worker_command
@@ -143,6 +144,8 @@ def fit_and_test(
     if writer:
         save_config(cfg, output_dir / "config_resolved.yaml")
     student = instantiate(cfg.student.net)
+    if init := cfg.student.get("init_from"):  # e.g. GKD continuing from a supervised student
+        load_weights(student, init, "student.init_from", f"student={cfg.student.name}")
     generation = OmegaConf.to_container(cfg.data.generation) if cfg.data.get("generation") else None
     if generation:
         check_generation(generation, {"student": student, "teacher": teacher})

@@ -160,7 +160,7 @@ def test_a_language_model_in_two_processes_matches_one_over_the_whole_split(tmp_
     # 16 test blocks in eval batches of 6: rank 0 evaluates 8 (6 + 2), rank 1 the other 8; the teacher's
     # perplexity (no training involved) shows that both halves were counted, once.
     assert ddp["test/teacher_ppl"] == pytest.approx(single["test/teacher_ppl"], rel=1e-5)
-    for key in ("test/ppl", "val/ppl_best", "test/kl", "test/bpb"):
+    for key in ("test/ppl", "val/ppl_best", "test/kl_topk", "test/bpb"):
         assert ddp[key] == pytest.approx(single[key], rel=1e-3), key
     assert abs(ddp["test/acc"] - single["test/acc"]) <= 2 / (16 * 16)  # next-token accuracy: 256 positions
     assert (tmp_path / "ddp/generations.md").is_file() and not list(tmp_path.glob("ddp/failed*"))

@@ -112,16 +112,47 @@ def test_on_policy_distillation_runs_with_the_cache_for_corpus_batches(make_cfg)
 
 
 def test_sequence_level_kd_trains_on_teacher_generations_made_once(make_cfg, capsys) -> None:
-    first = train(make_cfg("loss=seqkd", "loss.teacher_generations.prompt_tokens=4", base=LM_TINY))
+    greedy = ["loss=seqkd", "loss.teacher_generations.prompt_tokens=4", "loss.teacher_generations.temperature=0"]
+    first = train(make_cfg(*greedy, base=LM_TINY))
     stored = json.loads(Path(first["teacher_generations"]).read_text())
-    assert len(stored["texts"]) == 32 and stored["identity"]["prompt_tokens"] == 4  # one per training block
+    assert len(stored["continuations"]) == len(stored["prompts"]) == 32  # one per training block
+    assert stored["identity"]["prompt_tokens"] == 4 and stored["identity"]["seed"] is None
     assert first["job_type"] == "distill" and "test/teacher_ppl" in first and "train/loss/ce" in first
     capsys.readouterr()
-    second = train(make_cfg("loss=seqkd", "loss.teacher_generations.prompt_tokens=4", "seed=1", base=LM_TINY))
+    second = train(make_cfg(*greedy, "seed=1", base=LM_TINY))
     assert second["teacher_generations"] == first["teacher_generations"]  # greedy: generated once, then read
     assert "teacher generations read from" in capsys.readouterr().out
+    sampled = train(make_cfg("loss=seqkd", "loss.teacher_generations.prompt_tokens=4", base=LM_TINY))  # T=1
+    assert sampled["teacher_generations"] != first["teacher_generations"]
+    assert json.loads(Path(sampled["teacher_generations"]).read_text())["identity"]["seed"] == 0  # sampled: per seed
     with pytest.raises(ConfigError, match=r"loss.teacher_generations.prompt_tokens=16: give 1 to 15"):
         train(make_cfg("loss=seqkd", "loss.teacher_generations.prompt_tokens=16", base=LM_TINY))
+
+
+def test_generated_blocks_ignore_the_prompts_labels_and_the_padding() -> None:
+    from kd.models.text import load_tokenizer
+    from kd.teacher.generations import generated_blocks
+
+    tokenizer = load_tokenizer(SMOLLM2)
+    prompt, continuation = tokenizer.decode([504, 5905, 10822]), tokenizer.decode([1921, 48672])
+    blocks = generated_blocks(tokenizer, [prompt, prompt], [continuation, continuation * 4], block_size=8)
+    batch = blocks[[0, 1]]
+    ids, labels = batch["inputs"]["input_ids"], batch["labels"]
+    assert ids[0, :5].tolist() == [504, 5905, 10822, 1921, 48672]
+    # label j is token j + 1: the prompt's first two labels are ignored, the continuation's are scored
+    assert labels[0].tolist() == [-100, -100, 1921, 48672, -100, -100, -100, -100]  # then padding
+    assert (labels[1, :2] == -100).all() and (labels[1, 2:] >= 0).all()  # a long continuation is cut at the block
+    assert blocks.fingerprint() != type(blocks)(blocks.blocks).fingerprint()  # the ignored labels count
+
+
+def test_token_level_kd_on_teacher_generations_caches_the_generated_split(make_cfg) -> None:
+    cfg = make_cfg("loss=seqkd_fkl", "loss.teacher_generations.prompt_tokens=4", "teacher_outputs.top_k=8",
+                   "teacher_outputs.cache=true", base=LM_TINY)
+    metrics = train(cfg)
+    assert math.isfinite(metrics["train/loss/fkl"]) and math.isfinite(metrics["train/loss/ce"])
+    (folder,) = Path(cfg.paths.teacher_outputs_dir).glob("llama_tiny-lm_fortunes-*")
+    record = json.loads((folder / "train.json").read_text())
+    assert record["identity"]["train_texts"] == Path(metrics["teacher_generations"]).name
 
 
 def test_top_k_cache_serves_token_level_kd_and_records_its_error(make_cfg) -> None:
@@ -196,7 +227,7 @@ def bytes_per_test_token(cfg) -> float:
 def test_language_models_get_the_token_level_losses_and_per_sample_ones_are_refused(make_cfg) -> None:
     from kd.jobs.compatibility import check_loss_modality, losses_for
 
-    assert losses_for("lm") == ["ce", "fkl", "jsd", "rkl", "seqkd", "skew_fkl", "skew_rkl", "tvd"]
+    assert losses_for("lm") == ["ce", "fkl", "jsd", "rkl", "seqkd", "seqkd_fkl", "skew_fkl", "skew_rkl", "tvd"]
     assert "seqkd" not in losses_for("image") and "kd" in losses_for("text")
     for loss in ("kd", "dkd", "pkt", "sp"):
         with pytest.raises(ConfigError, match=r"works on image and text models .* Losses for lm data: ce, fkl"):

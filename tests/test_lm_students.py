@@ -98,3 +98,30 @@ def test_bad_language_model_settings_are_refused_before_the_teacher_trains(make_
     with pytest.raises(ConfigError, match=message):
         train(cfg)
     assert not list(Path(cfg.paths.teacher_weights_dir).glob("**/*.ckpt"))  # no teacher was trained
+
+
+def test_a_student_starts_from_an_earlier_runs_checkpoint(make_cfg) -> None:
+    """``student.init_from`` (GKD continuing from a supervised student): with a learning rate of 1e-30 (no change in float32) the
+    second run tests exactly the first run's best student."""
+    first = train(make_cfg("loss=ce", base=LM_TINY))
+    frozen = train(make_cfg("loss=ce", f"+student.init_from={first['best_checkpoint']}", "optim=adamw",
+                            "optim.optimizer.lr=1e-30", base=LM_TINY))
+    assert frozen["test/ppl"] == pytest.approx(first["test/ppl"], rel=1e-6)
+    fresh = train(make_cfg("loss=ce", "optim=adamw", "optim.optimizer.lr=1e-30", base=LM_TINY))
+    assert fresh["test/ppl"] != pytest.approx(first["test/ppl"], rel=1e-3)
+    with pytest.raises(ConfigError, match=r"student.init_from"):
+        train(make_cfg("loss=ce", "+student.init_from=/nonexistent.ckpt", base=LM_TINY))
+
+
+def test_load_weights_takes_a_kd_checkpoints_student_and_names_the_key(tmp_path: Path) -> None:
+    from torch import nn
+
+    from kd.models.checkpoints import load_weights
+
+    source, target = nn.Linear(3, 2), nn.Linear(3, 2)
+    torch.save({"state_dict": {f"student.{k}": v for k, v in source.state_dict().items()} | {"loss.x": torch.ones(1)}},
+               tmp_path / "run.ckpt")
+    load_weights(target, tmp_path / "run.ckpt", "student.init_from", "student=tiny")
+    assert torch.equal(target.weight, source.weight)
+    with pytest.raises(ConfigError, match=r"student.init_from=.*run.ckpt does not fit student=other"):
+        load_weights(nn.Linear(4, 2), tmp_path / "run.ckpt", "student.init_from", "student=other")

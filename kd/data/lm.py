@@ -15,14 +15,16 @@ from kd.models.text import load_tokenizer
 from kd.utils.hashing import tensors_sha256
 
 OPENING_TOKENS = 64  # tokens kept from the start of each document (prompts for generations)
+IGNORE_INDEX = -100  # a label no loss term or metric scores
 
 
 class TokenBlocks(Dataset):
     """Blocks of ``block_size + 1`` token ids; a batch's inputs are all but the last token of each
-    block and its labels all but the first (the next token at every position)."""
+    block and its labels all but the first (the next token at every position). ``ignored`` (``(N,
+    block_size)``, bool, optional) marks labels no loss scores (-100): a prompt, padding."""
 
-    def __init__(self, blocks: torch.Tensor) -> None:
-        self.blocks = blocks
+    def __init__(self, blocks: torch.Tensor, ignored: torch.Tensor | None = None) -> None:
+        self.blocks, self.ignored = blocks, ignored
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -31,11 +33,12 @@ class TokenBlocks(Dataset):
         index = torch.as_tensor(indices, dtype=torch.long)
         rows = self.blocks[index]
         inputs = {"input_ids": rows[:, :-1], "attention_mask": torch.ones_like(rows[:, :-1])}
-        return {"inputs": inputs, "labels": rows[:, 1:], "index": index}
+        labels = rows[:, 1:] if self.ignored is None else rows[:, 1:].masked_fill(self.ignored[index], IGNORE_INDEX)
+        return {"inputs": inputs, "labels": labels, "index": index}
 
     def fingerprint(self) -> str:
-        """SHA-256 of the token ids (the teacher-output cache checks it)."""
-        return tensors_sha256([self.blocks])
+        """SHA-256 of the token ids and ignored labels (the teacher-output cache checks it)."""
+        return tensors_sha256([self.blocks] + ([self.ignored] if self.ignored is not None else []))
 
 
 def split_documents(count: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:

@@ -82,6 +82,7 @@ MODEL = {  # for student.* and teacher.*
     "net.widths": ListOf(Int(1), help="stem and stage widths"), "net.width": Float(gt=0, help="multiplies the base widths"),
     "net.expansion": Int(1), "net.version": Choice(1, 2), "net.dropout": Share(),
 }
+STUDENT = {"student.init_from": Checkpoint(null=True, help="start from these weights (a kd run's checkpoint: its student)")}
 TEACHER = {"teacher.ckpt": Checkpoint(null=True, help="trained teacher weights; null = train the teacher here once"),
            "teacher.pretrained": Bool(help="use the network as loaded (a pretrained model), no teacher stage"), "teacher.seed": Int(0, null=True), "teacher.epochs": Int(0, help="epochs when the teacher is trained here (0 with pretrained: true)")}
 OPTIM = {  # for optim.* and teacher.optim.*
@@ -143,7 +144,7 @@ TRAINER = {
     "logger.name": Str(null=True), "logger.group": Str(null=True), "logger.tags": ListOf(Str()),
     "logger.log_model": Choice(True, False, "all"),
 }
-RULES: dict[str, Rule] = {**RUN, **DATA, **TEACHER, **LOSS, **TRAINER}
+RULES: dict[str, Rule] = {**RUN, **DATA, **STUDENT, **TEACHER, **LOSS, **TRAINER}
 RULES.update({f"{role}.{key}": rule for role in ("student", "teacher") for key, rule in MODEL.items()})
 RULES.update({f"{prefix}.{key}": rule for prefix in ("optim", "teacher.optim") for key, rule in OPTIM.items()})
 # data.teacher_data: the data config the teacher stage learns from (conf/data/fashion_mnist_5k.yaml)

@@ -11,9 +11,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from kd.data.lm import IGNORE_INDEX
 from kd.errors import ConfigError
-
-IGNORE_INDEX = -100
 
 
 class StudentSamples:

@@ -35,10 +35,12 @@ def teacher_precision(cfg: DictConfig) -> str | int | None:
 
 
 def cache_identity(
-    cfg: DictConfig, teacher_ckpt: Path, settings: dict[str, Any], temperature: float | None = None
+    cfg: DictConfig, teacher_ckpt: Path, settings: dict[str, Any], temperature: float | None = None,
+    train_texts: Path | None = None,
 ) -> dict[str, Any]:
     """What the cached outputs depend on (the cache folder's key); a top-k cache also depends on the
-    temperature it is built at, and holds each label's log-probability (``label_log_prob``)."""
+    temperature it is built at, and holds each label's log-probability (``label_log_prob``); a training
+    split of teacher generations (sequence-level KD) on their file."""
     data = data_identity(cfg)
     for key in ("batch_size", "augment"):  # neither changes the teacher's output on a sample
         data.get("module", {}).pop(key, None)
@@ -52,13 +54,16 @@ def cache_identity(
         "precision": str(teacher_precision(cfg)),
         **{k: settings[k] for k in ("dtype", "top_k", "features")},
         **({"top_k_temperature": temperature, "label_log_prob": True} if settings["top_k"] is not None else {}),
+        **({"train_texts": Path(train_texts).name} if train_texts is not None else {}),
     }
 
 
 def prepare_cached_teacher(
-    cfg: DictConfig, datamodule: Any, loss: WeightedSum, teacher: nn.Module, teacher_ckpt: Path
+    cfg: DictConfig, datamodule: Any, loss: WeightedSum, teacher: nn.Module, teacher_ckpt: Path,
+    train_texts: Path | None = None,
 ) -> dict[str, CachedTeacherOutputs]:
     """Cached teacher outputs by split (``train``, ``val``, ``test``); ``{}`` when the cache is off.
+    ``train_texts``: the teacher generations that replaced the training split (sequence-level KD).
 
     Valid cache entries are read; missing, stale or corrupt ones are (re)built under a file lock,
     so the jobs of a sweep compute each split once and share it.
@@ -100,7 +105,7 @@ def prepare_cached_teacher(
     datamodule.prepare_data()
     datamodule.setup("fit")
     temperature = top_k_temperature(loss, settings["top_k"])
-    identity = cache_identity(cfg, teacher_ckpt, settings, temperature)
+    identity = cache_identity(cfg, teacher_ckpt, settings, temperature, train_texts)
     folder = cache_folder(cfg.paths.teacher_outputs_dir, cfg.teacher.name, cfg.data.name, identity_hash(identity, 12))
     folder.mkdir(parents=True, exist_ok=True)
     teacher_sha = file_sha256(teacher_ckpt)

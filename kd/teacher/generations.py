@@ -1,10 +1,13 @@
-"""Sequence-level KD (Kim & Rush, 2016): the teacher continues the opening of every training block once;
-the student then trains on those texts instead of the corpus.
+"""Sequence-level KD (Kim & Rush, 2016; trl's ``seq_kd``): the teacher continues the opening of every
+training block once (sampled at ``temperature``, or greedy at 0); the student then trains on those
+texts instead of the corpus, the prompt's labels ignored (it learns the teacher's continuations only).
 
-Settings live under ``loss.teacher_generations`` (see conf/loss/seqkd.yaml). The texts are stored as
-JSON under ``<paths.teacher_outputs_dir>/generations/``, keyed by the teacher, the data and the
-generation settings, and checked against the training split's token checksum before reuse; they
-are text (re-tokenised with the data's tokenizer), so a student on another tokenizer can use them.
+Settings live under ``loss.teacher_generations`` (see conf/loss/seqkd.yaml). The prompts and
+continuations are stored as JSON text under ``<paths.teacher_outputs_dir>/generations/``, keyed by the
+teacher, the data and the generation settings (and the seed when sampled), and checked against the
+training split's token checksum before reuse; being text (re-tokenised with the data's tokenizer),
+they also serve a student on another tokenizer. Token-level KD on them (``loss=seqkd_fkl``) reads the
+teacher's distributions over the generated blocks (cached like any training split).
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from kd.data.lm import TokenBlocks, pack
+from kd.data.lm import TokenBlocks
 from kd.errors import ConfigError
 from kd.teacher.weights import data_identity
 from kd.utils.hashing import identity_hash
 from kd.utils.processes import is_rank_zero, wait_for_rank_zero
 
-DEFAULTS = {"prompt_tokens": 16, "temperature": 0.0, "batch_size": 16}
+DEFAULTS = {"prompt_tokens": 16, "temperature": 1.0, "batch_size": 16}
+FORMAT = 2  # 2: prompts and continuations stored apart, the prompt's labels ignored (1: whole texts)
 
 
 def generation_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -78,11 +82,13 @@ def use_teacher_generations(cfg: DictConfig, datamodule: Any, teacher: nn.Module
         "teacher_net": OmegaConf.to_container(cfg.teacher.net, resolve=True),
         **{k: settings[k] for k in ("prompt_tokens", "temperature")},
         "seed": cfg.seed if settings["temperature"] > 0 else None,  # greedy continuations need no seed
+        "format": FORMAT,
     }
     expected = {"identity": identity, "corpus_sha256": corpus.fingerprint(), "blocks": len(corpus)}
     folder = Path(cfg.paths.teacher_outputs_dir) / "generations"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{cfg.teacher.name}-{cfg.data.name}-{identity_hash(identity, 12)}.json"
+    tokenizer = datamodule.tokenizer
 
     def read_or_generate(generate: bool) -> dict[str, Any] | None:
         with open(folder / ".lock", "w") as lock:
@@ -92,9 +98,12 @@ def use_teacher_generations(cfg: DictConfig, datamodule: Any, teacher: nn.Module
                 print(f"[kd] teacher generations read from {path}", flush=True)
             elif generate:
                 torch.manual_seed(cfg.seed)
-                print(f"[kd] teacher generations: continuing {len(corpus)} training blocks -> {path}", flush=True)
+                how = f"sampled at temperature {settings['temperature']:g}" if settings["temperature"] > 0 else "greedy"
+                print(f"[kd] teacher generations ({how}): continuing {len(corpus)} training blocks -> {path}", flush=True)
                 ids = continue_blocks(teacher, corpus.blocks, settings)
-                stored = {**expected, "texts": [datamodule.tokenizer.decode(row) for row in ids]}
+                cut = settings["prompt_tokens"]
+                stored = {**expected, "prompts": [tokenizer.decode(row[:cut]) for row in ids],
+                          "continuations": [tokenizer.decode(row[cut:]) for row in ids]}
                 tmp = path.with_suffix(".json.tmp")
                 tmp.write_text(json.dumps(stored, default=str))
                 os.replace(tmp, path)
@@ -108,7 +117,21 @@ def use_teacher_generations(cfg: DictConfig, datamodule: Any, teacher: nn.Module
     else:
         failed = Path(cfg.paths.output_dir) / "failed.json"
         stored = wait_for_rank_zero(lambda: read_or_generate(False), f"the teacher generations {path}", failed)
-    tokenizer = datamodule.tokenizer
-    ids = tokenizer(stored["texts"], add_special_tokens=False)["input_ids"]
-    datamodule.splits["train"] = TokenBlocks(pack(ids, tokenizer.eos_token_id, datamodule.block_size, None))
+    datamodule.splits["train"] = generated_blocks(tokenizer, stored["prompts"], stored["continuations"],
+                                                  datamodule.block_size)
     return path
+
+
+def generated_blocks(tokenizer: Any, prompts: list[str], continuations: list[str], block_size: int) -> TokenBlocks:
+    """One block per generation, ``prompt + continuation`` re-tokenised, cut or padded (with the end-of-text
+    token) to ``block_size + 1`` tokens; labels inside the prompt and in the padding are ignored."""
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    continuation_ids = tokenizer(continuations, add_special_tokens=False)["input_ids"]
+    pad = tokenizer.eos_token_id
+    blocks = torch.full((len(prompts), block_size + 1), pad, dtype=torch.long)
+    ignored = torch.ones(len(prompts), block_size, dtype=torch.bool)
+    for row, (prompt, continuation) in enumerate(zip(prompt_ids, continuation_ids, strict=True)):
+        ids = (prompt + continuation)[: block_size + 1]
+        blocks[row, : len(ids)] = torch.as_tensor(ids)
+        ignored[row, max(len(prompt) - 1, 0) : len(ids) - 1] = False  # label i is token i + 1: the continuation's
+    return TokenBlocks(blocks, ignored)

@@ -18,6 +18,7 @@ from torch import nn
 from kd.errors import ConfigError
 from kd.losses.ce import HardLabelCE
 from kd.losses.weighted_sum import WeightedSum
+from kd.models.checkpoints import load_weights
 from kd.training import fit_and_test
 from kd.utils.hashing import config_identity, identity_hash
 from kd.utils.processes import is_rank_zero, wait_for_rank_zero
@@ -101,26 +102,7 @@ def teacher_weights_dir(cfg: DictConfig) -> Path:
 
 def load_teacher_weights(net: nn.Module, path: str | Path, name: str) -> None:
     """Load a plain state dict or a kd/Lightning checkpoint (``student.*`` weights) into ``net``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"teacher.ckpt={path} does not exist. Give a file, or teacher.ckpt=null to train one.")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ConfigError(f"teacher.ckpt={path} could not be read as a checkpoint: {err}") from None
-    state = saved.get("state_dict", saved) if isinstance(saved, dict) else None
-    if not isinstance(state, dict):
-        raise ConfigError(f"teacher.ckpt={path} holds no state dict")
-    if any(k.startswith("student.") for k in state):  # a kd run's checkpoint: take its student
-        state = {k.removeprefix("student."): v for k, v in state.items() if k.startswith("student.")}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[:3]
-        raise ConfigError(
-            f"teacher.ckpt={path} does not fit teacher={name}: {' '.join(first)}. "
-            "Was it trained with another architecture or class count?"
-        ) from None
+    load_weights(net, path, "teacher.ckpt", f"teacher={name}", "Give a file, or teacher.ckpt=null to train one.")
 
 
 def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, folder: Path) -> None:
