@@ -2,6 +2,7 @@
 teacher live vs cached top-k, and hard-label CE alone (no teacher), on the same models and batches.
 
     .venv/bin/python benchmarks/lm_step.py [--teacher smollm2|llama_tiny-random] [--tiny]
+        [--student random|cut] [--keep-layers 0,5,10,15,20,25] [--precision 32-true|bf16-mixed]
         [--student-hidden 256] [--student-layers 2] [--batch-size 8] [--block-size 128] [--top-k 64]
         [--steps 10] [--warmup 2] [--threads 2] [--variants hand_kd,kd_live,kd_cached,ce_only]
         [--isolate subprocess|none] [--out PATH]
@@ -17,7 +18,10 @@ Variants (every step: forward(s), loss, backward, AdamW step, zero_grad; AdamW l
 * ``ce_only``: the student on ``HardLabelCE`` through ``WeightedSum``; no teacher forward.
 
 The teacher is SmolLM2-135M-Instruct in bfloat16 (conf/teacher/smollm2.yaml) and the student a random
-Llama on its tokenizer (conf/student/llama_small.yaml: d=256, 2 layers); both carry the configs' taps.
+Llama on its tokenizer (conf/student/llama_small.yaml: d=256, 2 layers), or with ``--student cut`` the
+teacher's own layers ``--keep-layers`` in float32 (conf/student/smollm2_cut.yaml); both carry the
+configs' taps. ``--precision bf16-mixed`` runs every variant's step under bf16 autocast (what Lightning's
+``bf16-mixed`` does; the LM experiments' precision where the CPU has bf16 instructions).
 Batches are blocks of python_docs tokenised with the teacher's tokenizer. ``--tiny`` swaps in two
 tiny random Llamas (the test configs' sizes), random token ids and small default sizes (seconds).
 
@@ -60,7 +64,7 @@ from kd.losses.weighted_sum import WeightedSum
 from kd.models.lm import pretrained_causal_lm, random_llama
 from kd.models.text import load_tokenizer
 from kd.module import DistillModule
-from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs
+from kd.teacher.outputs import CachedTeacherOutputs, autocast_for, compute_teacher_outputs
 from kd.training import set_threads
 from kd.utils.hashing import tensors_sha256
 from kd.utils.machine import cpuinfo, machine, short_name
@@ -90,6 +94,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for name, (normal, tiny) in DEFAULTS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
                        help=f"default {normal} ({tiny} with --tiny)")
+    p.add_argument("--student", choices=("random", "cut"), default="random",
+                   help="random: a random Llama (--student-hidden, --student-layers); cut: the teacher's --keep-layers")
+    p.add_argument("--keep-layers", default="0,5,10,15,20,25", help="with --student cut: the teacher layers kept")
+    p.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true",
+                   help="the student's step precision (bf16-mixed: under bf16 autocast)")
     p.add_argument("--cache-dtype", default="float16", help="storage dtype of the cached top-k (teacher_outputs.dtype)")
     p.add_argument("--tokens", choices=("python_docs", "random"), default=None,
                    help="python_docs tokenised with the teacher's tokenizer (default), or random ids (--tiny)")
@@ -114,6 +123,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     return args
+
+
+def keep_layers(args: argparse.Namespace) -> list[int]:
+    return [int(i) for i in args.keep_layers.split(",") if i.strip()]
+
+
+def student_settings(args: argparse.Namespace) -> dict[str, Any]:
+    if args.student == "cut":
+        return {"model": "smollm2_cut", "keep_layers": keep_layers(args)}
+    return {"model": "random_llama", **student_shape(args)}
 
 
 def student_shape(args: argparse.Namespace) -> dict[str, int]:
@@ -167,7 +186,10 @@ def build_models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Mo
     else:
         teacher = random_llama(SMOLLM2, **TINY_TEACHER).to(getattr(torch, args.teacher_dtype))
     torch.manual_seed(args.seed + 1)
-    student = random_llama(SMOLLM2, **student_shape(args))
+    if args.student == "cut":
+        student = pretrained_causal_lm(SMOLLM2, keep_layers=keep_layers(args))
+    else:
+        student = random_llama(SMOLLM2, **student_shape(args))
     return teacher.eval().requires_grad_(False), student.train()
 
 
@@ -260,7 +282,8 @@ def run_in_process(args: argparse.Namespace, names: list[str]) -> tuple[dict, di
         times, first_loss = [], None
         for i, batch in enumerate(batches):
             start = time.perf_counter()
-            loss = step(batch, i)
+            with autocast_for(args.precision):
+                loss = step(batch, i)
             times.append(time.perf_counter() - start)
             first_loss = float(loss) if first_loss is None else first_loss
         step_s = statistics.median(times[args.warmup :])
@@ -341,7 +364,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "torch": torch.__version__, "transformers": transformers.__version__,
                     "python": platform.python_version()},
         "settings": {"teacher": args.teacher, "teacher_name": SMOLLM2 if args.teacher == "smollm2" else TINY_TEACHER,
-                     "teacher_dtype": args.teacher_dtype, "student": {"model": "random_llama", **student_shape(args)},
+                     "teacher_dtype": args.teacher_dtype, "student": student_settings(args),
+                     "precision": args.precision,
                      "taps": TAPS, "tokens": args.tokens, "batch_size": args.batch_size, "block_size": args.block_size,
                      "tokens_per_step": args.batch_size * args.block_size, "top_k": args.top_k,
                      "cache_dtype": args.cache_dtype, "steps": args.steps, "warmup": args.warmup, "seed": args.seed,
@@ -362,7 +386,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results, cache = run_isolated(args, argv)
     else:
         results, cache = run_in_process(args, args.variants)
-    path = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"lm_step-{short}.json"
+    variant = "" if (args.student, args.precision) == ("random", "32-true") else f"-{args.student}-{args.precision}"
+    path = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"lm_step{variant}-{short}.json"
     earlier = json.loads(path.read_text()) if path.is_file() else {}
     if earlier.get("settings") == report["settings"]:  # keep variants not run this time
         results = {**{k: v for k, v in earlier.get("results", {}).items() if k not in results}, **results}

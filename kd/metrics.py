@@ -20,7 +20,7 @@ from kd.model_outputs import ModelOutputs, bucket_forward_kl
 
 def teacher_argmax(teacher: ModelOutputs) -> torch.Tensor:
     """The teacher's most likely class or token at every sample or position (exact for a top-k teacher)."""
-    return teacher.top_k.argmax() if teacher.top_k is not None else teacher.logits.float().argmax(-1)
+    return teacher.top_k.argmax() if teacher.top_k is not None else teacher.logits.max(-1).indices
 
 
 def kl_name(teacher: ModelOutputs | None) -> str:
@@ -98,7 +98,8 @@ class TokenAgreement(Metric):
 
     def update(self, logits: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         valid = (reference if labels is None else labels) != self.ignore_index
-        predicted = logits if logits.dim() == reference.dim() else logits.argmax(-1)
+        # max(-1).indices: the same first maximal index as argmax, and faster over a vocabulary on CPU
+        predicted = logits if logits.dim() == reference.dim() else logits.max(-1).indices
         self.hits += ((predicted == reference) & valid).sum()
         self.count += valid.sum()
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,16 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config([*base, *overrides], tmp_path)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def module_pretrained_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Converted checkpoints (``KD_PRETRAINED_DIR``) go to a folder of the using module's (the tokenizer
+    converts in seconds; the weights in about 20 s)."""
+    old = os.environ.get("KD_PRETRAINED_DIR")
+    os.environ["KD_PRETRAINED_DIR"] = str(tmp_path_factory.mktemp("pretrained"))
+    yield
+    os.environ.pop("KD_PRETRAINED_DIR") if old is None else os.environ.__setitem__("KD_PRETRAINED_DIR", old)
 
 
 @pytest.fixture(autouse=True)

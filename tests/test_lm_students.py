@@ -3,7 +3,6 @@ language-model settings refused before any teacher or student trains."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,7 @@ from kd.run import train
 from tests.test_lm import LM_TINY, SMOLLM2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def pretrained_dir(tmp_path_factory: pytest.TempPathFactory):
-    """Converted checkpoints go to a folder of this module's."""
-    old = os.environ.get("KD_PRETRAINED_DIR")
-    os.environ["KD_PRETRAINED_DIR"] = str(tmp_path_factory.mktemp("pretrained"))
-    yield
-    os.environ.pop("KD_PRETRAINED_DIR") if old is None else os.environ.__setitem__("KD_PRETRAINED_DIR", old)
+pytestmark = pytest.mark.usefixtures("module_pretrained_dir")
 
 
 def test_the_layers_a_cut_model_keeps() -> None:

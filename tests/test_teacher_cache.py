@@ -231,6 +231,26 @@ def test_top_k_error_is_measured_and_vanishes_when_only_one_entry_is_left_out() 
     assert float(coarse["top_k_kl"]) == pytest.approx(float(kl), rel=1e-4) and float(kl) > 0.01
 
 
+def test_top_k_summary_in_chunks_equals_the_whole_computation_at_any_temperature() -> None:
+    from kd.teacher.outputs import top_k_summary
+
+    torch.manual_seed(2)
+    logits, labels = torch.randn(2, 7, 40) * 3, torch.randint(0, 40, (2, 7))
+    labels[0, 3] = -100
+    for t in (1.0, 2.0):
+        values, index, rest, label_lp, error = top_k_summary(logits, labels, 5, t, torch.float32, chunk=3)
+        log_p = (logits / t).log_softmax(-1)
+        top, top_index = log_p.topk(5, -1)
+        assert torch.allclose(values, top) and torch.equal(index, top_index)
+        assert torch.allclose(rest.exp(), 1 - top.exp().sum(-1), atol=1e-6)
+        at_one = logits.log_softmax(-1).gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        assert torch.allclose(label_lp, at_one.masked_fill(labels == -100, 0.0), atol=1e-6) and label_lp[0, 3] == 0
+        spread = (rest.exp() / 35).log().unsqueeze(-1).expand(2, 7, 40).clone()
+        expanded = spread.scatter(-1, index, values).log_softmax(-1)
+        kl = (log_p.exp() * (log_p - expanded)).sum()
+        assert error == pytest.approx(float(kl), rel=1e-4) and error > 0.1
+
+
 def test_top_k_run_trains(make_cfg) -> None:
     metrics = train(make_cfg("loss=kd", "teacher_outputs.top_k=3"))
     assert metrics["test/kl"] > 0 and 0 <= metrics["test/agreement"] <= 1

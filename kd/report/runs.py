@@ -20,7 +20,7 @@ CONFIG_GROUPS = ("data", "teacher", "student", "loss", "optim", "trainer", "expe
 # Metric names (their last part, less ``teacher_``, or any part for losses) where a smaller value is
 # better; all others (accuracies, agreement, tokens per second) are better larger. The one place the
 # report looks this up.
-LOWER_IS_BETTER = {"ppl", "ppl_best", "bpb", "kl", "ece", "loss", "latency_ms", "ms_per_token"}
+LOWER_IS_BETTER = {"ppl", "ppl_best", "bpb", "kl", "kl_topk", "ece", "loss", "latency_ms", "ms_per_token"}
 
 
 def lower_is_better(metric: str) -> bool:
@@ -65,7 +65,8 @@ TASKS = {
         "test/acc", "test/teacher_acc", "latency_ms", "CPU latency per batch (ms)", "test accuracy (%)", 100.0,
         "report_"),
     "lm": Task(
-        "lm", ("test/ppl", "val/ppl_best", "test/bpb", "test/acc", "test/agreement", "test/kl", "student/ms_per_token"),
+        "lm", ("test/ppl", "val/ppl_best", "test/bpb", "test/acc", "test/agreement", "test/kl", "test/kl_topk",
+        "student/ms_per_token"),
         "test/ppl", "test/teacher_ppl", "ms_per_token", "generation latency per token (ms)", "test perplexity", 1.0,
         "report_lm_"),
 }

@@ -83,7 +83,7 @@ def format_summary(summary: tuple[float, float] | None, percent: bool, digits: i
 
 def format_cell(key: str, stat: dict[str, float] | None) -> str:
     """Accuracies in %, KL and ECE with 3 decimals, the rest (perplexity, bits per byte, ms) with 2."""
-    digits = 3 if key.endswith(("kl", "ece")) else 2
+    digits = 3 if key.endswith(("kl", "kl_topk", "ece")) else 2
     return format_summary((stat["mean"], stat["std"]) if stat else None, is_percent(key), digits)
 
 
