@@ -130,6 +130,7 @@ TRAINER = {
     "trainer.strategy.use_orig_params": Bool(), "trainer.strategy.state_dict_type": Choice("full", "sharded"),
     "trainer.strategy.auto_wrap_policy.module_classes": ListOf(Table()),
     "trainer.max_epochs": Int(1, help="training epochs"), "trainer.max_steps": Int(-1),
+    "trainer.val_check_interval": Float(gt=0, null=True, help="validate every n steps (an int) or share of an epoch"),
     "trainer.precision": Choice(*PRECISIONS), "trainer.log_every_n_steps": Int(0),
     "trainer.num_sanity_val_steps": Int(-1), "trainer.enable_model_summary": Bool(),
     "trainer.deterministic": Choice(True, False, "warn"), "trainer.default_root_dir": Str(),
