@@ -177,7 +177,7 @@ def test_forward_kl_on_a_top_k_teacher_matches_the_full_teacher_with_gradients(t
     """The O(k) path (cached language-model teachers), its top k built at the loss's temperature, against
     the formula written out from the full-vocabulary teacher; its value is the (k + 1)-bucket KL."""
     from kd.model_outputs import TopK
-    from kd.teacher.outputs import top_k_log_probs
+    from kd.teacher.top_k import top_k_log_probs
 
     torch.manual_seed(0)
     z_t, z_s = torch.randn(2, 5, 50) * 3, torch.randn(2, 5, 50, requires_grad=True)
@@ -202,7 +202,7 @@ def test_forward_kl_on_a_top_k_teacher_matches_the_full_teacher_with_gradients(t
 def test_a_top_k_cache_at_t2_keeps_the_tempered_teachers_top_k_and_tail_mass() -> None:
     """Built at T=2, the top k and the tail mass are those of softmax(z / 2), not the T=1 top k re-tempered
     with an even tail (which over-states the tail and halves the top-1 probability of a real teacher)."""
-    from kd.teacher.outputs import top_k_log_probs
+    from kd.teacher.top_k import top_k_log_probs
 
     torch.manual_seed(3)
     z_t = torch.randn(4, 6, 300) * 4
@@ -215,7 +215,7 @@ def test_a_top_k_cache_at_t2_keeps_the_tempered_teachers_top_k_and_tail_mass() -
 
 def test_a_term_at_another_temperature_than_the_cached_top_k_is_refused() -> None:
     from kd.model_outputs import TopK
-    from kd.teacher.outputs import top_k_log_probs
+    from kd.teacher.top_k import top_k_log_probs
 
     z_t, z_s = torch.randn(2, 3, 20), torch.randn(2, 3, 20)
     top_k = TopK(*top_k_log_probs(z_t, 4, 1.0), 20, 1.0)
@@ -228,7 +228,7 @@ def test_a_term_at_another_temperature_than_the_cached_top_k_is_refused() -> Non
 def test_a_top_k_teacher_missing_one_entry_gives_the_full_divergences() -> None:
     """With k = V - 1 the tail is one entry, so every divergence equals the full-vocabulary one."""
     from kd.model_outputs import TopK
-    from kd.teacher.outputs import top_k_log_probs
+    from kd.teacher.top_k import top_k_log_probs
 
     torch.manual_seed(1)
     z_t, z_s = torch.randn(3, 4, 12) * 2, torch.randn(3, 4, 12)

@@ -17,7 +17,8 @@ from kd.run import train
 from kd.taps import to_channels_last
 from kd.teacher.cache import cache_identity
 from kd.teacher.cache_files import read_entry, write_entry
-from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs, top_k_log_probs
+from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs
+from kd.teacher.top_k import top_k_log_probs
 from kd.teacher.views import view_epochs
 from tests.conftest import TEXT_TINY
 
@@ -232,7 +233,7 @@ def test_top_k_error_is_measured_and_vanishes_when_only_one_entry_is_left_out() 
 
 
 def test_top_k_summary_in_chunks_equals_the_whole_computation_at_any_temperature() -> None:
-    from kd.teacher.outputs import top_k_summary
+    from kd.teacher.top_k import top_k_summary
 
     torch.manual_seed(2)
     logits, labels = torch.randn(2, 7, 40) * 3, torch.randint(0, 40, (2, 7))
