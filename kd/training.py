@@ -61,6 +61,13 @@ def build_module(
     )
 
 
+def load_initial_weights(cfg: DictConfig, student: nn.Module) -> nn.Module:
+    """``student`` with the weights of ``student.init_from`` when set (e.g. GKD from a supervised student)."""
+    if init := cfg.student.get("init_from"):
+        load_weights(student, init, "student.init_from", f"student={cfg.student.name}")
+    return student
+
+
 def show_progress_bar(setting: str | bool) -> bool:
     """``auto`` shows the Rich bar only when stdout is a terminal."""
     if setting == "auto":
@@ -143,9 +150,7 @@ def fit_and_test(
     output_dir.mkdir(parents=True, exist_ok=True)
     if writer:
         save_config(cfg, output_dir / "config_resolved.yaml")
-    student = instantiate(cfg.student.net)
-    if init := cfg.student.get("init_from"):  # e.g. GKD continuing from a supervised student
-        load_weights(student, init, "student.init_from", f"student={cfg.student.name}")
+    student = load_initial_weights(cfg, instantiate(cfg.student.net))
     generation = OmegaConf.to_container(cfg.data.generation) if cfg.data.get("generation") else None
     if generation:
         check_generation(generation, {"student": student, "teacher": teacher})

@@ -104,6 +104,11 @@ def test_a_student_starts_from_an_earlier_runs_checkpoint(make_cfg) -> None:
     assert fresh["test/ppl"] != pytest.approx(first["test/ppl"], rel=1e-3)
     with pytest.raises(ConfigError, match=r"student.init_from"):
         train(make_cfg("loss=ce", "+student.init_from=/nonexistent.ckpt", base=LM_TINY))
+    wider = make_cfg("loss=fkl", f"+student.init_from={first['best_checkpoint']}", "student.net.hidden_size=32",
+                     base=LM_TINY)
+    with pytest.raises(ConfigError, match=r"student.init_from=.* does not fit student=llama_tiny"):
+        train(wider)  # refused at start-up: the teacher (llama_tiny) is not trained first
+    assert not list(Path(wider.paths.teacher_weights_dir).glob("**/*.ckpt"))
 
 
 def test_load_weights_takes_a_kd_checkpoints_student_and_names_the_key(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from kd.jobs.records import root_cause
 from kd.lm.evaluation import context_length
 from kd.taps import call_model
 from kd.teacher.cache_policy import cache_settings, top_k_temperature
-from kd.training import build_loss, build_module
+from kd.training import build_loss, build_module, load_initial_weights
 
 
 def check_output_dir(output_dir: Path) -> None:
@@ -95,7 +95,7 @@ def preflight(cfg: DictConfig, datamodule: L.LightningDataModule, needs_teacher:
         top_k_temperature(loss, settings["top_k"])
     datamodule.prepare_data()
     datamodule.setup("fit")
-    student: nn.Module = build_model(cfg, "student")
+    student: nn.Module = load_initial_weights(cfg, build_model(cfg, "student"))  # a file that does not fit: now
     generates = bool(cfg.loss.get("teacher_generations"))  # sequence-level KD: the teacher writes the texts
     teacher: nn.Module | None = build_model(cfg, "teacher") if needs_teacher or generates else None
     nets = {"student": student, "teacher": teacher} if teacher else {"student": student}
