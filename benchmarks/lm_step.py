@@ -64,7 +64,9 @@ from kd.losses.weighted_sum import WeightedSum
 from kd.models.lm import pretrained_causal_lm, random_llama
 from kd.models.text import load_tokenizer
 from kd.module import DistillModule
+from kd.task import TASKS
 from kd.teacher.outputs import CachedTeacherOutputs, autocast_for, compute_teacher_outputs
+from kd.teacher_source import CacheEntry
 from kd.training import set_threads
 from kd.utils.hashing import tensors_sha256
 from kd.utils.machine import cpuinfo, machine, short_name
@@ -238,7 +240,7 @@ def make_step(name: str, teacher: torch.nn.Module, student: torch.nn.Module, exa
         functools.partial(torch.optim.AdamW, lr=LR), example, vocab,
         teacher=None if name == "ce_only" else teacher, student_layers=TAPS,
         teacher_layers=None if name == "ce_only" else TAPS,
-        teacher_outputs={"train": cached} if name == "kd_cached" else None, task="lm",
+        teacher_outputs={CacheEntry("train"): cached} if name == "kd_cached" else None, task=TASKS["lm"],
     )
     optimizer = module.configure_optimizers()["optimizer"]
 

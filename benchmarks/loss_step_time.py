@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra.utils import instantiate
 
 import kd  # noqa: F401  (torchvision compatibility step)
 from kd.module import DistillModule
 from kd.training import build_loss
+from kd.utils.config_files import conf_root, initialize_conf
 from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def batch_for(task: str, cfg: Any, batch_size: int) -> tuple[Any, torch.Tensor, 
 
 def step_times(task: str, loss_name: str, batch_size: int, steps: int) -> list[float]:
     overrides, _, _ = TASKS[task]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_conf():
         extra = LOSS_OVERRIDES.get(task, {}).get(loss_name, [])
         cfg = compose(config_name="train", overrides=[*overrides, f"loss={loss_name}", *extra])
     x, y, train_size = batch_for(task, cfg, batch_size)
@@ -95,13 +96,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     overrides, default_batch, other_modality = TASKS[args.task]
     batch_size = args.batch_size or default_batch
-    configs = sorted((ROOT / "conf" / "loss").glob("*.yaml"))
-    names = args.losses or [p.stem for p in configs if p.stem != "ce" and other_modality not in p.read_text()]
+    configs = sorted((f for f in (conf_root() / "loss").iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name)
+    names = args.losses or [p.name.removesuffix(".yaml") for p in configs
+                            if p.name != "ce.yaml" and other_modality not in p.read_text()]
     results = {}
     for name in ["ce", *[n for n in names if n != "ce"]]:
         median = statistics.median(step_times(args.task, name, batch_size, args.steps))
         results[name] = {"step_ms": round(1000 * median, 2)}
-    for name, row in results.items():
+    for row in results.values():
         row["x_ce"] = round(row["step_ms"] / results["ce"]["step_ms"], 2)
         if "kd" in results:
             row["x_kd"] = round(row["step_ms"] / results["kd"]["step_ms"], 2)
@@ -112,7 +114,7 @@ def main() -> None:
     info = {**machine(), "threads": args.threads}
     out = ROOT / "benchmarks" / "results" / f"loss_step_time{suffix}-{info['cpu_short']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_conf():
         cfg = compose(config_name="train", overrides=list(overrides))
     names = f"{cfg.teacher.name} -> {cfg.student.name}"
     pair = {"image": f"{names}, 28x28, channels_last, fp32",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Speed section's measurements on this machine's CPU, one after another (two torch jobs at once
+# The measurements of docs/speed.md on this machine's CPU, one after another (two torch jobs at once
 # on 2 cores would slow each other many times over), then its tables (benchmarks/speed_table.py).
 #
 #   bash benchmarks/speed_suite.sh [stage ...]      # default: every stage, in this order
@@ -13,7 +13,7 @@
 #             teacher first if it is not kept yet), summarised by kd.report
 #   precision teacher_precision.py on the trained default teacher (or TEACHER_CKPT=<path>)
 #   sweep     sweep_cache.py --augmented (8-job sweep, teacher live vs cached views)
-#   table     speed_table.py: the markdown for the README's Speed section
+#   table     speed_table.py: the markdown for this CPU's section of docs/speed.md
 # Results: benchmarks/results/<name>-<cpu>.json; the students' runs under outputs/speed_suite/<cpu>/students-<time>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

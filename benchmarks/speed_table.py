@@ -1,11 +1,12 @@
-"""The README's Speed tables for one CPU, from the result files ``benchmarks/speed_suite.sh`` writes.
+"""The Speed tables of one CPU for ``docs/speed.md``, from the result files ``benchmarks/speed_suite.sh`` writes.
 
     .venv/bin/python benchmarks/speed_table.py [--cpu <cpu_short>]   # default: this machine's CPU
 
 Reads ``benchmarks/results/<name>-<cpu_short>.json`` for step_throughput (defaults part, with and
 without augmentation, and the resnet18 -> resnet10t pair), sweep_cache_augmented, startup,
 teacher_precision and text_precision; a missing file leaves its table out and is named at the end.
-Prints markdown: a heading with the CPU model and flags, then one table per measurement.
+Prints markdown: a ``###`` heading with the CPU model and flags (one section of docs/speed.md's
+"Benchmarks"), then one table per measurement.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def heading(machine: dict[str, Any]) -> str:
     else:
         kind = "AVX2, no AVX-512, no bf16 instructions"
     cpu = f"{machine['cpu'][:-1]}; {kind})" if machine["cpu"].endswith(")") else f"{machine['cpu']} ({kind})"
-    return (f"#### {cpu}\n\n{machine['cores']} cores, torch {machine['torch']}, "
+    return (f"### {cpu}\n\n{machine['cores']} cores, torch {machine['torch']}, "
             f"{machine.get('threads', 2)} threads, nothing else running.")
 
 

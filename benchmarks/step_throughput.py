@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
@@ -44,7 +44,9 @@ import lightning.pytorch as L
 
 from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs
 from kd.teacher.views import compute_view_outputs
+from kd.teacher_source import CacheEntry
 from kd.training import build_loss, build_module, build_trainer, set_threads
+from kd.utils.config_files import initialize_conf
 from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +73,7 @@ JOB: list[str] = []  # --set: Hydra overrides of the job measured (set in main)
 
 def config(out: Path, *overrides: str) -> Any:
     augment = f"data.module.augment={str(AUGMENT['on']).lower()}"
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_conf():
         cfg = compose(config_name="train", overrides=["~logger", "data=fashion_mnist", augment, *JOB, *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
@@ -152,7 +154,7 @@ def alternate(fns: dict[str, Any], rounds: int) -> dict[str, list[float]]:
 
 def paired(results: dict[str, list[float]], a: str, b: str) -> float:
     """Median over rounds of ``a / b`` within each round (runs side by side share the machine's state)."""
-    return statistics.median(x / y for x, y in zip(results[a], results[b]))
+    return statistics.median(x / y for x, y in zip(results[a], results[b], strict=True))
 
 
 def summary(results: dict[str, list[float]], **ratios: tuple[str, str]) -> dict[str, Any]:
@@ -173,7 +175,7 @@ def build(variant: str, out: Path, *extra: str) -> tuple[Any, Any, dict]:
     return cfg, datamodule, nets
 
 
-def teacher_outputs_for(cfg: Any, datamodule: Any, nets: dict) -> dict[str, CachedTeacherOutputs]:
+def teacher_outputs_for(cfg: Any, datamodule: Any, nets: dict) -> dict[CacheEntry, CachedTeacherOutputs]:
     """The cache a run would read: epoch 0's augmented views (``--augment``), else the plain inputs."""
     if datamodule.augment:
         tensors = compute_view_outputs(
@@ -181,12 +183,12 @@ def teacher_outputs_for(cfg: Any, datamodule: Any, nets: dict) -> dict[str, Cach
             seed=0, epoch=0, num_classes=cfg.data.num_classes, precision=cfg.trainer.precision,
             channels_last=cfg.channels_last,
         )
-        return {"train@0": CachedTeacherOutputs(tensors, cfg.data.num_classes)}
+        return {CacheEntry("train", 0): CachedTeacherOutputs(tensors, cfg.data.num_classes)}
     tensors = compute_teacher_outputs(
         nets["teacher"], datamodule.splits["train"], datamodule.eval_batch_size,
         precision=cfg.trainer.precision, channels_last=cfg.channels_last,
     )
-    return {"train": CachedTeacherOutputs(tensors, cfg.data.num_classes)}
+    return {CacheEntry("train"): CachedTeacherOutputs(tensors, cfg.data.num_classes)}
 
 
 def main() -> None:

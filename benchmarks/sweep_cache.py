@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 import kd  # noqa: F401  (torchvision compatibility step, before timm is imported)
+from kd.utils.config_files import initialize_conf
 from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,10 +37,10 @@ SWEEP = ["loss=kd", "loss.temperature=1,4", "loss.alpha=0.25,0.5,0.75,0.9"]
 
 def random_teacher(path: Path) -> Path:
     """A randomly initialised checkpoint of the default teacher (conf/train.yaml's ``teacher``)."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose
     from hydra.utils import instantiate
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_conf():
         cfg = compose(config_name="train")
     torch.manual_seed(0)
     torch.save(instantiate(cfg.teacher.net).state_dict(), path)

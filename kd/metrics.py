@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 
 from kd.errors import RunError
 from kd.model_outputs import ModelOutputs, bucket_forward_kl
+from kd.task import Task
 
 
 def teacher_argmax(teacher: ModelOutputs) -> torch.Tensor:
@@ -90,6 +91,9 @@ class TokenAgreement(Metric):
     tokens) equals the reference token: next-token accuracy against the labels, or top-1 agreement
     against a teacher's argmax."""
 
+    hits: torch.Tensor  # states (add_state)
+    count: torch.Tensor
+
     def __init__(self, ignore_index: int = -100) -> None:
         super().__init__()
         self.ignore_index = ignore_index
@@ -109,6 +113,9 @@ class TokenAgreement(Metric):
 
 class TokenPerplexity(Metric):
     """``exp`` of the mean next-token negative log-likelihood over positions whose label is not ignored."""
+
+    nll: torch.Tensor  # states (add_state)
+    count: torch.Tensor
 
     def __init__(self, ignore_index: int = -100) -> None:
         super().__init__()
@@ -174,11 +181,11 @@ class LMStageMetrics(nn.Module):
         return out
 
 
-def stage_metrics(task: str, num_classes: int) -> nn.Module:
-    """The metrics of one evaluation stage for ``task`` (``classification`` or ``lm``)."""
-    return LMStageMetrics() if task == "lm" else StageMetrics(num_classes)
+def stage_metrics(task: Task, num_classes: int) -> nn.Module:
+    """The metrics of one evaluation stage for ``task`` (classification or language model)."""
+    return LMStageMetrics() if task.language_model else StageMetrics(num_classes)
 
 
-def train_accuracy(task: str, num_classes: int) -> Metric:
+def train_accuracy(task: Task, num_classes: int) -> Metric:
     """Training accuracy for ``task``: top-1 over samples, or next-token accuracy over positions."""
-    return TokenAgreement() if task == "lm" else MulticlassAccuracy(num_classes, average="micro")
+    return TokenAgreement() if task.language_model else MulticlassAccuracy(num_classes, average="micro")

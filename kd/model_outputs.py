@@ -82,6 +82,7 @@ class ModelOutputs:
     def logits(self) -> torch.Tensor:
         """``(B, C)`` or ``(B, L, V)`` logits (for ``top_k`` outputs: :meth:`TopK.dense`)."""
         if self._logits is None:
+            assert self.top_k is not None  # __init__ requires logits or top_k
             self._logits = self.top_k.dense()
         return self._logits
 
@@ -103,7 +104,10 @@ class ModelOutputs:
 class TeacherOutputs(Protocol):
     """Precomputed teacher outputs of one data split, read by data-set index (see ``kd.teacher.outputs``)."""
 
-    features: Mapping[str, torch.Tensor]
+    @property
+    def features(self) -> Mapping[str, torch.Tensor]:
+        """The stored feature taps by alias."""
+        ...
 
     def example_rows(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``n`` rows a training batch could hold, and their view seed (None when unaugmented)."""

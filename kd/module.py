@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
+from lightning.pytorch.utilities.types import OptimizerConfig, OptimizerLRSchedulerConfig
 from torch import nn
 from torchmetrics import MaxMetric, MinMetric
 
@@ -17,6 +18,8 @@ from kd.losses.weighted_sum import WeightedSum
 from kd.metrics import stage_metrics, train_accuracy
 from kd.model_outputs import ModelOutputs, TeacherOutputs
 from kd.taps import FeatureTaps, Inputs, to_channels_last
+from kd.task import TASKS, Task
+from kd.teacher_source import CacheEntry, TeacherSource
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -39,9 +42,10 @@ class DistillModule(L.LightningModule):
         teacher: the frozen teacher, or None for training without one.
         student_layers, teacher_layers: tap alias -> module path on the student / the teacher.
         channels_last: use the channels-last memory layout for 4-D inputs and both networks.
-        teacher_outputs: precomputed teacher outputs by split, read by batch ``index`` instead of a forward.
-        task: ``classification`` (a label per sample; the best checkpoint has the highest ``val/acc``)
-            or ``lm`` (next-token labels per position; the lowest ``val/ppl``).
+        teacher_outputs: cached teacher outputs by entry (``kd.teacher_source``), read by batch ``index``
+            instead of a forward; the live teacher answers for the rest.
+        task: what the run predicts (``kd.task``): its metrics and the validation metric whose best is
+            tracked (``val/acc`` for a label per sample, ``val/ppl`` for next-token labels per position).
         on_policy: ``(batch, student) -> batch`` for training batches (``kd.lm.on_policy``), or None.
     """
 
@@ -57,12 +61,11 @@ class DistillModule(L.LightningModule):
         student_layers: Mapping[str, str] | None = None,
         teacher_layers: Mapping[str, str] | None = None,
         channels_last: bool = False,
-        teacher_outputs: Mapping[str, TeacherOutputs] | None = None,
-        task: str = "classification",
+        teacher_outputs: Mapping[CacheEntry, TeacherOutputs] | None = None,
+        task: Task = TASKS["image"],
         on_policy: Callable[[dict[str, Any], nn.Module], dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
-        self.teacher_outputs = dict(teacher_outputs or {})
         if loss.needs_teacher and teacher is None:
             raise ValueError(f"loss terms {loss.active} need a teacher, but none was given")
         self.student, self.teacher, self.loss = student, teacher, loss
@@ -70,16 +73,18 @@ class DistillModule(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.channels_last, self.on_policy = channels_last, on_policy
         for net in [n for n in (student, teacher) if n is not None and channels_last]:
-            net.to(memory_format=torch.channels_last)
+            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format
         if teacher is not None:
             teacher.requires_grad_(False).eval()
             loss.bind_teacher(teacher)
         self.student_taps = FeatureTaps(student, student_layers)
         self.teacher_taps = FeatureTaps(teacher, teacher_layers) if teacher is not None else None
+        self.teacher_source = TeacherSource(teacher_outputs, self.teacher_taps)
         self._dry_run(example_inputs)
-        self.best_of = "ppl" if task == "lm" else "acc"  # the validation metric whose best is tracked
-        self.train_acc, self.val_best = train_accuracy(task, num_classes), MinMetric() if task == "lm" else MaxMetric()
-        self.train_acc.persistent(True), self.val_best.persistent(True)  # checkpointed: a resume keeps counts and best
+        self.task = task
+        self.train_acc, self.val_best = train_accuracy(task, num_classes), MinMetric() if task.mode == "min" else MaxMetric()
+        self.train_acc.persistent(True)  # checkpointed: a resume keeps counts and best
+        self.val_best.persistent(True)
         self.val_metrics, self.test_metrics = stage_metrics(task, num_classes), stage_metrics(task, num_classes)
 
     def _dry_run(self, inputs: Inputs) -> None:  # sizes lazy connectors; catches missing taps early
@@ -87,7 +92,7 @@ class DistillModule(L.LightningModule):
         self.student.eval()
         with torch.no_grad():
             student_out, teacher_out = self._forward(inputs)
-            train = self.teacher_outputs.get("train", self.teacher_outputs.get("train@0"))
+            train = self.teacher_source.entry("train")
             if train is not None:  # what training steps will see: the cached outputs
                 rows, view = train.example_rows(student_out.logits.shape[0])
                 cached = train.lookup(rows, student_out.mask, view_seed=view)
@@ -106,7 +111,9 @@ class DistillModule(L.LightningModule):
         self.student.train(was_training)
 
     def setup(self, stage: str) -> None:
-        if train_size := getattr(self.trainer.datamodule if self._trainer is not None else None, "train_size", None):
+        # Trainer.datamodule is set by Lightning's data connector but not declared on Trainer
+        datamodule = self.trainer.datamodule if self._trainer is not None else None  # type: ignore[attr-defined]
+        if train_size := getattr(datamodule, "train_size", None):
             self.loss.bind_train_size(train_size)
 
     def train(self, mode: bool = True) -> DistillModule:
@@ -122,16 +129,10 @@ class DistillModule(L.LightningModule):
 
     def _forward(self, inputs: Inputs, index: torch.Tensor | None = None, split: str | None = None,
                  view: torch.Tensor | None = None) -> tuple[ModelOutputs, ModelOutputs | None]:
-        """Student outputs, and the teacher's: from the cache for ``split`` (this epoch's augmented views:
-        ``split@epoch``) when it has one, else live."""
+        """Student outputs, and the teacher's (``kd.teacher_source``: cached for ``split`` in this epoch, else live)."""
         inputs = self.prepare_inputs(inputs)
         student_out = self.student_taps(inputs, index)
-        cached = self.teacher_outputs.get(f"{split}@{self.current_epoch}", self.teacher_outputs.get(split))
-        if cached is not None and index is not None:
-            return student_out, cached.lookup(index, student_out.mask, student_out.logits.device, view)
-        with torch.no_grad():
-            teacher_out = self.teacher_taps(inputs, index) if self.teacher_taps is not None else None
-        return student_out, teacher_out
+        return student_out, self.teacher_source.outputs(inputs, student_out, index, split, self.current_epoch, view)
 
     def prepare_inputs(self, inputs: Inputs) -> Inputs:
         """Inputs in the memory layout both networks use."""
@@ -153,7 +154,8 @@ class DistillModule(L.LightningModule):
         if not sampled:  # accuracy on the corpus, not on what the student wrote itself
             self.train_acc.update(student_out.logits.detach(), labels)
         # Only on steps the logger writes (trainer.log_every_n_steps): each self.log costs ~0.6 ms here.
-        every = self.trainer.log_every_n_steps if self._trainer is not None else 0
+        # Trainer.log_every_n_steps is set by Lightning's logger connector but not declared on Trainer
+        every = self.trainer.log_every_n_steps if self._trainer is not None else 0  # type: ignore[attr-defined]
         if every and (self.global_step + 1) % every == 0:
             self.log("train/loss", total, prog_bar=True)
             for name, value in parts.items():
@@ -178,13 +180,13 @@ class DistillModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
-            self.val_best(getattr(self.val_metrics, self.best_of).compute())
-            self.log(f"val/{self.best_of}_best", self.val_best.compute(), prog_bar=True, batch_size=1)
+            self.val_best(getattr(self.val_metrics, self.task.monitor.removeprefix("val/")).compute())
+            self.log(self.task.best_metric, self.val_best.compute(), prog_bar=True, batch_size=1)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerConfig | OptimizerLRSchedulerConfig:
         params = [p for p in (*self.student.parameters(), *self.loss.parameters()) if p.requires_grad]
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:

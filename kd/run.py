@@ -36,10 +36,12 @@ from kd.jobs.records import (
 from kd.jobs.resume import apply_plan, plan_resume, write_job_record
 from kd.jobs.scale_out import check_scale_out, processes_per_machine
 from kd.jobs.validate import check_config
+from kd.task import task_of_config
 from kd.teacher.cache import prepare_cached_teacher
 from kd.teacher.generations import use_teacher_generations
 from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
+from kd.utils.config_files import hydra_config_path
 from kd.utils.cores import check_oversubscription
 from kd.utils.library_noise import quiet_library_noise
 from kd.utils.precision import emulated_bf16_warning
@@ -107,8 +109,8 @@ def _num(value: float | None) -> str:
 def print_summary(cfg: DictConfig, metrics: dict[str, Any]) -> None:
     """A table of teacher and student results, and the command for the missing baseline."""
     loss_name = OmegaConf.select(cfg, "hydra_choices.loss", default=None) or "this loss"
-    lm = "test/ppl" in metrics  # language models: perplexity (lower is better) and bits per byte
-    columns = ("val/ppl_best", "test/ppl", "test/bpb", "test/acc") if lm else ("val/acc_best", "test/acc")
+    task = task_of_config(cfg)
+    lm, columns = task.language_model, task.summary
     table = Table(title=f"kd summary ({cfg.data.name}, {metrics['epochs']} epochs)")
     for column in ("model", "role", "params", *columns):
         table.add_column(column + (" (next token)" if lm and column == "test/acc" else ""))
@@ -151,7 +153,7 @@ def baseline_overrides(cfg: DictConfig) -> list[str]:
     return [*([f"experiment={experiment}"] if experiment else []), "loss=ce", f"student={student}", *kept]
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=hydra_config_path(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry; returns ``optimized_metric`` (``val/acc_best``) for sweepers.
 
@@ -177,7 +179,7 @@ def main(cfg: DictConfig) -> float | None:
             return failed_job_value()
         if isinstance(err, ConfigError | RunError):
             sys.exit(2 if isinstance(err, ConfigError) else 3)
-        raise err
+        raise  # anything else is ``raised`` itself (neither helper changed it): re-raise it as it was
     return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
 
 

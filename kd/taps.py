@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -77,7 +77,7 @@ class FeatureTaps:
             if element == INPUT:  # before the call: an in-place module (timm's ReLUs) overwrites its input
                 self._handles[alias] = module.register_forward_pre_hook(self._input_recorder(alias, module))
             else:
-                self._handles[alias] = module.register_forward_hook(self._recorder(alias, element))
+                self._handles[alias] = module.register_forward_hook(self._recorder(alias, cast(int, element)))
 
     def _input_recorder(self, alias: str, module: nn.Module):
         copy = bool(getattr(module, "inplace", False))

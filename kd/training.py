@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as L
 import torch
@@ -22,9 +22,11 @@ from kd.cost import first_batch, latency_ms, like_parameters, size_on_disk_mb
 from kd.lm.evaluation import check_generation, report_language_model
 from kd.lm.on_policy import student_samples
 from kd.losses.weighted_sum import WeightedSum
+from kd.model_outputs import TeacherOutputs
 from kd.models.checkpoints import load_weights
 from kd.module import DistillModule
-from kd.model_outputs import TeacherOutputs
+from kd.task import task_of_config
+from kd.teacher_source import CacheEntry
 from kd.utils.processes import is_rank_zero, pin_worker_command
 from kd.utils.secrets import redact, save_config
 
@@ -41,7 +43,7 @@ def build_module(
     student: nn.Module,
     loss: WeightedSum,
     teacher: nn.Module | None = None,
-    teacher_outputs: Mapping[str, TeacherOutputs] | None = None,
+    teacher_outputs: Mapping[CacheEntry, TeacherOutputs] | None = None,
 ) -> DistillModule:
     """The one place a :class:`DistillModule` is built from the config (the run and the start-up check)."""
     return DistillModule(
@@ -56,7 +58,7 @@ def build_module(
         teacher_layers=cfg.teacher.get("layers") if teacher is not None else None,
         channels_last=cfg.get("channels_last", False),
         teacher_outputs=teacher_outputs,
-        task="lm" if cfg.data.get("modality") == "lm" else "classification",
+        task=task_of_config(cfg),
         on_policy=student_samples(cfg, loss.needs_teacher, loss.active),
     )
 
@@ -80,12 +82,12 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     callbacks: list[L.Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     progress_bar = show_progress_bar(cfg.get("progress_bar", "auto"))
     callbacks.append(RichProgressBar() if progress_bar else EpochSummary())
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    logger: Any = instantiate(cfg.logger) if cfg.get("logger") else False  # a Lightning logger, or none
     if logger:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         if type(logger).__name__ == "WandbLogger":  # the dashboard's per-run summary: the best, not the last
-            metric = cfg.get("optimized_metric", "val/acc_best")
-            logger.experiment.define_metric(metric, summary="min" if "ppl" in metric else "max")
+            task = task_of_config(cfg)
+            logger.experiment.define_metric(task.best_metric, summary=task.mode)
     return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_progress_bar=progress_bar)
 
 
@@ -104,6 +106,7 @@ def deployment_cost(module: DistillModule, datamodule: L.LightningDataModule, ba
     cost = {"student/size_mb": size_on_disk_mb(module.student), "student/latency_ms": latency_ms(module, like_parameters(inputs, module.student))}
     if module.teacher is not None:
         teacher = module.teacher_taps
+        assert teacher is not None  # built with the teacher
 
         def teacher_forward(x: Any) -> Any:
             return teacher(module.prepare_inputs(x))
@@ -135,12 +138,12 @@ def fit_and_test(
     loss: WeightedSum,
     teacher: nn.Module | None,
     extra: dict[str, Any] | None = None,
-    teacher_outputs: Mapping[str, TeacherOutputs] | None = None,
+    teacher_outputs: Mapping[CacheEntry, TeacherOutputs] | None = None,
     ckpt_path: Path | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``cfg.student`` on ``loss`` (against ``teacher`` if given), test the best checkpoint.
 
-    ``teacher_outputs`` (by split, from ``kd.teacher.cache``) replace teacher forward passes;
+    ``teacher_outputs`` (by cache entry, from ``kd.teacher.cache``) replace teacher forward passes;
     ``ckpt_path`` continues training from that checkpoint (``resume``).
 
     Returns the student, holding the best-validation weights, and the job's metrics (plus
@@ -151,7 +154,7 @@ def fit_and_test(
     if writer:
         save_config(cfg, output_dir / "config_resolved.yaml")
     student = load_initial_weights(cfg, instantiate(cfg.student.net))
-    generation = OmegaConf.to_container(cfg.data.generation) if cfg.data.get("generation") else None
+    generation = cast(dict[str, int], OmegaConf.to_container(cfg.data.generation)) if cfg.data.get("generation") else None
     if generation:
         check_generation(generation, {"student": student, "teacher": teacher})
     module = build_module(cfg, datamodule, student, loss, teacher, teacher_outputs)
@@ -166,7 +169,7 @@ def fit_and_test(
         fit_seconds = time.perf_counter() - start
         fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         start = time.perf_counter()
-        best = best_checkpoint(trainer.checkpoint_callback)
+        best = best_checkpoint(cast(ModelCheckpoint | None, trainer.checkpoint_callback))  # the first ModelCheckpoint
         (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
         test_seconds = time.perf_counter() - start
         cost = deployment_cost(module, datamodule, cfg.get("latency_batch_size", 64)) if writer else {}
@@ -183,6 +186,7 @@ def fit_and_test(
     metrics.update(
         {
             "job_type": cfg.get("job_type"),
+            "task": task_of_config(cfg).name,
             "student/params": count_parameters(student),
             "teacher/params": count_parameters(teacher) if teacher is not None else None,
             "time/fit_s": round(fit_seconds, 2),

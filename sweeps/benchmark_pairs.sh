@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's reproduction table: classic CIFAR-100 teacher -> student pairs on Fashion-MNIST
+# The reproduction table of docs/results.md: classic CIFAR-100 teacher -> student pairs on Fashion-MNIST
 # (experiment=fmnist_pairs). Stage 1 trains each teacher once from scratch on the full training split
 # (TEACHER_EPOCHS epochs, seed 0); stage 2 trains each student on a 5k-image subset from scratch (ce),
 # with kd and with three other methods, SEEDS seeds per cell. FitNet uses RepDistiller's recipe:

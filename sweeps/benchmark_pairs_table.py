@@ -1,4 +1,4 @@
-"""The README's reproduction table from the runs of ``sweeps/benchmark_pairs.sh``.
+"""The reproduction table of docs/results.md from the runs of ``sweeps/benchmark_pairs.sh``.
 
 ``python sweeps/benchmark_pairs_table.py [outputs/benchmark_pairs]`` prints one markdown table in the
 RepDistiller layout (methods as rows, teacher -> student pairs as columns): test accuracy (%, the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Rotten Tomatoes table in the README: the MiniLM-L6 teacher (fine-tuned once, cached) and two
+# The Rotten Tomatoes table of docs/results.md: the MiniLM-L6 teacher (fine-tuned once, cached) and two
 # students, each from scratch (ce), with kd, with the hidden-state loss and with the attention loss.
 # SEEDS=0,1,2 runs three student seeds against the same teacher (teacher.seed stays 0).
 #   bash sweeps/rt_minilm_table.sh      # about 35 min per seed on 2 CPU cores

@@ -11,14 +11,15 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from kd.errors import ConfigError
-from kd.jobs.compatibility import MODALITIES
 from kd.jobs.scale_out import check_scale_out, strategy_name
 from kd.losses.weighted_sum import WeightedSum
 from kd.taps import call_model
+from kd.task import MODALITIES
 from kd.training import build_loss
 from tests.conftest import CONF_DIR, MODALITY_BASES, slow_if_pretrained
 
-GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+# conf/sweep holds multirun settings added with +sweep=<name>: tests/test_sweep_files.py checks those.
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("sweep", "__pycache__"))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
 
 

@@ -103,9 +103,9 @@ def test_augmentation_shifts_and_flips() -> None:
     torch.testing.assert_close(random_shift_flip(images, max_shift=0, flip=False), images)
     torch.manual_seed(0)
     flipped = random_shift_flip(images, max_shift=0, flip=True)
-    is_flipped = [torch.equal(f, i.flip(-1)) for f, i in zip(flipped, images)]
-    is_same = [torch.equal(f, i) for f, i in zip(flipped, images)]
-    assert all(a or b for a, b in zip(is_flipped, is_same)) and any(is_flipped) and any(is_same)
+    is_flipped = [torch.equal(f, i.flip(-1)) for f, i in zip(flipped, images, strict=True)]
+    is_same = [torch.equal(f, i) for f, i in zip(flipped, images, strict=True)]
+    assert all(a or b for a, b in zip(is_flipped, is_same, strict=True)) and any(is_flipped) and any(is_same)
     shifted = random_shift_flip(torch.ones(32, 1, 8, 8), max_shift=2, flip=False)
     assert shifted.shape == (32, 1, 8, 8)
     assert (shifted == 0).any() and (shifted.sum(dim=(1, 2, 3)) >= 36).all()  # at most 2 rows+cols lost

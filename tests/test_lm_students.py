@@ -13,7 +13,6 @@ from kd.models.lm import layers_to_keep, pretrained_causal_lm
 from kd.run import train
 from tests.test_lm import LM_TINY, SMOLLM2
 
-
 pytestmark = pytest.mark.usefixtures("module_pretrained_dir")
 
 

@@ -26,7 +26,7 @@ def unit(v: list[float]) -> list[float]:
 def reference_cc(e_s: list, e_t: list, gamma: float, order: int) -> float:
     def corr(e: list) -> list:
         u = [unit(v) for v in e]
-        dots = [[sum(a * b for a, b in zip(x, y)) for y in u] for x in u]
+        dots = [[sum(a * b for a, b in zip(x, y, strict=True)) for y in u] for x in u]
         return [[sum(math.exp(-2 * gamma) * (2 * gamma) ** p / math.factorial(p) * d**p for p in range(order + 1))
                  for d in row] for row in dots]
 
@@ -89,7 +89,7 @@ def test_crd_scores_memory_bank_entries_and_moves_them_with_momentum() -> None:
     v_t = F.normalize(crd.embed_t(f_t), dim=1).detach()
 
     def scores(anchor: torch.Tensor, bank: torch.Tensor) -> list:
-        raw = [[math.exp(sum(a * b for a, b in zip(bank[j].tolist(), anchor[i].tolist())) / 0.5)
+        raw = [[math.exp(sum(a * b for a, b in zip(bank[j].tolist(), anchor[i].tolist(), strict=True)) / 0.5)
                 for j in [index[i].item(), *negatives]] for i in range(2)]
         z = sum(map(sum, raw)) / (2 * 5) * 10  # mean of the first batch's B x (K + 1) scores, times N
         return [[x / z for x in row] for row in raw]

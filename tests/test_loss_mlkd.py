@@ -40,9 +40,9 @@ def reference(z_s: torch.Tensor, z_t: torch.Tensor, temperatures: list[float]) -
                 d = sum(pt[i][k] * pt[j][k] for k in range(c)) - sum(ps[i][k] * ps[j][k] for k in range(c))
                 total += m[j] * d * d / b / (b * b)
         for k in range(c):  # class correlations, masked by the column's class
-            for l in range(c):
-                d = sum(pt[i][k] * pt[i][l] for i in range(b)) - sum(ps[i][k] * ps[i][l] for i in range(b))
-                total += cm[l] * d * d / c / (c * c)
+            for k2 in range(c):
+                d = sum(pt[i][k] * pt[i][k2] for i in range(b)) - sum(ps[i][k] * ps[i][k2] for i in range(b))
+                total += cm[k2] * d * d / c / (c * c)
     return total
 
 

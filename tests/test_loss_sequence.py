@@ -56,9 +56,9 @@ def test_hidden_mse_and_cosine_match_references_on_real_tokens_only() -> None:
     assert loss(padded, teacher, None).item() == pytest.approx(expected, rel=1e-5)
 
     cosine = HiddenStateDistance(layer_map={"hidden2": "hidden6"}, distance="cosine")
-    per_token = [1 - sum(a * b for a, b in zip(u, v)) / math.hypot(*u) / math.hypot(*v)
-                 for row_s, row_t, m in zip(s2.tolist(), t6.tolist(), mask.tolist())
-                 for u, v, keep in zip(row_s, row_t, m) if keep]
+    per_token = [1 - sum(a * b for a, b in zip(u, v, strict=True)) / math.hypot(*u) / math.hypot(*v)
+                 for row_s, row_t, m in zip(s2.tolist(), t6.tolist(), mask.tolist(), strict=True)
+                 for u, v, keep in zip(row_s, row_t, m, strict=True) if keep]
     assert cosine(student, teacher, None).item() == pytest.approx(sum(per_token) / len(per_token), rel=1e-5)
     assert cosine(outputs(mask, hidden2=3 * t6), teacher, None).item() == pytest.approx(0, abs=1e-6)
 
@@ -83,7 +83,7 @@ def reference_attention_kl(a_s: list, a_t: list, mask: list) -> float:
                 continue
             heads = len(a_s[b])
             kl = sum(pt * math.log(pt / ps) for h in range(heads)
-                     for pt, ps in zip(a_t[b][h][q], a_s[b][h][q]) if pt > 0) / heads
+                     for pt, ps in zip(a_t[b][h][q], a_s[b][h][q], strict=True) if pt > 0) / heads
             total, count = total + kl, count + 1
     return total / count
 

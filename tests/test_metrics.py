@@ -26,7 +26,7 @@ def test_stage_metrics_match_hand_computation() -> None:
     assert values["val/agreement"] == pytest.approx(2 / 3)  # argmax 0,1,3 vs teacher 0,2,3
     assert values["val/teacher_acc"] == pytest.approx(1 / 3)
     p_s, p_t = student.softmax(-1), teacher.softmax(-1)
-    kl = [sum(pt * math.log(pt / ps) for pt, ps in zip(row_t, row_s)) for row_t, row_s in zip(p_t.tolist(), p_s.tolist())]
+    kl = [sum(pt * math.log(pt / ps) for pt, ps in zip(row_t, row_s, strict=True)) for row_t, row_s in zip(p_t.tolist(), p_s.tolist(), strict=True)]
     assert values["val/kl"] == pytest.approx(sum(kl) / 3, rel=1e-5)
     confidence, correct = p_s.max(-1).values.tolist(), [0.0, 1.0, 1.0]
     bins: dict[int, list[int]] = {}

@@ -13,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 from tests.conftest import CONF_DIR, compose_config
 
 SWEEPS = CONF_DIR.parent / "sweeps"
-HYDRA_FILES = sorted((SWEEPS / "sweep").glob("*.yaml"))
+HYDRA_FILES = sorted((CONF_DIR / "sweep").glob("*.yaml"))   # the config group of +sweep=<name>
 WANDB_FILES = sorted((SWEEPS / "wandb_sweeps").glob("*.yaml"))
 
 

@@ -381,3 +381,19 @@ def test_view_epochs_are_those_the_run_reaches() -> None:
     assert view_epochs(cfg, datamodule, loss, False) == ([], None)
     cfg.trainer.max_epochs = -1
     assert view_epochs(cfg, datamodule, loss, True)[1].startswith("trainer.max_epochs is unbounded")
+
+
+def test_a_teacher_without_a_weights_file_runs_live_or_is_refused_under_cache_true(make_cfg, capsys) -> None:
+    """A pretrained teacher used as it is has no file to key the cache by (prepare_teacher gives None)."""
+    from kd.teacher.cache import prepare_cached_teacher
+    from kd.training import build_loss
+
+    cfg = make_cfg("loss=kd", *WHOLE_SPLITS)
+    datamodule, loss = instantiate(cfg.data.module), build_loss(cfg.loss)
+    teacher = instantiate(cfg.teacher.net)
+    assert prepare_cached_teacher(cfg, datamodule, loss, teacher, None) == {}
+    assert "[kd] teacher runs live: the teacher has no weights file to key the cache by" in capsys.readouterr().out
+    assert cache_files(cfg) == []
+    cfg.teacher_outputs.cache = True
+    with pytest.raises(ConfigError, match="teacher_outputs.cache=true, but the teacher has no weights file"):
+        prepare_cached_teacher(cfg, datamodule, loss, teacher, None)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sized
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -100,7 +100,7 @@ class PositionSeededBatches(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[ViewBatch]:
         epoch, first = self.epoch, 0
         if self._skip is not None and self._skip[0] == epoch:
             first = self._skip[1]
@@ -128,10 +128,10 @@ class ResumableLoader(DataLoader):
     """
 
     def state_dict(self) -> dict[str, Any]:
-        return self.sampler.state_dict()
+        return cast(PositionSeededBatches, self.sampler).state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampler.load_state_dict(state)
+        cast(PositionSeededBatches, self.sampler).load_state_dict(state)
 
 
 def batch_loader(dataset: Dataset, batch_size: int, shuffle: bool, share: tuple[int, int] | None = None) -> DataLoader:
@@ -144,10 +144,11 @@ def batch_loader(dataset: Dataset, batch_size: int, shuffle: bool, share: tuple[
     every sample is evaluated exactly once.
     """
     rank, world = share or process_share()
+    size = len(cast(Sized, dataset))  # map-style data sets with a length
     if shuffle:
-        sampler = PositionSeededBatches(len(dataset), batch_size, torch.initial_seed(), rank, world)
+        sampler = PositionSeededBatches(size, batch_size, torch.initial_seed(), rank, world)
         return ResumableLoader(dataset, sampler=sampler, batch_size=None, num_workers=0)
-    part = torch.tensor_split(torch.arange(len(dataset)), world)[rank].tolist()
+    part = torch.tensor_split(torch.arange(size), world)[rank].tolist()
     batches = BatchSampler(part, batch_size=batch_size, drop_last=False)
     return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=0)
 

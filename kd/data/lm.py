@@ -60,8 +60,8 @@ def pack(token_lists: list[list[int]], separator: int, block_size: int, max_bloc
     count = (len(stream) - 1) // block_size
     if max_blocks is not None:
         count = min(count, max_blocks)
-    ids = torch.as_tensor(stream[: count * block_size + 1], dtype=torch.long)
-    return torch.stack([ids[i * block_size : (i + 1) * block_size + 1] for i in range(count)]) if count else ids[:0]
+    flat = torch.as_tensor(stream[: count * block_size + 1], dtype=torch.long)
+    return torch.stack([flat[i * block_size : (i + 1) * block_size + 1] for i in range(count)]) if count else flat[:0]
 
 
 class LMDataModule(SplitLoaders, L.LightningDataModule):

@@ -57,8 +57,8 @@ def stratified_split(
     labels_t = torch.as_tensor(labels)
     splits: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     for label in labels_t.unique().tolist():
-        members = torch.nonzero(labels_t == label).flatten()
-        members = members[torch.randperm(len(members), generator=generator)].tolist()
+        rows = torch.nonzero(labels_t == label).flatten()
+        members = rows[torch.randperm(len(rows), generator=generator)].tolist()
         n_test, n_val = round(test_fraction * len(members)), round(val_fraction * len(members))
         splits["test"] += members[:n_test]
         splits["val"] += members[n_test : n_test + n_val]
@@ -117,8 +117,10 @@ class TextDataModule(SplitLoaders, L.LightningDataModule):
         if self.splits:
             return
         texts, labels, self.class_names = self.source()
-        seen: set[str] = set()
-        keep = [i for i, t in enumerate(texts) if not (t in seen or seen.add(t))]
+        first: dict[str, int] = {}
+        for i, t in enumerate(texts):
+            first.setdefault(t, i)
+        keep = list(first.values())  # each text's first copy, in order
         texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
         tokenizer = self.tokenizer
         for name, idx in stratified_split(labels, self.val_fraction, self.test_fraction, self.split_seed).items():

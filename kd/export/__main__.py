@@ -23,6 +23,7 @@ from kd.export.measure import accuracy_and_difference, latencies, ms_per_token, 
 from kd.export.onnx_model import QUANTISATIONS, export_onnx, quantise, run, session
 from kd.export.run_folder import FinishedRun
 from kd.taps import call_model
+from kd.task import TASKS_BY_NAME
 from kd.utils.machine import machine
 
 
@@ -76,12 +77,12 @@ def generation(path: Path, model: torch.nn.Module | None, batches: list[dict[str
 def export_run(args: argparse.Namespace) -> dict[str, Any]:
     """Everything ``deploy.json`` holds; raises ConfigError for what cannot be exported."""
     finished = FinishedRun(args.run)
-    method = ("static" if finished.modality == "image" else "dynamic") if args.quantize == "auto" else args.quantize
+    method = finished.task.quantization if args.quantize == "auto" else args.quantize
     folder = args.run / "deploy"
     folder.mkdir(exist_ok=True)
     batches = finished.test_batches()
     result: dict[str, Any] = {
-        "run": str(args.run), "checkpoint": str(finished.checkpoint), "machine": machine(), "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "run": str(args.run), "task": finished.task.name, "checkpoint": str(finished.checkpoint), "machine": machine(), "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "models": {},
     }
     student = finished.student()
@@ -120,7 +121,7 @@ def write(run_folder: Path, result: dict[str, Any]) -> Path:
 
 def show(result: dict[str, Any]) -> None:
     table = Table(title=f"kd export: {result['run']}")
-    lm = any("test/ppl" in m for m in result["models"].values())
+    lm = TASKS_BY_NAME[result["task"]].language_model
     quality = ("test/ppl", "ms/token") if lm else ("test/acc",)
     for column in ("model", "params", "MB", *quality, "ms b1 (1 thr)", "ms b64 (2 thr)", "max |Δlogit|"):
         table.add_column(column)

@@ -7,7 +7,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -72,7 +72,7 @@ def median_ms(call: Callable[..., Any], repeats: int = 20, warmup: int = 3) -> f
 def rows(inputs: Inputs, size: int) -> Inputs:
     """``size`` samples made of a batch's inputs (repeated when the batch has fewer)."""
     if isinstance(inputs, Mapping):
-        return {name: rows(tensor, size) for name, tensor in inputs.items()}
+        return {name: cast(torch.Tensor, rows(tensor, size)) for name, tensor in inputs.items()}
     return inputs.repeat((size + len(inputs) - 1) // len(inputs), *([1] * (inputs.dim() - 1)))[:size]
 
 

@@ -8,6 +8,7 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +37,8 @@ def export_onnx(model: nn.Module, example: Inputs, path: Path) -> Path:
     """Write ``model`` to ``path``: images ``(B, C, H, W)`` with a dynamic batch; keyword token inputs
     ``(B, L)`` (text) with a dynamic batch and sequence length."""
     batch = torch.export.Dim("batch", min=1, max=4096)
+    module: nn.Module
+    dims: tuple[Any, ...]  # torch.onnx.export's dynamic_shapes: one entry per argument
     if isinstance(example, Mapping):
         names, length = list(example), torch.export.Dim("length", min=2, max=8192)
         module, args = KeywordLogits(model, names), tuple(example.values())
@@ -48,7 +51,7 @@ def export_onnx(model: nn.Module, example: Inputs, path: Path) -> Path:
             torch.onnx.export(module.eval(), args, str(path), dynamo=True, dynamic_shapes=dims,
                               input_names=names, output_names=[OUTPUT], external_data=False)
     except Exception as err:  # noqa: BLE001 - any exporter failure: say which model and why
-        cause = err
+        cause: BaseException = err
         while cause.__cause__ is not None:  # the exporter wraps torch.export's own message
             cause = cause.__cause__
         reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]

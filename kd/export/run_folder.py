@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from hydra.utils import instantiate
@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kd.errors import ConfigError
+from kd.task import Task, task_of_record
 
 
 class FinishedRun:
@@ -27,15 +28,16 @@ class FinishedRun:
                 "finished run, e.g. outputs/runs/<date>/<time>."
             )
         self.metrics: dict[str, Any] = json.loads(metrics_file.read_text())
-        self.cfg: DictConfig = OmegaConf.load(config_file)
+        self.cfg = cast(DictConfig, OmegaConf.load(config_file))  # a run's config is a mapping
         checkpoint = self.metrics.get("best_checkpoint")
         if not checkpoint or not Path(checkpoint).is_file():
             raise ConfigError(f"{self.folder}: its best checkpoint {checkpoint!r} is missing; nothing to export.")
         self.checkpoint = Path(checkpoint)
 
     @property
-    def modality(self) -> str:
-        return str(self.cfg.data.get("modality", "image"))
+    def task(self) -> Task:
+        """What the run predicts (``kd.task``): decides the INT8 method and the figures shown."""
+        return task_of_record(cast(dict[str, Any], OmegaConf.to_container(self.cfg)), self.metrics)
 
     def student(self) -> nn.Module:
         """The student network with the best checkpoint's weights, in eval mode."""

@@ -6,15 +6,14 @@ modelling); a loss config may declare one or a list too, when it only works on t
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from kd.errors import ConfigError
 from kd.models.text import load_tokenizer
-
-LOSS_CONFIGS = Path(__file__).resolve().parents[2] / "conf" / "loss"  # kd.run's config_path is ../conf
-MODALITIES = ("image", "text", "lm")
+from kd.task import MODALITIES
+from kd.utils.config_files import conf_root
 
 
 def declared_modality(cfg: DictConfig, group: str) -> str:
@@ -43,10 +42,12 @@ def loss_modalities(declared: str | list[str] | None, source: str) -> list[str]:
 def losses_for(modality: str) -> list[str]:
     """Names of the loss configs that work on ``modality`` (those declaring no modality work on all)."""
     names = []
-    for path in sorted(LOSS_CONFIGS.glob("*.yaml")):
-        declared = OmegaConf.to_container(OmegaConf.load(path)).get("modality")
-        if modality in loss_modalities(declared, str(path)):
-            names.append(path.stem)
+    files = sorted((f for f in (conf_root() / "loss").iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name)
+    for file in files:
+        with file.open(encoding="utf-8") as stream:
+            declared = cast(dict[str, Any], OmegaConf.to_container(OmegaConf.load(stream))).get("modality")
+        if modality in loss_modalities(declared, f"conf/loss/{file.name}"):
+            names.append(file.name.removesuffix(".yaml"))
     return names
 
 
@@ -54,7 +55,7 @@ def check_loss_modality(cfg: DictConfig) -> None:
     """A loss config may declare ``modality`` (one or a list); refuse it on other kinds of data."""
     choice = cfg.get("hydra_choices", {}).get("loss", "this loss")
     declared = cfg.loss.get("modality", None)
-    modalities = loss_modalities(OmegaConf.to_container(declared) if OmegaConf.is_list(declared) else declared,
+    modalities = loss_modalities(cast(list[str], OmegaConf.to_container(declared)) if OmegaConf.is_list(declared) else declared,
                                  f"loss={choice}")
     data_modality = declared_modality(cfg, "data")
     if data_modality not in modalities:

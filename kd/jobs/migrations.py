@@ -11,21 +11,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-# kd 0.1 (up to b0d8114): `teacher_cache.enabled` became `teacher_outputs.cache` (cached teacher outputs;
-# trained teacher weights are `paths.teacher_weights_dir`).
-# Loss configs: one weight convention (issue 13): `alpha` is the distillation share with CE at
-# 1 - alpha, `beta` the distillation weight with CE at 1; method knobs got method names.
-# Language models (issue 14): the callback `throughput` (train/tokens_per_s or samples_per_s) and the
-# run option `on_policy` (lmbda 0: off) were added.
-# Scale-out (issue 15): the trainer's `strategy`, `num_nodes` and `use_distributed_sampler` (one process,
-# kd's own loaders) were written out.
-# More methods (issue 18): image model configs declare `preact<i>` tap aliases. Their paths follow from the
-# network (itself in the identity), so identities leave them out and earlier runs keep matching.
-# Speed (issue 17): `teacher_outputs.augmented_views` was added (off, then on by default). It says where the
-# teacher's logits on the same views come from (computed live or read from the cache), like `threads` a
-# choice of execution, so identities leave it out: runs from before and after the switch keep matching.
-# Issue 17: `teacher_outputs.precision` was added (null: the trainer's precision, what the cache always used).
-# Issue 18: `kd`'s `std_correction` (0, the population std it always used) was added next to `standardize`.
+# Each step below, oldest first (the history of each rename: docs/architecture.md, "Records from earlier versions"):
+# `teacher_cache.enabled` -> `teacher_outputs.cache`; loss weights `alpha`/`beta` and method-named knobs;
+# the `throughput` callback and `on_policy` (off); the trainer's `strategy`, `num_nodes`,
+# `use_distributed_sampler` written out; `preact<i>` tap aliases and `teacher_outputs.augmented_views` left
+# out of identities; `teacher_outputs.precision` (null); `data.monitor` removed (the task's monitor);
+# `kd`'s `std_correction` (0).
 TRAINER_DEFAULTS = {"strategy": "auto", "num_nodes": 1, "use_distributed_sampler": False}
 LOSS_RENAMES: dict[str, list[tuple[str, str]]] = {  # term name -> (old key, new key), in order
     "dkd": [("alpha", "tckd_weight"), ("beta", "nckd_weight"), ("weight", "beta")],
@@ -58,17 +49,20 @@ def upgrade_identity(identity: dict[str, Any]) -> dict[str, Any]:
         upgraded.setdefault("on_policy", {"lmbda": 0.0, "prompt_tokens": 16, "temperature": 1.0})
     for role in ("student", "teacher"):
         layers = upgraded[role].get("layers") if isinstance(upgraded.get(role), dict) else None
-        for alias in [a for a in layers if a.startswith("preact")] if isinstance(layers, dict) else []:
-            del layers[alias]
+        if isinstance(layers, dict):
+            for alias in [a for a in layers if a.startswith("preact")]:
+                del layers[alias]
     if isinstance(upgraded.get("teacher_outputs"), dict):
         upgraded["teacher_outputs"].pop("augmented_views", None)
         upgraded["teacher_outputs"].setdefault("precision", None)
+    if isinstance(upgraded.get("data"), dict):
+        upgraded["data"].pop("monitor", None)
     if isinstance(upgraded.get("trainer"), dict):
         for key, value in TRAINER_DEFAULTS.items():
             upgraded["trainer"].setdefault(key, value)
     loss = upgraded.get("loss")
     terms = loss.get("terms") if isinstance(loss, dict) else None
-    if isinstance(terms, dict):
+    if isinstance(loss, dict) and isinstance(terms, dict):  # terms is a dict only inside a dict loss
         for term, renames in LOSS_RENAMES.items():
             if term in terms:
                 for old, new in renames:

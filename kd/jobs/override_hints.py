@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"  # kd.run's config_path is ../conf
+from kd.utils.config_files import initialize_conf
+
 _ABSENT = object()
 
 
@@ -34,7 +34,7 @@ def override_hints(argv: Sequence[str], config_name: str = "train") -> list[str]
         return []
     GlobalHydra.instance().clear()  # left initialised by the hydra.main call that refused the override
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        with initialize_conf():  # the config tree kd.run reads
             groups = set(_groups(GlobalHydra.instance().config_loader(), ""))
             choices = [c for o in overrides if o.key_or_group in groups or o.package is not None
                        if (c := _as_choice(o))]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as L
 import torch
@@ -24,6 +24,7 @@ from kd.errors import ConfigError, RunError, describe_write_error
 from kd.jobs.records import root_cause
 from kd.lm.evaluation import context_length
 from kd.taps import call_model
+from kd.task import task_of_config
 from kd.teacher.cache_policy import cache_settings, top_k_temperature
 from kd.training import build_loss, build_module, load_initial_weights
 
@@ -99,12 +100,12 @@ def preflight(cfg: DictConfig, datamodule: L.LightningDataModule, needs_teacher:
     generates = bool(cfg.loss.get("teacher_generations"))  # sequence-level KD: the teacher writes the texts
     teacher: nn.Module | None = build_model(cfg, "teacher") if needs_teacher or generates else None
     nets = {"student": student, "teacher": teacher} if teacher else {"student": student}
-    check_class_counts(nets, datamodule.example_inputs(), cfg)
-    if cfg.data.get("modality") == "lm":
+    check_class_counts(nets, cast(Any, datamodule).example_inputs(), cfg)  # kd.data's modules define it
+    if task_of_config(cfg).language_model:
         check_context(cfg, nets)
     module = build_module(cfg, datamodule, student, loss, teacher if needs_teacher else None)
-    if getattr(datamodule, "train_size", None):
-        module.loss.bind_train_size(datamodule.train_size)
+    if train_size := getattr(datamodule, "train_size", None):
+        module.loss.bind_train_size(train_size)
     batch = next(iter(datamodule.train_dataloader()))
     module.train()
     try:

@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -47,7 +47,7 @@ def job_identity(cfg: DictConfig) -> dict[str, Any]:
     with open_dict(plain):
         for key in list(plain.paths):
             plain.paths[key] = f"<paths.{key}>"
-    data = OmegaConf.to_container(plain, resolve=True)
+    data = cast(dict[str, Any], OmegaConf.to_container(plain, resolve=True))
     return upgrade_identity(config_identity({k: v for k, v in data.items() if k not in BOOKKEEPING}))
 
 
@@ -174,6 +174,7 @@ def apply_plan(cfg: DictConfig, plan: ResumePlan) -> dict[str, Any] | None:
     ``continue`` point ``paths.output_dir`` at the earlier run. Returns None unless skipping."""
     own, writer = Path(cfg.paths.output_dir), is_rank_zero()  # several processes: rank 0 writes
     if plan.action == "skip":
+        assert plan.run_dir is not None  # skip and continue plans name their run
         metrics = json.loads((plan.run_dir / "metrics.json").read_text())
         metrics["reused_from"] = str(plan.run_dir)
         if writer:

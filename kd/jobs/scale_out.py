@@ -3,6 +3,8 @@ underneath (Lightning strategies, Hydra launchers) would otherwise reject deep i
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,7 +37,8 @@ def _launcher() -> str:
 
     if not HydraConfig.initialized():
         return ""
-    return str(OmegaConf.select(HydraConfig.get(), "launcher._target_", default="") or "")
+    hydra_cfg = cast(DictConfig, HydraConfig.get())  # typed as the HydraConf dataclass; a DictConfig at run time
+    return str(OmegaConf.select(hydra_cfg, "launcher._target_", default="") or "")
 
 
 def check_scale_out(cfg: DictConfig) -> None:

@@ -9,8 +9,8 @@ is neither here nor annotated, so a new key gets its rule with it.
 from __future__ import annotations
 
 from kd.jobs.rules import Bool, Checkpoint, Choice, Float, Int, ListOf, Rule, Share, Str, Table
+from kd.task import MODALITIES
 
-MODALITIES = ("image", "text", "lm")
 PRECISIONS = ("32-true", "32", 32, "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16", 16, "64-true", "64", 64)
 
 RUN = {
@@ -37,8 +37,6 @@ RUN = {
 }
 DATA = {
     "data.name": Str(), "data.modality": Choice(*MODALITIES), "data.tokenizer": Str(null=True),
-    "data.monitor.metric": Str(help="validation metric that picks the best checkpoint"),
-    "data.monitor.mode": Choice("min", "max"),
     "data.generation.prompts": Int(0, help="held-out openings continued after the test"),
     "data.generation.prompt_tokens": Int(1), "data.generation.new_tokens": Int(0),
     "data.num_classes": Int(2), "data.in_chans": Int(1),

@@ -1,4 +1,4 @@
-"""Check every value of a composed config before a run does anything (typed configs, issue 19).
+"""Check every value of a composed config before a run does anything (typed configs).
 
 Each leaf key is checked against its rule in ``kd.jobs.schema`` and, when it is an argument of a
 ``_target_``, against that callable's type annotation. A key that only refers to another
@@ -45,7 +45,7 @@ def leaves(node: Any, prefix: str = "", target: Callable[..., Any] | None = None
         for name in node:
             if name in HYDRA_KEYS or (not prefix and name == "hydra"):
                 continue
-            key = f"{prefix}.{name}" if prefix else str(name)
+            key = f"{prefix}.{name!s}" if prefix else str(name)
             found += leaves(node._get_node(name), key, inner)
         return found
     return [Leaf(prefix, _raw(node), target)]
@@ -63,7 +63,9 @@ def _raw(node: Any) -> Any:
 
 
 def _locate(node: DictConfig, key: str) -> Callable[..., Any]:
-    path = node._get_node("_target_")._value()
+    target = node._get_node("_target_")
+    assert target is not None  # callers check ``"_target_" in node``
+    path = target._value()
     try:
         return get_object(path)
     except Exception as err:  # noqa: BLE001 - any import failure is the config's fault

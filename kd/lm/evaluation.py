@@ -8,7 +8,7 @@ import math
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -49,7 +49,7 @@ def greedy_continuations(model: nn.Module, prompts: list[list[int]], new_tokens:
         for prompt in prompts:
             ids = torch.as_tensor([prompt])
             start = time.perf_counter()
-            out = model.generate(
+            out = cast(Any, model).generate(  # a Hugging Face model; nn.Module types attributes as Tensor | Module
                 input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new_tokens,
                 eos_token_id=None, pad_token_id=getattr(model.config, "pad_token_id", None) or 0,
             )

@@ -5,7 +5,7 @@ the teacher. Settings live under ``on_policy`` in the config (conf/train.yaml)."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -13,6 +13,7 @@ from torch import nn
 
 from kd.data.lm import IGNORE_INDEX
 from kd.errors import ConfigError
+from kd.task import task_of_config
 
 
 class StudentSamples:
@@ -70,7 +71,7 @@ class StudentSamples:
         was_training = student.training
         student.eval()
         try:
-            return student.generate(
+            return cast(Any, student).generate(  # a Hugging Face model; nn.Module types attributes as Tensor | Module
                 input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True, temperature=self.temperature,
                 top_k=0, top_p=1.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None,
                 pad_token_id=getattr(student.config, "pad_token_id", None) or 0,
@@ -81,10 +82,10 @@ class StudentSamples:
 
 def student_samples(cfg: DictConfig, needs_teacher: bool, terms: list[str]) -> StudentSamples | None:
     """The run's ``on_policy`` settings as a batch transform, or None when ``on_policy.lmbda`` is 0."""
-    settings = OmegaConf.to_container(cfg.get("on_policy") or {}, resolve=True)
+    settings = cast(dict[str, Any], OmegaConf.to_container(cfg.get("on_policy") or {}, resolve=True))
     if not settings.get("lmbda"):
         return None
-    if cfg.data.get("modality") != "lm":
+    if not task_of_config(cfg).language_model:
         raise ConfigError(
             f"on_policy.lmbda={settings['lmbda']}: the student samples continuations only on language-model "
             f"data, and data={cfg.data.name} is {cfg.data.get('modality')} data. Set on_policy.lmbda=0."

@@ -42,5 +42,6 @@ class ActivationBoundary(nn.Module):
         self.connectors = nn.ModuleList()
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         maps, n = connected_maps(self.pairs, self.connectors, student, teacher), len(self.pairs)
         return torch.stack([2.0 ** (i - n + 1) * boundary_loss(s, t, self.margin) for i, (s, t) in enumerate(maps)]).sum()

@@ -39,5 +39,6 @@ class AttentionTransfer(nn.Module):
         self.p = p
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         maps = paired_maps(self.pairs, student, teacher)
         return torch.stack([(attention_map(s, self.p) - attention_map(t, self.p)).pow(2).mean() for s, t in maps]).sum()

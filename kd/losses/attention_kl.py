@@ -53,6 +53,7 @@ class AttentionKL(nn.Module):
         self.student_layer, self.teacher_layer, self.heads, self.eps = student_layer, teacher_layer, heads, eps
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         a_s = student.feature(self.student_layer or last_attention(student)).float()
         a_t = teacher.feature(self.teacher_layer or last_attention(teacher)).detach().float()
         if a_s.dim() != 4 or a_s.shape[-2:] != a_t.shape[-2:]:

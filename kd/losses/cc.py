@@ -62,6 +62,7 @@ class CorrelationCongruence(nn.Module):
         self.kernel, self.gamma, self.order = kernel, float(gamma), int(order)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         c_s = correlation_matrix(tap_embedding(student, self.student_layer), self.kernel, self.gamma, self.order)
         c_t = correlation_matrix(
             tap_embedding(teacher, self.teacher_layer).detach(), self.kernel, self.gamma, self.order

@@ -43,6 +43,9 @@ class ContrastiveRepresentation(nn.Module):
     """
 
     needs_teacher = True
+    memory_s: torch.Tensor  # buffers (register_buffer)
+    memory_t: torch.Tensor
+    z: torch.Tensor
 
     def __init__(
         self,
@@ -86,10 +89,12 @@ class ContrastiveRepresentation(nn.Module):
         return scores / float(self.z[which])
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         e_s, e_t = tap_embedding(student, self.student_layer), tap_embedding(teacher, self.teacher_layer).detach()
         if self.embed_s is None:
             self.embed_s = nn.Linear(e_s.shape[1], self.feat_dim).to(e_s.device)
             self.embed_t = nn.Linear(e_t.shape[1], self.feat_dim).to(e_s.device)
+        assert self.embed_t is not None  # built with embed_s
         with torch.autocast(e_s.device.type, enabled=False):
             v_s = F.normalize(self.embed_s(e_s.float()), dim=1)
             v_t = F.normalize(self.embed_t(e_t.float()), dim=1)

@@ -38,6 +38,7 @@ class DISTLoss(nn.Module):
         self.inter_weight, self.intra_weight = float(inter_weight), float(intra_weight)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         t = self.temperature
         p_s = F.softmax(student.logits.float() / t, dim=-1)
         p_t = F.softmax(teacher.logits.detach().float() / t, dim=-1)

@@ -67,6 +67,7 @@ class _PositionwiseDivergence(nn.Module):
             log_s = F.log_softmax(z_s if self.temperature == 1.0 else z_s / self.temperature, dim=-1)
             log_t = dense_teacher(teacher.top_k, log_s, self.temperature)
         else:
+            assert teacher is not None  # needs_teacher: the module always passes its outputs
             log_s, log_t = _log_probs(student, teacher, self.temperature)
         scale = self.temperature**2 if self.t2_scale else 1.0
         return scale * masked_mean(self.per_position(log_s, log_t), labels, self.ignore_index)

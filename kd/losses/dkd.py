@@ -39,6 +39,7 @@ class DecoupledKD(nn.Module):
         self.tckd_weight, self.nckd_weight = float(tckd_weight), float(nckd_weight)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         t = self.temperature
         z_s, z_t = student.logits.float() / t, teacher.logits.detach().float() / t
         tckd = F.kl_div(_binary_log_probs(z_s, labels), _binary_log_probs(z_t, labels),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,7 @@ class FeatureHint(nn.Module):
     def forward(
         self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor
     ) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         feat_s = student.feature(self.student_layer)
         feat_t = teacher.feature(self.teacher_layer).detach().float()
         if self.connector is None:
@@ -48,7 +50,7 @@ class FeatureHint(nn.Module):
         mapped = self.connector(feat_s).float()
         if mapped.dim() == 4 and mapped.shape[-2:] != feat_t.shape[-2:]:
             if mapped.shape[-1] > feat_t.shape[-1]:
-                mapped = F.adaptive_avg_pool2d(mapped, feat_t.shape[-2:])
+                mapped = F.adaptive_avg_pool2d(mapped, cast(tuple[int, int], feat_t.shape[-2:]))
             else:
                 mapped = F.interpolate(mapped, size=feat_t.shape[-2:], mode="bilinear")
         return F.mse_loss(mapped, feat_t)

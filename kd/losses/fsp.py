@@ -39,6 +39,7 @@ class FlowOfSolution(nn.Module):
         self.connectors: nn.ModuleList | None = None
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         maps_s = [student.feature(s) for s, _ in self.pairs]
         maps_t = [teacher.feature(t).detach() for _, t in self.pairs]
         if self.connectors is None:

@@ -58,9 +58,11 @@ class FactorTransfer(nn.Module):
         self.translator = nn.Sequential(_conv(s_channels, s_channels), _conv(s_channels, k)).to(device)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         f_s, f_t = common_size(student.feature(self.student_layer), teacher.feature(self.teacher_layer).detach())
         if self.encoder is None:
             self._build(f_s.shape[1], f_t.shape[1], f_s.device)
+        assert self.encoder is not None and self.decoder is not None and self.translator is not None  # built together
         factor_t = self.encoder(f_t)
         reconstruction = F.mse_loss(self.decoder(factor_t).float(), f_t.float())
         return factor_distance(self.translator(f_s), factor_t.detach()) + self.reconstruction_weight * reconstruction

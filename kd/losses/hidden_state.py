@@ -59,6 +59,7 @@ class HiddenStateDistance(nn.Module):
         return 1.0 - F.cosine_similarity(h_s, h_t, dim=-1, eps=1e-8)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         losses = []
         for s_alias, t_alias in self._pairs(student, teacher).items():
             h_s, h_t = student.feature(s_alias), teacher.feature(t_alias).detach().float()

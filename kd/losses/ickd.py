@@ -43,5 +43,6 @@ class InterChannelCorrelation(nn.Module):
         self.connectors = nn.ModuleList()
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         maps = connected_maps(self.pairs, self.connectors, student, teacher)
         return torch.stack([correlation_distance(s, t) for s, t in maps]).sum()

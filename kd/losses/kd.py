@@ -47,6 +47,7 @@ class SoftTargetKL(nn.Module):
     def forward(
         self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor
     ) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         t = self.temperature
         z_s, z_t = student.logits.float(), teacher.logits.detach().float()
         if self.standardize:

@@ -47,6 +47,7 @@ class MultiLevelLogit(nn.Module):
         self.temperatures = [positive_temperature(t) for t in temperatures]
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         z_s, z_t = student.logits.float(), teacher.logits.detach().float()
         batch, classes = z_s.shape
         p_t1 = F.softmax(z_t, dim=1)

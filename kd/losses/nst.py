@@ -40,4 +40,5 @@ class NeuronSelectivity(nn.Module):
         self.pairs = tap_pairs("nst", student_layers, teacher_layers)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         return torch.stack([polynomial_mmd(s, t) for s, t in paired_maps(self.pairs, student, teacher)]).sum()

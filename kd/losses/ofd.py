@@ -51,5 +51,6 @@ class OverhaulFeature(nn.Module):
         self.connectors = nn.ModuleList()
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         maps, n = connected_maps(self.pairs, self.connectors, student, teacher), len(self.pairs)
         return torch.stack([2.0 ** (i - n + 1) * partial_l2(s, t, negative_margin(t)) for i, (s, t) in enumerate(maps)]).sum()

@@ -35,6 +35,7 @@ class ProbabilisticKT(nn.Module):
         self.student_layer, self.teacher_layer, self.eps = student_layer, teacher_layer, eps
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         q = conditional_probabilities(tap_embedding(student, self.student_layer))
         p = conditional_probabilities(tap_embedding(teacher, self.teacher_layer).detach())
         return (p * torch.log((p + self.eps) / (q + self.eps))).mean()

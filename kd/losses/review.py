@@ -4,6 +4,7 @@ the student's same and deeper stages (attention-based fusion, ABF), compared at 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +24,8 @@ class AttentionFusion(nn.Module):
         self.reduce = nn.Sequential(nn.Conv2d(in_channels, mid_channels, 1, bias=False), nn.BatchNorm2d(mid_channels))
         self.expand = nn.Sequential(nn.Conv2d(mid_channels, out_channels, 3, 1, 1, bias=False), nn.BatchNorm2d(out_channels))
         self.attention = nn.Sequential(nn.Conv2d(mid_channels * 2, 2, 1), nn.Sigmoid()) if fuse else None
-        nn.init.kaiming_uniform_(self.reduce[0].weight, a=1)
-        nn.init.kaiming_uniform_(self.expand[0].weight, a=1)
+        nn.init.kaiming_uniform_(cast(nn.Conv2d, self.reduce[0]).weight, a=1)
+        nn.init.kaiming_uniform_(cast(nn.Conv2d, self.expand[0]).weight, a=1)
 
     def forward(
         self, x: torch.Tensor, deeper: torch.Tensor | None, out_size: tuple[int, int]
@@ -73,6 +74,7 @@ class KnowledgeReview(nn.Module):
         self.fusions: nn.ModuleList | None = None
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         maps_s = [student.feature(s) for s, _ in self.pairs]
         maps_t = [teacher.feature(t).detach().float() for _, t in self.pairs]
         if self.fusions is None:

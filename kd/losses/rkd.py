@@ -58,6 +58,7 @@ class RelationalKD(nn.Module):
         self.distance_weight, self.angle_weight = float(distance_weight), float(angle_weight)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         e_s = tap_embedding(student, self.student_layer)
         e_t = tap_embedding(teacher, self.teacher_layer).detach()
         loss = e_s.new_zeros(())

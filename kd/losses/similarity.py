@@ -40,6 +40,7 @@ class SimilarityPreserving(nn.Module):
         self.student_layer, self.teacher_layer = student_layer, teacher_layer
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         g_s = similarity_matrix(_zero_padding(student.feature(self.student_layer), student.mask))
         g_t = similarity_matrix(_zero_padding(teacher.feature(self.teacher_layer).detach(), teacher.mask))
         batch = g_s.shape[0]

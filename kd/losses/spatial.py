@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from kd.model_outputs import ModelOutputs
 
 def common_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``a`` and ``b`` (``(B, C, H, W)``) with the larger map average-pooled to the smaller's size."""
-    size = min(a.shape[-2:], b.shape[-2:])
+    size = cast(tuple[int, int], min(a.shape[-2:], b.shape[-2:]))  # (H, W)
     if a.shape[-2:] != size:
         a = F.adaptive_avg_pool2d(a, size)
     if b.shape[-2:] != size:

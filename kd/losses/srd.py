@@ -60,6 +60,7 @@ class SoftmaxRegression(nn.Module):
         self._head = (find_head(teacher, self.teacher_head),)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         if not self._head:
             raise ConfigError("srd needs the teacher's classifier: call bind_teacher(teacher) first")
         h_s, h_t = tap_embedding(student, self.student_layer), tap_embedding(teacher, self.teacher_layer).detach()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -58,13 +59,14 @@ class VariationalInformation(nn.Module):
         self.regressors = nn.ModuleList()
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
+        assert teacher is not None  # needs_teacher: the module always passes its outputs
         losses = []
         for i, (s_alias, t_alias) in enumerate(self.pairs):
             f_s, f_t = common_size(student.feature(s_alias), teacher.feature(t_alias).detach().float())
             if len(self.regressors) == i:
                 regressor = _Regressor(f_s.shape[1], f_t.shape[1], self.init_variance, self.eps)
                 self.regressors.append(regressor.to(f_s.device))
-            regressor = self.regressors[i]
+            regressor = cast(_Regressor, self.regressors[i])
             var = regressor.variance().view(1, -1, 1, 1)
             mean = regressor.mean(f_s).float()
             losses.append((0.5 * ((mean - f_t).pow(2) / var + var.log())).mean())

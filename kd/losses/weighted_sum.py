@@ -74,14 +74,14 @@ class WeightedSum(nn.Module):
     def bind_train_size(self, num_samples: int) -> None:
         """Tell terms that keep per-sample state (e.g. CRD's memory banks) the training-set size."""
         for fn in self.fns.values():
-            if hasattr(fn, "bind_train_size"):
-                fn.bind_train_size(num_samples)
+            if (bind := getattr(fn, "bind_train_size", None)) is not None:
+                bind(num_samples)
 
     def bind_teacher(self, teacher: nn.Module) -> None:
         """Lend the frozen teacher to terms that use its modules (e.g. SRD's classifier)."""
         for fn in self.fns.values():
-            if hasattr(fn, "bind_teacher"):
-                fn.bind_teacher(teacher)
+            if (bind := getattr(fn, "bind_teacher", None)) is not None:
+                bind(teacher)
 
     @property
     def active(self) -> list[str]:

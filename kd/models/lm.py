@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,6 +37,7 @@ def layers_to_keep(
         if not 1 <= every_nth_layer <= total:
             raise ConfigError(f"net.every_nth_layer={every_nth_layer}: {name} has {total} layers; choose 1..{total}")
         return list(range(0, total, every_nth_layer))
+    assert keep_layers is not None  # the one option given
     keep = list(keep_layers)
     if not keep:
         raise ConfigError(f"net.keep_layers is empty: list the layers of {name} to keep, from 0..{total - 1}")
@@ -69,7 +71,7 @@ def pretrained_causal_lm(
     config = load_pretrained(AutoConfig.from_pretrained, name_or_path, "model config")
     keep = layers_to_keep(config.num_hidden_layers, num_layers, every_nth_layer, keep_layers, name_or_path)
     first_k = keep is not None and keep == list(range(len(keep)))
-    if first_k:  # the first k layers: load only those
+    if first_k and keep is not None:  # the first k layers: load only those
         config.num_hidden_layers = len(keep)
     with expected_weight_changes() if keep is not None else contextlib.nullcontext():  # the layers left out
         model = load_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, "model", config=config,
@@ -84,13 +86,14 @@ def pretrained_causal_lm(
 def cut_layers(model: nn.Module, keep: list[int]) -> None:
     """Keep only the decoder layers ``keep`` of a loaded causal LM (``model.model.layers``), renumbered so
     the key-value cache of generation addresses them."""
-    layers = model.model.layers
-    model.model.layers = nn.ModuleList([layers[i] for i in keep])
-    for new_index, layer in enumerate(model.model.layers):
+    decoder: Any = model.model  # Hugging Face attributes (nn.Module types them as Tensor | Module)
+    layers = decoder.layers
+    decoder.layers = nn.ModuleList([layers[i] for i in keep])
+    for new_index, layer in enumerate(decoder.layers):
         for module in layer.modules():
             if hasattr(module, "layer_idx"):
                 module.layer_idx = new_index
-    config = model.config
+    config: Any = model.config
     if getattr(config, "layer_types", None):
         config.layer_types = [config.layer_types[i] for i in keep]
     config.num_hidden_layers = len(keep)

@@ -110,7 +110,8 @@ def random_bert(
     if hidden_size % num_heads:
         raise ConfigError(f"hidden_size={hidden_size} is not divisible by num_heads={num_heads}")
     vocab = load_tokenizer(tokenizer)
-    config = BertConfig(
+    # num_labels is a PreTrainedConfig property set from keyword arguments; transformers' dataclass typing omits it
+    config = BertConfig(  # type: ignore[call-arg]
         vocab_size=len(vocab),
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,

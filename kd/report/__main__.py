@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kd.report.runs import TASKS
 from kd.report.table import best_configurations, header, row_cells, write_report
+from kd.task import TASKS_BY_NAME
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, out = result["rows"], args.out or args.roots[0]
     # on the console the first two columns of each task (test/acc, val/acc_best; test/ppl, val/ppl_best)
     tasks = {row["task"] for row in rows}
-    shown = [c for c in result["columns"] if any(c in TASKS[t].columns[:2] for t in tasks)]
+    shown = [c for c in result["columns"] if any(c in TASKS_BY_NAME[t].columns[:2] for t in tasks)]
     table = Table(title=f"kd report: {' '.join(map(str, args.roots))}",
                   caption=f"↓ lower is better, ↑ higher; bold: best (per task); all columns in {out / 'report.md'}")
     table.add_column("configuration", overflow="fold")

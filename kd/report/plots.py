@@ -1,4 +1,4 @@
-"""Plots for ``kd.report``, per task (``TASKS`` in ``kd.report.runs``): the headline metric (test accuracy
+"""Plots for ``kd.report``, per task (``kd.task``): the headline metric (test accuracy
 for classification, test perplexity for language models) vs temperature per alpha, by loss type, and vs
 student cost. Language-model plots are named ``report_lm_*.png``."""
 
@@ -15,8 +15,9 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file-only backend
 
-from kd.report.runs import TASKS, Run, Task, lower_is_better, mean_std, select
+from kd.report.runs import Run, lower_is_better, mean_std, select
 from kd.report.tradeoff import tradeoff_plot
+from kd.task import TASKS_BY_NAME, Task
 
 
 def _label(task: Task) -> str:
@@ -36,7 +37,7 @@ def _value(run: Run, key: str, task: Task) -> float | None:
 
 def _teacher_line(ax: Any, runs: list[Run], task: Task) -> float | None:
     """A dashed line at the teacher's mean headline metric; returns it (None without teacher metrics)."""
-    teacher = [v for r in runs if (v := _value(r, task.teacher, task)) is not None]
+    teacher = [v for r in runs if (v := _value(r, task.teacher_metric, task)) is not None]
     if not teacher:
         return None
     ax.axhline(mean := statistics.fmean(teacher), color="grey", linestyle="--", label="teacher")
@@ -104,7 +105,7 @@ def cost_plot(runs: list[Run], path: Path, task: Task) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
     for ax, cost, label in ((axes[0], "params", "parameters (M)"), (axes[1], task.latency, task.latency_label)):
         scale = 1e6 if cost == "params" else 1.0
-        for role, marker, key in (("student", "o", task.headline), ("teacher", "*", task.teacher)):
+        for role, marker, key in (("student", "o", task.headline), ("teacher", "*", task.teacher_metric)):
             pairs = [(r.metrics[f"{role}/{cost}"] / scale, _value(r, key, task)) for r in runs
                      if r.metrics and r.metrics.get(f"{role}/{cost}") and r.metrics.get(key) is not None]
             if pairs:
@@ -123,7 +124,7 @@ def write_plots(runs: list[Run], out: Path) -> list[Path]:
     """Every plot the runs support, per task, as PNG files in ``out``."""
     makers = (("temperature.png", temperature_plot), ("loss.png", loss_plot), ("cost.png", cost_plot))
     written = []
-    for task in TASKS.values():
+    for task in TASKS_BY_NAME.values():
         mine = [r for r in runs if r.task.name == task.name]
         written += [maker(mine, out / f"{task.plot_prefix}{name}", task) for name, maker in makers] if mine else []
     written.append(tradeoff_plot(runs, out / "report_tradeoff.png"))  # classification runs

@@ -1,5 +1,5 @@
-"""Run folders as ``kd.report`` reads them: overrides, resolved config, metrics or failure record; what
-each kind of run (classification, language model) is judged by, and which way each metric is better."""
+"""Run folders as ``kd.report`` reads them: overrides, resolved config, metrics or failure record, each
+run's task (``kd.task``: what it is judged by), and which way each metric is better."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import yaml
 from rich.progress import track
 
 from kd.jobs.records import FAILURE_FILE
+from kd.task import Task, task_of_record
 
 IGNORED_OVERRIDES = ("seed=", "paths.", "threads=", "progress_bar=", "hydra.")  # not part of a configuration
 CONFIG_GROUPS = ("data", "teacher", "student", "loss", "optim", "trainer", "experiment")
@@ -42,34 +43,6 @@ def best_of(metric: str, values: Mapping[str, float]) -> str | None:
     pick = min if lower_is_better(metric) else max
     winner = pick(values, key=lambda k: values[k])
     return None if list(values.values()).count(values[winner]) > 1 else winner
-
-
-@dataclass(frozen=True)
-class Task:
-    """What a kind of run is judged by: table columns, headline and teacher metrics, plot labels."""
-
-    name: str
-    columns: tuple[str, ...]
-    headline: str  # the metric plotted and used to pick the best configuration
-    teacher: str
-    latency: str  # suffix of ``student/...`` and ``teacher/...`` for the cost plot
-    latency_label: str
-    label: str
-    scale: float  # 100 for accuracies shown in %
-    plot_prefix: str
-
-
-TASKS = {
-    "classification": Task(
-        "classification", ("test/acc", "val/acc_best", "test/agreement", "test/kl", "test/ece", "student/latency_ms"),
-        "test/acc", "test/teacher_acc", "latency_ms", "CPU latency per batch (ms)", "test accuracy (%)", 100.0,
-        "report_"),
-    "lm": Task(
-        "lm", ("test/ppl", "val/ppl_best", "test/bpb", "test/acc", "test/agreement", "test/kl", "test/kl_topk",
-        "student/ms_per_token"),
-        "test/ppl", "test/teacher_ppl", "ms_per_token", "generation latency per token (ms)", "test perplexity", 1.0,
-        "report_lm_"),
-}
 
 
 def select(config: Mapping[str, Any], dotted: str) -> Any:
@@ -108,9 +81,8 @@ class Run:
 
     @property
     def task(self) -> Task:
-        """Language model (``data.modality: lm``, or perplexity in its metrics) or classification."""
-        lm = select(self.config, "data.modality") == "lm" or "test/ppl" in (self.metrics or {})
-        return TASKS["lm" if lm else "classification"]
+        """What the run predicted (``kd.task``): classification or language model."""
+        return task_of_record(self.config, self.metrics)
 
 
 def _read_yaml(path: Path) -> Any:

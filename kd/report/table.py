@@ -3,7 +3,7 @@
 Reads each run's own ``config_resolved.yaml``, ``metrics.json`` (or ``failed.json``) and Hydra
 ``overrides.yaml`` (never the W&B server). Runs whose overrides differ only in ``seed`` form one
 configuration (config-group choices and value overrides; seeds apart). The columns are those of the
-runs' tasks (``TASKS`` in ``kd.report.runs``: accuracy for classification, perplexity for language
+runs' tasks (``kd.task``: accuracy for classification, perplexity for language
 models; their union for a mixed report) that at least one run has. Writes ``report.md`` (mean ± std
 over seeds, run counts, the best configuration per task, failed runs), ``report.json`` and PNG plots
 to ``--out`` (default: the outputs dir).
@@ -18,8 +18,9 @@ from typing import Any
 
 from kd.jobs.records import FAILURE_FILE
 from kd.report.plots import write_plots
-from kd.report.runs import TASKS, Run, arrow, best_of, find_runs, lower_is_better, mean_std
+from kd.report.runs import Run, arrow, best_of, find_runs, lower_is_better, mean_std
 from kd.report.studies import find_studies, studies_markdown
+from kd.task import TASKS_BY_NAME
 
 
 @dataclass
@@ -60,7 +61,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
 def choose_columns(runs: list[Run]) -> list[str]:
     """The columns of the runs' tasks (in ``TASKS`` order, without repeats) that some run has."""
     tasks = {r.task.name for r in runs}
-    wanted = dict.fromkeys(c for name, task in TASKS.items() if name in tasks for c in task.columns)
+    wanted = dict.fromkeys(c for name, task in TASKS_BY_NAME.items() if name in tasks for c in task.columns)
     return [c for c in wanted if any(r.metrics and r.metrics.get(c) is not None for r in runs)]
 
 
@@ -91,7 +92,7 @@ def best_configurations(rows: list[dict[str, Any]], key: str) -> dict[str, str]:
     """Per task, the configuration with the best mean ``key`` (lowest or highest, by the metric's
     direction), where at least two configurations of that task have it and none ties with it."""
     best = {}
-    for task in TASKS:
+    for task in TASKS_BY_NAME:
         means = {r["configuration"]: r[key]["mean"] for r in rows if r["task"] == task and r.get(key)}
         if len(means) > 1 and (winner := best_of(key, means)):
             best[task] = winner
@@ -134,10 +135,10 @@ def markdown(rows: list[dict[str, Any]], failed: list[Run], common: set[str], co
         text += " among those of the same task; `test/acc` is next-token accuracy for language models"
     text += ".\n\n" + "\n".join(lines) + "\n"
     for task in sorted(tasks):
-        key = TASKS[task].headline
+        key = TASKS_BY_NAME[task].headline
         if winner := best.get(key, {}).get(task):
             way = "lowest" if lower_is_better(key) else "highest"
-            kind = "language-model" if task == "lm" else "classification"
+            kind = "language-model" if TASKS_BY_NAME[task].language_model else "classification"
             text += f"\nBest {kind} configuration ({way} mean `{key}`): `{winner}`.\n"
     if failed:
         text += "\n## Failed runs\n\n" + "".join(f"- `{r.path}`: {r.error}\n" for r in failed)
@@ -158,7 +159,7 @@ def write_report(roots: list[Path], out: Path | None = None) -> dict[str, Any]:
     studies = find_studies(roots)
     (out / "report.md").write_text(markdown(rows, failed, common_settings(runs), columns) + studies_markdown(studies))
     plots = write_plots([r for r in runs if r.metrics], out)
-    best = {task: {"metric": spec.headline, "configuration": winner} for task, spec in TASKS.items()
+    best = {task: {"metric": spec.headline, "configuration": winner} for task, spec in TASKS_BY_NAME.items()
             if (winner := best_configurations(rows, spec.headline).get(task))}
     result = {"columns": columns, "rows": rows, "best": best, "failed": [str(r.path) for r in failed],
               "plots": [str(p) for p in plots], "studies": studies}

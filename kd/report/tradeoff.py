@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
@@ -65,11 +66,11 @@ def pareto_front(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def tradeoff_plot(runs: list[Run], path: Path) -> Path | None:
     """``report_tradeoff.png``: accuracy against size and latency (log scales), Pareto fronts as steps."""
-    found, source = points([r for r in runs if r.metrics and r.task.name == "classification"])
+    found, source = points([r for r in runs if r.metrics and not r.task.language_model])
     if len(found) < 2:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    costs = (("size on disk (MB)", 1), (f"CPU latency, batch 64 (ms, {'onnxruntime, 2 threads' if source == 'onnx' else 'PyTorch'})", 2))
+    costs: tuple[tuple[str, Literal[1, 2]], ...] = (("size on disk (MB)", 1), (f"CPU latency, batch 64 (ms, {'onnxruntime, 2 threads' if source == 'onnx' else 'PyTorch'})", 2))
     for ax, (label, column) in zip(axes, costs, strict=True):
         for kind, (name, marker, colour) in KINDS.items():
             mine = [(p[column], p[3]) for p in found if p[0] == kind]

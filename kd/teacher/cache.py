@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import fcntl
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from kd.errors import ConfigError
 from kd.losses.weighted_sum import WeightedSum
+from kd.task import task_of_config
 from kd.teacher.cache_files import read_entry, write_entry
 from kd.teacher.cache_policy import (
     batch_limited_message,
@@ -25,6 +26,7 @@ from kd.teacher.cache_policy import (
 from kd.teacher.outputs import CachedTeacherOutputs, cache_folder, compute_teacher_outputs
 from kd.teacher.views import compute_view_outputs, view_epochs, view_record
 from kd.teacher.weights import data_identity
+from kd.teacher_source import CacheEntry
 from kd.utils.hashing import file_sha256, identity_hash
 from kd.utils.processes import is_rank_zero, wait_for_rank_zero
 
@@ -59,10 +61,11 @@ def cache_identity(
 
 
 def prepare_cached_teacher(
-    cfg: DictConfig, datamodule: Any, loss: WeightedSum, teacher: nn.Module, teacher_ckpt: Path,
+    cfg: DictConfig, datamodule: Any, loss: WeightedSum, teacher: nn.Module, teacher_ckpt: Path | None,
     train_texts: Path | None = None,
-) -> dict[str, CachedTeacherOutputs]:
-    """Cached teacher outputs by split (``train``, ``val``, ``test``); ``{}`` when the cache is off.
+) -> dict[CacheEntry, CachedTeacherOutputs]:
+    """Cached teacher outputs by entry (``train`` or one per epoch's augmented views, ``val``, ``test``;
+    ``kd.teacher_source``); ``{}`` when the cache is off.
     ``train_texts``: the teacher generations that replaced the training split (sequence-level KD).
 
     Valid cache entries are read; missing, stale or corrupt ones are (re)built under a file lock,
@@ -71,7 +74,7 @@ def prepare_cached_teacher(
     settings = cache_settings(cfg)
     if settings["cache"] is False:
         return {}
-    if cfg.data.get("modality") == "lm" and (teacher_ckpt is None or settings["top_k"] is None):
+    if teacher_ckpt is None or (task_of_config(cfg).language_model and settings["top_k"] is None):
         why = (
             "the teacher has no weights file to key the cache by"
             if teacher_ckpt is None
@@ -93,13 +96,13 @@ def prepare_cached_teacher(
             "Use teacher_outputs.cache=auto to run the teacher live on training batches."
         )
     if not loss.needs_teacher:  # the teacher only evaluates (sequence-level KD): no training split
-        reasons, splits = [], ["val", "test"]
+        reasons, splits = [], [CacheEntry("val"), CacheEntry("test")]
     else:
-        train = [f"train@{epoch}" for epoch in views[0]] or ["train"]  # augmented: one entry per epoch's views
-        splits = ["val", "test"] if reasons else [*train, "val", "test"]
+        train = [CacheEntry("train", epoch) for epoch in views[0]] or [CacheEntry("train")]  # augmented: per epoch
+        splits = [CacheEntry("val"), CacheEntry("test")] if reasons else [*train, CacheEntry("val"), CacheEntry("test")]
     if reasons:
         print(f"[kd] teacher runs live on training batches: {'; '.join(reasons)}", flush=True)
-    splits = [s for s in splits if s.partition("@")[0] not in limited]
+    splits = [s for s in splits if s.split not in limited]
     if not splits:
         return {}
     datamodule.prepare_data()
@@ -111,7 +114,7 @@ def prepare_cached_teacher(
     teacher_sha = file_sha256(teacher_ckpt)
     build = is_rank_zero()  # several processes: rank 0 builds, the others read once it has
 
-    def read_or_build() -> dict[str, CachedTeacherOutputs] | None:
+    def read_or_build() -> dict[CacheEntry, CachedTeacherOutputs] | None:
         with open(folder / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             found = {
@@ -119,7 +122,7 @@ def prepare_cached_teacher(
                 for s in splits
             }
             fcntl.flock(lock, fcntl.LOCK_UN)
-        return None if None in found.values() else found
+        return None if None in found.values() else cast(dict[CacheEntry, CachedTeacherOutputs], found)
 
     cached = (
         read_or_build()
@@ -128,7 +131,8 @@ def prepare_cached_teacher(
             read_or_build, f"the teacher outputs in {folder}", Path(cfg.paths.output_dir) / "failed.json"
         )
     )
-    print(f"[kd] teacher outputs for {', '.join(splits)} read from {folder}", flush=True)
+    assert cached is not None  # rank zero builds every split
+    print(f"[kd] teacher outputs for {', '.join(s.name for s in splits)} read from {folder}", flush=True)
     return cached
 
 
@@ -137,24 +141,23 @@ def _load_or_build(
     datamodule: Any,
     teacher: nn.Module,
     folder: Path,
-    split: str,
+    split: CacheEntry,
     identity: dict[str, Any],
     teacher_sha: str,
     settings: dict[str, Any],
     build: bool = True,
 ) -> CachedTeacherOutputs | None:
-    split_name, _, epoch = split.partition("@")
-    dataset = datamodule.splits[split_name]
+    dataset = datamodule.splits[split.split]
     if not hasattr(dataset, "fingerprint"):
         raise ConfigError(
-            f"data split {split!r} ({type(dataset).__name__}) has no fingerprint(); set teacher_outputs.cache=false"
+            f"data split {split.split!r} ({type(dataset).__name__}) has no fingerprint(); set teacher_outputs.cache=false"
         )
-    features = settings["features"] if split == "train" else []
-    view = view_record(cfg, datamodule, int(epoch)) if epoch else None
+    features = settings["features"] if split.name == "train" else []
+    view = view_record(cfg, datamodule, split.epoch) if split.epoch is not None else None
     expected = {
         "key": identity_hash(identity, 12),
         "identity": identity,
-        "split": split,
+        "split": split.name,
         "teacher_sha256": teacher_sha,
         "data_sha256": dataset.fingerprint(),
         "num_samples": len(dataset),
@@ -163,14 +166,14 @@ def _load_or_build(
         **({"view": view} if view else {}),
     }
     # views differ per seed and batch size: one file each, so a sweep over seeds never overwrites them
-    entry = f"{split}-seed{view['seed']}-batch{view['batch_size']}" if view else split
+    entry = f"{split.name}-seed{view['seed']}-batch{view['batch_size']}" if view else split.name
     tensors, status = read_entry(folder, entry, expected)
     if tensors is None and not build:
         return None
     if tensors is None:
         if status != "missing":
             print(f"[kd] teacher-output cache {folder / entry}.pt is {status}: rebuilding it", flush=True)
-        print(f"[kd] computing teacher outputs on the {split} split ({len(dataset)} samples)", flush=True)
+        print(f"[kd] computing teacher outputs on the {split.name} split ({len(dataset)} samples)", flush=True)
         common = {"dtype": settings["dtype"], "precision": teacher_precision(cfg),
                   "channels_last": cfg.get("channels_last", False)}
         tensors = compute_view_outputs(
@@ -185,5 +188,5 @@ def _load_or_build(
         write_entry(folder, entry, tensors, {**expected, "top_k": settings["top_k"], "feature_shapes": shapes, **stats})
         size_mb = (folder / f"{entry}.pt").stat().st_size / 2**20
         error = f", mean KL(full || top-{settings['top_k']}, even tail) = {stats['top_k_kl']:.4g} nats" if stats else ""
-        print(f"[kd] cached teacher outputs of {split}: {size_mb:.1f} MB{error}", flush=True)
+        print(f"[kd] cached teacher outputs of {split.name}: {size_mb:.1f} MB{error}", flush=True)
     return CachedTeacherOutputs(tensors, cfg.data.num_classes)

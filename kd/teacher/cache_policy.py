@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -15,8 +15,8 @@ CACHE_CHOICES = ("auto", True, False)
 
 def cache_settings(cfg: DictConfig) -> dict[str, Any]:
     """``teacher_outputs`` with its defaults filled in, checked."""
-    settings = {"cache": "auto", "dtype": "float16", "top_k": None, "features": [], "augmented_views": True}
-    settings.update(OmegaConf.to_container(cfg.get("teacher_outputs") or {}, resolve=True))
+    settings: dict[str, Any] = {"cache": "auto", "dtype": "float16", "top_k": None, "features": [], "augmented_views": True}
+    settings.update(cast(dict[str, Any], OmegaConf.to_container(cfg.get("teacher_outputs") or {}, resolve=True)))
     if settings["cache"] not in CACHE_CHOICES:
         raise ConfigError(f"teacher_outputs.cache={settings['cache']!r}; choose auto, true or false")
     if settings["dtype"] not in STORAGE_DTYPES:
@@ -29,7 +29,8 @@ def cache_settings(cfg: DictConfig) -> dict[str, Any]:
         )
     settings["features"] = sorted(settings["features"] or [])
     layers = cfg.teacher.get("layers")
-    check_feature_taps(settings["features"], OmegaConf.to_container(layers) if layers is not None else None)
+    declared = cast(dict[str, str], OmegaConf.to_container(layers)) if layers is not None else None
+    check_feature_taps(settings["features"], declared)
     return settings
 
 

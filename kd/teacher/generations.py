@@ -16,7 +16,7 @@ import fcntl
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -34,7 +34,7 @@ FORMAT = 2  # 2: prompts and continuations stored apart, the prompt's labels ign
 
 def generation_settings(cfg: DictConfig) -> dict[str, Any]:
     """``loss.teacher_generations`` with defaults, checked (``temperature`` 0 = greedy)."""
-    settings = {**DEFAULTS, **OmegaConf.to_container(cfg.loss.teacher_generations, resolve=True)}
+    settings = {**DEFAULTS, **cast(dict[str, Any], OmegaConf.to_container(cfg.loss.teacher_generations, resolve=True))}
     block = cfg.data.module.block_size
     if not 1 <= settings["prompt_tokens"] < block:
         raise ConfigError(
@@ -56,7 +56,7 @@ def continue_blocks(teacher: nn.Module, blocks: torch.Tensor, settings: dict[str
     out = []
     for start in range(0, len(blocks), settings["batch_size"]):
         prompt = blocks[start : start + settings["batch_size"], :prompt_len]
-        ids = teacher.generate(
+        ids = cast(Any, teacher).generate(  # a Hugging Face model; nn.Module types attributes as Tensor | Module
             input_ids=prompt,
             attention_mask=torch.ones_like(prompt),
             do_sample=sampled,
@@ -117,6 +117,7 @@ def use_teacher_generations(cfg: DictConfig, datamodule: Any, teacher: nn.Module
     else:
         failed = Path(cfg.paths.output_dir) / "failed.json"
         stored = wait_for_rank_zero(lambda: read_or_generate(False), f"the teacher generations {path}", failed)
+    assert stored is not None  # read_or_generate(True) always returns them
     datamodule.splits["train"] = generated_blocks(tokenizer, stored["prompts"], stored["continuations"],
                                                   datamodule.block_size)
     return path

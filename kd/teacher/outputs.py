@@ -73,13 +73,14 @@ class CachedTeacherOutputs:
         features = {alias: tensor[rows].float().to(device) for alias, tensor in self.features.items()}
         if self.top_k_index is None:
             return ModelOutputs(logits=values, features=features, mask=mask, index=index)
+        assert self.top_k_rest is not None  # stored with top_k_index
         label_log_prob = self.label_log_prob[rows].to(device) if self.label_log_prob is not None else None
         top_k = TopK(values, self.top_k_index[rows].to(device), self.top_k_rest[rows].to(device), self.num_classes,
                      self.top_k_temperature, label_log_prob)
         return ModelOutputs(features=features, mask=mask, index=index, top_k=top_k)
 
 
-def check_feature_taps(features: list[str], layers: dict[str, str] | None) -> None:
+def check_feature_taps(features: Sequence[str], layers: Mapping[str, str] | None) -> None:
     """``teacher_outputs.features`` must name taps the teacher declares (``teacher.layers``)."""
     unknown = sorted(set(features) - set(layers or {}))
     if unknown:
@@ -129,11 +130,13 @@ def compute_teacher_outputs(
     storage = STORAGE_DTYPES[dtype]
     teacher.eval()
     if channels_last:
-        teacher.to(memory_format=torch.channels_last)
-    logits, indices, rests, label_lps, stored = [], [], [], [], {alias: [] for alias in features}
+        teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format
+    logits, indices, rests, label_lps = [], [], [], []
+    stored: dict[str, list[torch.Tensor]] = {alias: [] for alias in features}
     kl_sum, positions, done = 0.0, 0, 0
     progress = Progress(len(dataset), "teacher outputs")
-    with FeatureTaps(teacher, {a: layers[a] for a in features}) as taps:
+    tapped = {a: layers[a] for a in features} if layers is not None else {}  # no layers, no features (checked)
+    with FeatureTaps(teacher, tapped) as taps:
         for batch in batch_loader(dataset, batch_size, shuffle=False, share=(0, 1)):  # the whole split
             inputs = batch["inputs"]
             if isinstance(inputs, Mapping) and features:

@@ -54,7 +54,7 @@ def compute_view_outputs(
     """
     teacher.eval()
     if channels_last:
-        teacher.to(memory_format=torch.channels_last)
+        teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format
     logits = torch.zeros(len(dataset), num_classes, dtype=STORAGE_DTYPES[dtype])
     view_seeds = torch.full((len(dataset),), -1, dtype=torch.long)
     sampler = PositionSeededBatches(len(dataset), batch_size, seed)

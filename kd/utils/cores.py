@@ -6,8 +6,7 @@ import os
 import time
 from pathlib import Path
 
-# Measured (brief "Known traps"): two 2-thread torch processes on 2 cores, AMD EPYC.
-MEASURED = "two 2-thread jobs on 2 cores made an epoch 12.7x slower, 77 s -> 977 s, on an AMD EPYC"
+MEASURED = "measurements: docs/speed.md#cores"
 
 
 def cpu_times(cpus: list[int], stat: Path = Path("/proc/stat")) -> dict[int, tuple[int, int]]:

@@ -35,7 +35,9 @@ def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
     for tensor in tensors:
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{tuple(tensor.shape)}:{tensor.dtype};".encode())
-        digest.update(memoryview(tensor.view(torch.uint8).numpy()).cast("B") if tensor.numel() else b"")
+        if tensor.numel():  # an empty tensor adds no bytes
+            # numpy's stubs give ndarray __buffer__ only for Python >= 3.12; it is a buffer on 3.11 too
+            digest.update(memoryview(tensor.view(torch.uint8).numpy()).cast("B"))  # type: ignore[arg-type]
     return digest.hexdigest()
 
 

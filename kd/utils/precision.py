@@ -7,11 +7,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from kd.utils.machine import cpuinfo
 
-# CPU flags of native bf16 arithmetic: AVX-512 BF16 (AMD EPYC Zen 4+, Intel Xeon), AMX (Intel Xeon), Arm's bf16.
+# CPU flags of native bf16 arithmetic: AVX-512 BF16, AMX, Arm's bf16 (which CPUs have them: docs/speed.md).
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
-# benchmarks/text_precision.py: all-MiniLM-L6-v2, batch 32 x 64 tokens, 2 threads, AMD EPYC family 25 model 1.
-MEASURED = ("MiniLM training steps ran 19.8x slower than in 32-true (36.0 s against 1.82 s a batch) on an "
-            "AMD EPYC with AVX2 only")
+MEASURED = "measurements: docs/speed.md#bf16-where-it-is-native"
 GPU_ACCELERATORS = ("auto", "gpu", "cuda")
 # Keys that can ask for bf16, and their fp32 value.
 FP32 = {"trainer.precision": "32-true", "teacher_outputs.precision": "32-true", "teacher.net.dtype": "float32",

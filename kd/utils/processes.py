@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 # Where launchers put a process's global rank, in the order Lightning reads them.
@@ -76,11 +76,11 @@ def pin_worker_command() -> None:
     this job's overrides in run mode and ``hydra.run.dir`` this job's folder. No-op without Hydra.
     """
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
+    from omegaconf import DictConfig, open_dict, read_write
 
     if not HydraConfig.initialized():
         return
-    hydra_cfg = HydraConfig.get()
+    hydra_cfg = cast(DictConfig, HydraConfig.get())  # typed as the HydraConf dataclass; a DictConfig at run time
     sys.argv = [sys.argv[0], *_hydra_flags(sys.argv[1:]), *hydra_cfg.overrides.task, "hydra.mode=RUN"]
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir

@@ -1,9 +1,11 @@
 """OmegaConf resolvers used by the configs."""
 
 import os
+from typing import Any
 
 from omegaconf import OmegaConf
 
+from kd.task import task_for
 from kd.utils.precision import bf16_if_native
 
 
@@ -19,8 +21,14 @@ def threads_per_job(jobs: int | str) -> int:
     return max(1, cores // int(jobs)) if int(jobs) > 0 else 1
 
 
+def task_field(field: str, *, _root_: Any) -> Any:
+    """``${task:monitor}``, ``${task:mode}``: a field of the run's task (``kd.task``, from ``data.modality``)."""
+    return getattr(task_for(_root_.data.get("modality")), field)
+
+
 def register_resolvers() -> None:
     """Register kd's resolvers (idempotent)."""
     OmegaConf.register_new_resolver("one_minus", one_minus, replace=True)
     OmegaConf.register_new_resolver("threads_per_job", threads_per_job, replace=True)
+    OmegaConf.register_new_resolver("task", task_field, replace=True)
     OmegaConf.register_new_resolver("bf16_if_native", bf16_if_native, replace=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
 # (expansion, channels, blocks, stride) per stage; "T" is replaced by the expansion ratio. The ImageNet
 # model's second stage has stride 2; here it has stride 1 (total stride 16 instead of 32).
-STAGES = [(1, 16, 1, 1), ("T", 24, 2, 1), ("T", 32, 3, 2), ("T", 64, 4, 2), ("T", 96, 3, 1), ("T", 160, 3, 2), ("T", 320, 1, 1)]
+STAGES: list[tuple[int | str, int, int, int]] = [(1, 16, 1, 1), ("T", 24, 2, 1), ("T", 32, 3, 2), ("T", 64, 4, 2), ("T", 96, 3, 1), ("T", 160, 3, 2), ("T", 320, 1, 1)]
 
 
 def conv_bn_relu(in_channels: int, channels: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
@@ -43,7 +45,7 @@ class SmallMobileNetV2(nn.Module):
         stages = []
         for ratio, channels, blocks, stride in STAGES:
             channels = int(channels * width)
-            ratio = expansion if ratio == "T" else ratio
+            ratio = expansion if ratio == "T" else cast(int, ratio)
             layers = []
             for i in range(blocks):
                 layers.append(InvertedResidual(in_channels, channels, stride if i == 0 else 1, ratio))

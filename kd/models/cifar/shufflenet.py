@@ -84,7 +84,7 @@ class SmallShuffleNet(nn.Module):
                 layers += [V1Unit(channels, channels, 1, 3) for _ in range(units - 1)]
                 stages.append(nn.Sequential(*layers))
                 in_channels = channels
-            self.head = nn.Identity()
+            self.head: nn.Module = nn.Identity()
         else:              # 1x: widths 116, 232, 464, a 1024-wide 1x1 conv; 3, 7, 3 units after each down unit
             for channels, units in ((116, 3), (232, 7), (464, 3)):
                 stages.append(nn.Sequential(V2DownUnit(in_channels, channels), *(V2Unit(channels) for _ in range(units))))
