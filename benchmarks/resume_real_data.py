@@ -5,7 +5,7 @@
 Runs resnet18 -> resnet10_w8 (augmented batches, teacher live on them) for ``--epochs`` epochs
 uninterrupted; runs it again and SIGKILLs it a few seconds after the first resume point of the
 last epoch; resumes that run with ``resume=true``; compares the two ``metrics.json`` files (all
-keys but timings and paths). Not a test (minutes of CPU): tests/test_resume.py does the same on
+keys but timings and paths). Not a test (minutes of CPU): tests/jobs/test_resume.py does the same on
 synthetic data. Needs the Fashion-MNIST files; the teacher is trained once (or reused) under
 outputs/teachers. Writes benchmarks/results/resume_real_data-<cpu>.json.
 """

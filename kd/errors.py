@@ -25,13 +25,6 @@ class RunError(RuntimeError):
     what happened, which checkpoint is the last good one and how to go on."""
 
 
-def positive_temperature(temperature: float) -> float:
-    """``temperature`` as a float, or a :class:`ConfigError` naming ``loss.temperature``."""
-    if not temperature > 0:
-        raise ConfigError(f"loss.temperature must be > 0, got {temperature}")
-    return float(temperature)
-
-
 def free_space(path: Path) -> str:
     """Free space on the disk holding ``path`` (its nearest existing parent), as text."""
     while not path.exists() and path != path.parent:

@@ -26,7 +26,6 @@ from kd.jobs.preflight import check_output_dir, preflight
 from kd.jobs.records import (
     as_run_error,
     describe_job,
-    failed_job_value,
     finish_failed_wandb_run,
     record_failure,
     redact_argv,
@@ -36,6 +35,9 @@ from kd.jobs.records import (
 from kd.jobs.resume import apply_plan, plan_resume, write_job_record
 from kd.jobs.scale_out import check_scale_out, processes_per_machine
 from kd.jobs.validate import check_config
+from kd.launch.hardware import decide_hardware
+from kd.launch.launchers import failed_job_value
+from kd.launch.processes import is_rank_zero
 from kd.task import task_of_config
 from kd.teacher.cache import prepare_cached_teacher
 from kd.teacher.generations import use_teacher_generations
@@ -45,7 +47,6 @@ from kd.utils.config_files import hydra_config_path
 from kd.utils.cores import check_oversubscription
 from kd.utils.library_noise import quiet_library_noise
 from kd.utils.precision import emulated_bf16_warning
-from kd.utils.processes import is_rank_zero
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -63,8 +64,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     threads = set_threads(cfg.get("threads"), processes_per_machine(cfg))  # cores shared among this machine's ranks
     if processes_per_machine(cfg) == 1 and (warning := check_oversubscription(threads)):
         print(warning, flush=True)
-    if is_rank_zero() and (warning := emulated_bf16_warning(cfg)):
-        print(warning, flush=True)
+    if is_rank_zero():
+        print(decide_hardware(str(OmegaConf.select(cfg, "trainer.accelerator") or "auto")).line(), flush=True)
+        if warning := emulated_bf16_warning(cfg):
+            print(warning, flush=True)
     plan = plan_resume(cfg)  # every rank reaches the same plan: rank 0 writes nothing before training starts
     if (reused := apply_plan(cfg, plan)) is not None:
         return reused

@@ -16,6 +16,16 @@ from typing import Any
 
 from kd.errors import ConfigError
 
+# Metric names (their last part, less ``teacher_``, or any part for losses) where a smaller value is
+# better; all others (accuracies, agreement, tokens per second) are better larger.
+LOWER_IS_BETTER = {"ppl", "ppl_best", "bpb", "kl", "kl_topk", "ece", "loss", "latency_ms", "ms_per_token"}
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether ``metric`` is minimised (perplexity, bits per byte, KL, ECE, losses, latency)."""
+    parts = metric.split("/")
+    return parts[-1].removeprefix("teacher_") in LOWER_IS_BETTER or "loss" in parts
+
 
 @dataclass(frozen=True)
 class Task:
@@ -23,7 +33,6 @@ class Task:
 
     name: str  # "classification" (a label per sample) or "lm" (the next token at every position)
     monitor: str  # validation metric whose best checkpoint is tested
-    mode: str  # "max" or "min": which way ``monitor`` is better
     summary: tuple[str, ...]  # the columns of kd.run's end-of-run table
     columns: tuple[str, ...]  # kd.report's columns
     headline: str  # the metric plotted and used to pick the best configuration
@@ -41,13 +50,18 @@ class Task:
         return self.name == "lm"
 
     @property
+    def mode(self) -> str:
+        """``min`` or ``max``: which way ``monitor`` is better (``lower_is_better``)."""
+        return "min" if lower_is_better(self.monitor) else "max"
+
+    @property
     def best_metric(self) -> str:
         """The logged best value of ``monitor`` (``val/acc_best``, ``val/ppl_best``)."""
         return f"{self.monitor}_best"
 
 
 _CLASSIFICATION: dict[str, Any] = dict(
-    name="classification", monitor="val/acc", mode="max", summary=("val/acc_best", "test/acc"),
+    name="classification", monitor="val/acc", summary=("val/acc_best", "test/acc"),
     columns=("test/acc", "val/acc_best", "test/agreement", "test/kl", "test/ece", "student/latency_ms"),
     headline="test/acc", teacher_metric="test/teacher_acc", latency="latency_ms",
     latency_label="CPU latency per batch (ms)", label="test accuracy (%)", scale=100.0, plot_prefix="report_",
@@ -56,7 +70,7 @@ TASKS: dict[str, Task] = {  # by data.modality
     "image": Task(**_CLASSIFICATION, quantization="static"),
     "text": Task(**_CLASSIFICATION, quantization="dynamic"),
     "lm": Task(
-        name="lm", monitor="val/ppl", mode="min", summary=("val/ppl_best", "test/ppl", "test/bpb", "test/acc"),
+        name="lm", monitor="val/ppl", summary=("val/ppl_best", "test/ppl", "test/bpb", "test/acc"),
         columns=("test/ppl", "val/ppl_best", "test/bpb", "test/acc", "test/agreement", "test/kl", "test/kl_topk",
                  "student/ms_per_token"),
         headline="test/ppl", teacher_metric="test/teacher_ppl", latency="ms_per_token",

@@ -61,8 +61,3 @@ class TeacherSource:
             return None
         with torch.no_grad():
             return self.live(inputs, index)
-
-    @property
-    def cached_splits(self) -> list[str]:
-        """The entries the cache holds, by name (``train@0``, ``val``, ...)."""
-        return [entry.name for entry in self.cached]

@@ -19,15 +19,17 @@ from torch import nn
 
 from kd.callbacks import EpochSummary
 from kd.cost import first_batch, latency_ms, like_parameters, size_on_disk_mb
+from kd.errors import ConfigError
+from kd.launch.hardware import decide_hardware
+from kd.launch.processes import is_rank_zero, pin_worker_command
 from kd.lm.evaluation import check_generation, report_language_model
-from kd.lm.on_policy import student_samples
+from kd.lm.on_policy import StudentSamples, student_samples
 from kd.losses.weighted_sum import WeightedSum
 from kd.model_outputs import TeacherOutputs
 from kd.models.checkpoints import load_weights
 from kd.module import DistillModule
 from kd.task import task_of_config
 from kd.teacher_source import CacheEntry
-from kd.utils.processes import is_rank_zero, pin_worker_command
 from kd.utils.secrets import redact, save_config
 
 
@@ -59,8 +61,20 @@ def build_module(
         channels_last=cfg.get("channels_last", False),
         teacher_outputs=teacher_outputs,
         task=task_of_config(cfg),
-        on_policy=student_samples(cfg, loss.needs_teacher, loss.active),
+        on_policy=on_policy_samples(cfg, datamodule, loss),
     )
+
+
+def on_policy_samples(cfg: DictConfig, datamodule: Any, loss: WeightedSum) -> StudentSamples | None:
+    """``on_policy`` as a batch transform; refused for data whose prompts are not a fixed number of opening tokens."""
+    samples = student_samples(cfg, loss.needs_teacher, loss.active)
+    if samples is not None and not getattr(datamodule, "openings_are_prompts", True):
+        raise ConfigError(
+            f"on_policy.lmbda={samples.lmbda}: on-policy sampling keeps each block's first on_policy.prompt_tokens "
+            f"tokens as the prompt, but data={cfg.data.name} holds prompts of varying length; sampling from its "
+            "prompts is not supported yet. Set on_policy.lmbda=0."
+        )
+    return samples
 
 
 def load_initial_weights(cfg: DictConfig, student: nn.Module) -> nn.Module:
@@ -187,6 +201,7 @@ def fit_and_test(
         {
             "job_type": cfg.get("job_type"),
             "task": task_of_config(cfg).name,
+            "hardware": decide_hardware(str(cfg.trainer.get("accelerator", "auto"))).record(),
             "student/params": count_parameters(student),
             "teacher/params": count_parameters(teacher) if teacher is not None else None,
             "time/fit_s": round(fit_seconds, 2),

@@ -13,8 +13,9 @@ from omegaconf import DictConfig, open_dict
 
 import kd  # noqa: F401  (torchvision compatibility step, resolvers)
 from tests.cli import THREADS
+from tests.paths import CONF
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = CONF
 TINY = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "~logger"]
 # Options of a modality compose with data and models of that modality (the data uses the teacher's tokenizer).
 MODALITY_BASES = {"image": ["data=synthetic"],

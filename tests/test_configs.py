@@ -18,7 +18,7 @@ from kd.task import MODALITIES
 from kd.training import build_loss
 from tests.conftest import CONF_DIR, MODALITY_BASES, slow_if_pretrained
 
-# conf/sweep holds multirun settings added with +sweep=<name>: tests/test_sweep_files.py checks those.
+# conf/sweep holds multirun settings added with +sweep=<name>: tests/launch/test_sweep_files.py checks those.
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("sweep", "__pycache__"))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
 

@@ -28,7 +28,7 @@ from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
-import tests.test_sweep_files as sweep_files
+import tests.launch.test_sweep_files as sweep_files
 from kd.errors import ConfigError
 from kd.jobs.validate import problems, uncovered
 from kd.model_outputs import ModelOutputs
@@ -36,8 +36,8 @@ from kd.run import train
 from kd.training import build_loss
 from tests.cli import TINY_CLI, run_cli
 from tests.conftest import CONF_DIR, TINY, compose_config
+from tests.losses.test_loss_conventions import distillation_term, interpolations_of
 from tests.test_configs import check_instantiates
-from tests.test_loss_conventions import distillation_term, interpolations_of
 
 REPO = CONF_DIR.parent
 PAGE = (REPO / "docs" / "extending.md").read_text()
@@ -106,7 +106,7 @@ def test_the_page_has_the_files_it_promises() -> None:
 
 
 def test_the_loss_config_follows_the_weight_convention() -> None:
-    """What tests/test_loss_conventions.py checks of every file in conf/loss/."""
+    """What tests/losses/test_loss_conventions.py checks of every file in conf/loss/."""
     raw = yaml.safe_load(LOSS[LOSS_YAML])
     term = distillation_term(raw)
     assert "weight" not in raw and "alpha" not in raw and "beta" in raw
@@ -121,7 +121,7 @@ def test_the_loss_config_follows_the_weight_convention() -> None:
 def test_the_loss_composes_and_computes_its_formula(install, tmp_path: Path) -> None:
     install(LOSS)
     cfg = compose_config([*TINY, search_path(tmp_path), f"loss={LOSS_NAME}", "loss.beta=0.5"], tmp_path)
-    assert uncovered(cfg) == [] and problems(cfg) == {}   # tests/test_config_schema.py's checks
+    assert uncovered(cfg) == [] and problems(cfg) == {}   # tests/config/test_config_schema.py's checks
     check_instantiates("loss", cfg)                        # tests/test_configs.py's check
     loss = build_loss(cfg.loss)
     assert loss.weights == {"ce": 1.0, LOSS_NAME: 0.5} and loss.needs_teacher

@@ -6,15 +6,16 @@ import ast
 import warnings
 from pathlib import Path
 
-KD = Path(__file__).resolve().parents[1] / "kd"
+from tests.paths import KD
+
 SPLIT_HINT_LINES = 200  # past this a module is worth a look: does it hold more than one concern?
 MAX_LINES = 400  # past this it does: split it by concern (never squeeze it to fit)
 # The training core, importable as kd.<name>; everything else lives in a sub-package.
 TOP_LEVEL = {"run", "training", "module", "model_outputs", "taps", "metrics", "callbacks", "schedules", "finite", "cost", "errors", "task", "teacher_source"}
 # Each unit may import only from units of its own layer or below (lowest first).
 LAYERS = [
-    {"kd.errors", "kd.task", "kd.utils"},
-    {"kd.model_outputs", "kd.teacher_source"},
+    {"kd.errors", "kd.task", "kd.utils", "kd.launch"},
+    {"kd.model_outputs", "kd.teacher_source", "kd.config"},
     {"kd.taps", "kd.schedules", "kd.finite", "kd.cost", "kd.metrics", "kd.models"},
     {"kd.data", "kd.losses", "kd.lm"},
     {"kd.module", "kd.callbacks"},
@@ -92,9 +93,19 @@ def test_modules_are_small() -> None:
 def test_top_level_holds_the_core_path_and_sub_packages() -> None:
     assert {p.stem for p in KD.glob("*.py")} - {"__init__"} == TOP_LEVEL
     packages = {p.name for p in KD.iterdir() if (p / "__init__.py").is_file()}
-    assert packages == {"data", "losses", "models", "lm", "teacher", "jobs", "report", "export", "utils"}
+    assert packages == {"config", "data", "launch", "losses", "models", "lm", "teacher", "jobs", "report", "export", "utils"}
     for package in packages:  # each says what it holds
         assert ast.get_docstring(ast.parse((KD / package / "__init__.py").read_text())), package
+
+
+def test_tests_mirror_the_package_layout() -> None:
+    """tests/<package>/ holds the tests of kd/<package>/ (tests/benchmarks/ those of benchmarks/); tests/ itself
+    those of the top-level modules and of the whole repository; tests/fixtures/ the files they read."""
+    tests = KD.parent / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and p.name not in ("fixtures", "__pycache__")}
+    packages = {p.name for p in KD.iterdir() if (p / "__init__.py").is_file()}
+    assert folders <= packages | {"benchmarks"}
+    assert all((tests / folder / "__init__.py").is_file() for folder in folders)
 
 
 def test_the_layer_test_sees_an_upward_import(tmp_path: Path) -> None:

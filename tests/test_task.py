@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
+from kd.config.migrations import upgrade_identity
 from kd.errors import ConfigError
-from kd.jobs.migrations import upgrade_identity
 from kd.jobs.resume import job_identity, job_key
 from kd.task import MODALITIES, TASKS, TASKS_BY_NAME, task_for, task_of_config, task_of_record
 from tests.conftest import CONF_DIR, MODALITY_BASES
+from tests.paths import KD
 
-KD = Path(__file__).resolve().parents[1] / "kd"
 # How code guessed the kind of run before the task descriptor: by metric names or the modality's value.
 GUESSES = re.compile(r'"ppl" in|"test/ppl" in|== "lm"|!= "lm"|== "image"|!= "image"')
 

@@ -45,7 +45,7 @@ def test_augmented_views_answer_for_their_own_epoch() -> None:
     source = TeacherSource(views, live)
     assert [source.outputs(INPUTS, STUDENT, INDEX, "train", e).logits[0, 0].item() for e in (0, 1)] == [0.0, 1.0]
     assert source.outputs(INPUTS, STUDENT, INDEX, "train", 2).logits.eq(-1).all()  # epoch 2 not cached: live
-    assert source.cached_splits == ["train@0", "train@1"] and source.entry("train") is views[CacheEntry("train", 0)]
+    assert [e.name for e in source.cached] == ["train@0", "train@1"] and source.entry("train") is views[CacheEntry("train", 0)]
 
 
 def test_a_plain_train_entry_serves_every_epoch_and_no_teacher_gives_none() -> None:

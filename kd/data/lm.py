@@ -110,6 +110,10 @@ class LMDataModule(SplitLoaders, L.LightningDataModule):
         ids = torch.as_tensor([self.tokenizer("an example of text")["input_ids"]] * batch_size)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
+    def generation_prompts(self, split: str, tokens: int) -> list[list[int]]:
+        """The first ``tokens`` tokens of each document of ``split`` that has as many (prompts to continue)."""
+        return [ids[:tokens] for ids in self.openings[split] if len(ids) >= tokens]
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return

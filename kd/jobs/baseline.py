@@ -1,7 +1,7 @@
 """The distilled student's baseline: the same job without the teacher (``loss=ce``), if it has run.
 
 A finished run counts as this job's baseline when its ``job.json`` config (read with today's config
-names, see ``kd.jobs.migrations``) equals this job's apart from what only distillation reads (the
+names, see ``kd.config.migrations``) equals this job's apart from what only distillation reads (the
 loss, the teacher, its cached outputs, on-policy sampling and ``optimized_metric``) and its
 ``metrics.json`` says ``job_type: baseline``: same data, student, optimiser, trainer, augmentation
 and seed.
@@ -15,14 +15,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from kd.jobs.migrations import upgrade_identity
+from kd.config.identities import view
+from kd.config.migrations import upgrade_identity
+from kd.config.rules import BASELINE
 from kd.jobs.resume import JOB_FILE, job_identity
-
-DISTILLATION_ONLY = ("loss", "teacher", "teacher_outputs", "on_policy", "optimized_metric")
 
 
 def _comparable(identity: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in identity.items() if k not in DISTILLATION_ONLY}
+    return view(identity, "", BASELINE)
 
 
 def find_baseline(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | None:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kd.errors import ConfigError
 from kd.jobs.validate import check_config
-from kd.utils.processes import is_rank_zero
+from kd.launch.processes import is_rank_zero
 from kd.utils.secrets import redact, redact_override
 
 

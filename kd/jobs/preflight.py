@@ -25,7 +25,7 @@ from kd.jobs.records import root_cause
 from kd.lm.evaluation import context_length
 from kd.taps import call_model
 from kd.task import task_of_config
-from kd.teacher.cache_policy import cache_settings, top_k_temperature
+from kd.teacher.cache import cache_settings, top_k_temperature
 from kd.training import build_loss, build_module, load_initial_weights
 
 

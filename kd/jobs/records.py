@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from kd.config.identities import run_name
 from kd.errors import ConfigError, RunError, describe_write_error
 from kd.jobs.resume import latest_checkpoint
 from kd.utils.secrets import redact_override, save_config
@@ -21,7 +22,8 @@ MAX_TAG_LENGTH = 64  # W&B's limit
 def describe_job(cfg: DictConfig) -> bool:
     """Fill ``cfg.run`` (name, group, tags) from Hydra's job info; return whether this is a multirun job.
 
-    name: the job's overrides (``loss=kd,loss.temperature=2``) or ``defaults``; group: the multirun
+    name: the job's overrides (``loss=kd,loss.temperature=2``) without bookkeeping keys
+    (``kd.config.identities.run_name``) or ``defaults``; group: the multirun
     folder (all jobs of one sweep share it) or, for a single run, the data set's name; tags: the
     overrides themselves.
     """
@@ -31,10 +33,9 @@ def describe_job(cfg: DictConfig) -> bool:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     overrides = [redact_override(o) for o in hydra_cfg.overrides.task]
-    dirname = ",".join(redact_override(part) for part in hydra_cfg.job.override_dirname.split(",") if part)
     with open_dict(cfg):
         cfg.hydra_choices = dict(hydra_cfg.runtime.choices)
-        cfg.run.name = cfg.run.get("name") or dirname or "defaults"
+        cfg.run.name = cfg.run.get("name") or run_name(overrides) or "defaults"
         if not cfg.run.get("group"):
             sweep_dir = Path(hydra_cfg.sweep.dir)
             cfg.run.group = f"sweep-{sweep_dir.parent.name}-{sweep_dir.name}" if multirun else cfg.data.name
@@ -105,15 +106,3 @@ def report_failure(err: BaseException, record: Path, multirun: bool) -> None:
     print(f"{kind}: {err}", file=sys.stderr)
     note = "; the other jobs continue" if multirun else ""
     print(f"[kd] job failed; recorded in {record.parent}/{{{FAILURE_FILE}, error.txt}}{note}", file=sys.stderr)
-
-
-def failed_job_value() -> float:
-    """What a failed multirun job returns to the sweeper: NaN, or under Optuna (which stops a study at a
-    NaN) the worst value for its direction, so the study records the trial and goes on."""
-    from hydra.core.hydra_config import HydraConfig
-
-    sweeper = HydraConfig.get().sweeper if HydraConfig.initialized() else {}
-    if "optuna" not in str(sweeper.get("_target_", "")).lower():
-        return float("nan")
-    direction = str(sweeper.get("direction", "minimize")).lower()
-    return float("-inf") if "max" in direction else float("inf")

@@ -20,35 +20,24 @@ from typing import Any, cast
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from kd.config.migrations import upgrade_identity
 from kd.errors import ConfigError
-from kd.jobs.migrations import upgrade_identity
+from kd.launch.processes import is_rank_zero
 from kd.utils.hashing import config_identity, identity_hash
-from kd.utils.processes import is_rank_zero
 
 JOB_FILE = "job.json"
-# Keys that name, place or show a run without changing what it computes.
-BOOKKEEPING = (
-    "paths",
-    "run",
-    "resume",
-    "hydra_choices",
-    "job_type",
-    "threads",
-    "progress_bar",
-    "logger",
-    "checkpoint_every_n_steps",
-)
 CHECKPOINTS = ("resume.ckpt", "last.ckpt")
 
 
 def job_identity(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config without bookkeeping keys; paths read as placeholders (``<paths.output_dir>``)."""
+    """The resolved config's keys that enter the job identity (``kd.config.schema``); paths read as
+    placeholders (``<paths.output_dir>``) where other keys hold them."""
     plain = copy.deepcopy(cfg)
     with open_dict(plain):
         for key in list(plain.paths):
             plain.paths[key] = f"<paths.{key}>"
     data = cast(dict[str, Any], OmegaConf.to_container(plain, resolve=True))
-    return upgrade_identity(config_identity({k: v for k, v in data.items() if k not in BOOKKEEPING}))
+    return upgrade_identity(config_identity(data))
 
 
 def job_key(identity: dict[str, Any]) -> str:

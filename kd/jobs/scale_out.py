@@ -3,12 +3,11 @@ underneath (Lightning strategies, Hydra launchers) would otherwise reject deep i
 
 from __future__ import annotations
 
-from typing import cast
-
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from kd.errors import ConfigError
+from kd.launch.launchers import check_launcher_starts
 
 
 def strategy_name(cfg: DictConfig) -> str:
@@ -32,17 +31,9 @@ def process_count(cfg: DictConfig) -> int:
     return processes_per_machine(cfg) * int(cfg.trainer.get("num_nodes", 1) or 1)
 
 
-def _launcher() -> str:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return ""
-    hydra_cfg = cast(DictConfig, HydraConfig.get())  # typed as the HydraConf dataclass; a DictConfig at run time
-    return str(OmegaConf.select(hydra_cfg, "launcher._target_", default="") or "")
-
-
 def check_scale_out(cfg: DictConfig) -> None:
-    """Sharded training needs CUDA; the global batch must split evenly; joblib workers cannot start ranks."""
+    """Sharded training needs CUDA; the global batch must split evenly; the launcher must be able to start
+    the processes (``kd.launch.launchers``)."""
     strategy, processes = strategy_name(cfg), process_count(cfg)
     if strategy.startswith("fsdp") and not torch.cuda.is_available():
         raise ConfigError(
@@ -56,9 +47,4 @@ def check_scale_out(cfg: DictConfig) -> None:
             f"among the {processes} training processes (trainer.devices x trainer.num_nodes); "
             f"use a multiple of {processes}"
         )
-    if processes > 1 and "joblib" in _launcher().lower():
-        raise ConfigError(
-            f"trainer.devices={cfg.trainer.devices} under hydra/launcher=joblib: a joblib worker cannot start the "
-            "other training processes. Run parallel sweep jobs with one process each (+sweep=joblib), or "
-            "multi-process jobs one after another or on SLURM (+sweep=submitit_slurm)."
-        )
+    check_launcher_starts(processes, cfg.trainer.devices)

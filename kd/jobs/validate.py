@@ -1,6 +1,6 @@
 """Check every value of a composed config before a run does anything (typed configs).
 
-Each leaf key is checked against its rule in ``kd.jobs.schema`` and, when it is an argument of a
+Each leaf key is checked against its rule in ``kd.config.schema`` and, when it is an argument of a
 ``_target_``, against that callable's type annotation. A key that only refers to another
 (``temperature: ${loss.temperature}``) passes its constraints to the key it refers to, so errors name
 the key a user types (``loss.temperature``, not ``loss.terms.kd.fn.temperature``); a value derived
@@ -17,10 +17,10 @@ from typing import Any
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from kd.config.rules import Rule
+from kd.config.schema import rule_for
 from kd.errors import ConfigError
 from kd.jobs.annotations import annotation_problem, checkable, parameter_annotation
-from kd.jobs.rules import Rule
-from kd.jobs.schema import rule_for
 
 ABSENT = object()
 HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")

@@ -62,7 +62,7 @@ def greedy_continuations(model: nn.Module, prompts: list[list[int]], new_tokens:
 
 def generations_markdown(rows: list[dict[str, str]], latency: dict[str, float]) -> str:
     """``generations.md``: each prompt, then every model's greedy continuation."""
-    lines = ["# Generations (greedy, from the openings of held-out test documents)", ""]
+    lines = ["# Generations (greedy, from held-out test prompts)", ""]
     lines += [f"- {role}: {ms:.1f} ms per generated token (batch 1)" for role, ms in latency.items()]
     for i, row in enumerate(rows, 1):
         lines += ["", f"## Prompt {i}", "", *(f"> {line}" for line in row["prompt"].splitlines() or [""])]
@@ -81,8 +81,7 @@ def report_language_model(
     for prefix in ("", "teacher_"):
         if metrics.get(f"test/{prefix}ppl"):
             extra[f"test/{prefix}bpb"] = round(bits_per_byte(metrics[f"test/{prefix}ppl"], bytes_per_token), 4)
-    length = settings["prompt_tokens"]
-    prompts = [ids[:length] for ids in datamodule.openings["test"] if len(ids) >= length][: settings["prompts"]]
+    prompts = datamodule.generation_prompts("test", settings["prompt_tokens"])[: settings["prompts"]]
     if not prompts or settings["new_tokens"] < 1:
         return extra
     tokenizer = datamodule.tokenizer

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.errors import positive_temperature
 from kd.model_outputs import ModelOutputs
 
 
@@ -34,7 +33,7 @@ class DISTLoss(nn.Module):
 
     def __init__(self, temperature: float = 1.0, inter_weight: float = 1.0, intra_weight: float = 1.0) -> None:
         super().__init__()
-        self.temperature = positive_temperature(temperature)
+        self.temperature = float(temperature)
         self.inter_weight, self.intra_weight = float(inter_weight), float(intra_weight)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.errors import ConfigError, positive_temperature
 from kd.losses.top_k_kl import dense_teacher, top_k_forward_kl
 from kd.model_outputs import ModelOutputs
 
@@ -56,7 +55,7 @@ class _PositionwiseDivergence(nn.Module):
 
     def __init__(self, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100) -> None:
         super().__init__()
-        self.temperature, self.t2_scale, self.ignore_index = positive_temperature(temperature), t2_scale, ignore_index
+        self.temperature, self.t2_scale, self.ignore_index = float(temperature), t2_scale, ignore_index
 
     def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -111,8 +110,6 @@ class GeneralizedJSD(_PositionwiseDivergence):
         self, jsd_beta: float = 0.5, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100
     ) -> None:
         super().__init__(temperature, t2_scale, ignore_index)
-        if not 0.0 <= jsd_beta <= 1.0:
-            raise ConfigError(f"loss.jsd_beta (JSD mixing weight) must be in [0, 1], got {jsd_beta}")
         self.jsd_beta = float(jsd_beta)
 
     def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
@@ -144,7 +141,7 @@ class SkewForwardKL(_PositionwiseDivergence):
 
     def __init__(self, skew: float = 0.1, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100):
         super().__init__(temperature, t2_scale, ignore_index)
-        self.skew = _skew(skew)
+        self.skew = float(skew)
 
     def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
         return kl_divergence(log_t, _mixture(log_t, log_s, self.skew))
@@ -155,16 +152,10 @@ class SkewReverseKL(_PositionwiseDivergence):
 
     def __init__(self, skew: float = 0.1, temperature: float = 1.0, t2_scale: bool = True, ignore_index: int = -100):
         super().__init__(temperature, t2_scale, ignore_index)
-        self.skew = _skew(skew)
+        self.skew = float(skew)
 
     def per_position(self, log_s: torch.Tensor, log_t: torch.Tensor) -> torch.Tensor:
         return kl_divergence(log_s, _mixture(log_s, log_t, self.skew))
-
-
-def _skew(skew: float) -> float:
-    if not 0.0 <= skew < 1.0:
-        raise ConfigError(f"loss.skew (the mixture's own share) must be in [0, 1), got {skew}")
-    return float(skew)
 
 
 def _mixture(log_a: torch.Tensor, log_b: torch.Tensor, share_a: float) -> torch.Tensor:

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.errors import positive_temperature
 from kd.model_outputs import ModelOutputs
 
 
@@ -35,7 +34,7 @@ class DecoupledKD(nn.Module):
 
     def __init__(self, temperature: float = 4.0, tckd_weight: float = 1.0, nckd_weight: float = 8.0) -> None:
         super().__init__()
-        self.temperature = positive_temperature(temperature)
+        self.temperature = float(temperature)
         self.tckd_weight, self.nckd_weight = float(tckd_weight), float(nckd_weight)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.errors import ConfigError, positive_temperature
+from kd.errors import ConfigError
 from kd.losses.divergences import kl_divergence
 from kd.losses.spatial import full_precision
 from kd.model_outputs import ModelOutputs
@@ -44,7 +44,7 @@ class MultiLevelLogit(nn.Module):
         super().__init__()
         if not temperatures:
             raise ConfigError("loss.temperatures: give at least one temperature, e.g. [4, 3, 5, 2, 6]")
-        self.temperatures = [positive_temperature(t) for t in temperatures]
+        self.temperatures = [float(t) for t in temperatures]
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs | None, labels: torch.Tensor) -> torch.Tensor:
         assert teacher is not None  # needs_teacher: the module always passes its outputs

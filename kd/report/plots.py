@@ -15,9 +15,9 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file-only backend
 
-from kd.report.runs import Run, lower_is_better, mean_std, select
+from kd.report.runs import Run, mean_std, select
 from kd.report.tradeoff import tradeoff_plot
-from kd.task import TASKS_BY_NAME, Task
+from kd.task import TASKS_BY_NAME, Task, lower_is_better
 
 
 def _label(task: Task) -> str:

@@ -13,23 +13,12 @@ from typing import Any
 import yaml
 from rich.progress import track
 
+from kd.config.identities import enters
+from kd.config.rules import RUN_NAME
 from kd.jobs.records import FAILURE_FILE
-from kd.task import Task, task_of_record
+from kd.task import Task, lower_is_better, task_of_record
 
-IGNORED_OVERRIDES = ("seed=", "paths.", "threads=", "progress_bar=", "hydra.")  # not part of a configuration
 CONFIG_GROUPS = ("data", "teacher", "student", "loss", "optim", "trainer", "experiment")
-# Metric names (their last part, less ``teacher_``, or any part for losses) where a smaller value is
-# better; all others (accuracies, agreement, tokens per second) are better larger. The one place the
-# report looks this up.
-LOWER_IS_BETTER = {"ppl", "ppl_best", "bpb", "kl", "kl_topk", "ece", "loss", "latency_ms", "ms_per_token"}
-
-
-def lower_is_better(metric: str) -> bool:
-    """Whether ``metric`` is minimised (perplexity, bits per byte, KL, ECE, losses, latency)."""
-    parts = metric.split("/")
-    return parts[-1].removeprefix("teacher_") in LOWER_IS_BETTER or "loss" in parts
-
-
 def arrow(metric: str) -> str:
     """``↓`` for a metric where lower is better, ``↑`` otherwise."""
     return "↓" if lower_is_better(metric) else "↑"
@@ -73,11 +62,12 @@ class Run:
     @property
     def settings(self) -> set[str]:
         """What defines the configuration: the chosen config-group options (defaults included) and
-        the value overrides, apart from seeds, paths and thread counts."""
+        the dotted value overrides that enter a run's name (not paths: ``kd.config.schema``)."""
         choices = self.config.get("hydra_choices") or {}
         chosen = {f"{group}={choices[group]}" for group in CONFIG_GROUPS if choices.get(group)}
         values = {o for o in self.overrides if "=" in o and "." in o.split("=")[0].lstrip("+~")}
-        return chosen | {o for o in values if not o.startswith(IGNORED_OVERRIDES)}
+        named = {o for o in values if enters(o.split("=")[0].lstrip("+~"), RUN_NAME)}
+        return chosen | {o for o in named if not o.startswith("hydra.")}
 
     @property
     def task(self) -> Task:

@@ -18,9 +18,9 @@ from typing import Any
 
 from kd.jobs.records import FAILURE_FILE
 from kd.report.plots import write_plots
-from kd.report.runs import Run, arrow, best_of, find_runs, lower_is_better, mean_std
+from kd.report.runs import Run, arrow, best_of, find_runs, mean_std
 from kd.report.studies import find_studies, studies_markdown
-from kd.task import TASKS_BY_NAME
+from kd.task import TASKS_BY_NAME, lower_is_better
 
 
 @dataclass

@@ -24,9 +24,9 @@ from torch import nn
 
 from kd.data.lm import TokenBlocks
 from kd.errors import ConfigError
+from kd.launch.processes import is_rank_zero, wait_for_rank_zero
 from kd.teacher.weights import data_identity
 from kd.utils.hashing import identity_hash
-from kd.utils.processes import is_rank_zero, wait_for_rank_zero
 
 DEFAULTS = {"prompt_tokens": 16, "temperature": 1.0, "batch_size": 16}
 FORMAT = 2  # 2: prompts and continuations stored apart, the prompt's labels ignored (1: whole texts)

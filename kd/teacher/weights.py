@@ -7,7 +7,7 @@ import copy
 import fcntl
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as L
 import torch
@@ -15,50 +15,31 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
+from kd.config.identities import keys_entering, view
+from kd.config.rules import TEACHER
 from kd.errors import ConfigError
+from kd.launch.processes import SINGLE_PROCESS, is_rank_zero, wait_for_rank_zero
 from kd.losses.ce import HardLabelCE
 from kd.losses.weighted_sum import WeightedSum
 from kd.models.checkpoints import load_weights
 from kd.training import fit_and_test
 from kd.utils.hashing import config_identity, identity_hash
-from kd.utils.processes import is_rank_zero, wait_for_rank_zero
-
-# Trainer settings that change what a teacher learns; the rest (logging, paths) do not.
-_TRAINER_KEYS = ("precision", "limit_train_batches", "max_steps", "gradient_clip_val", "accumulate_grad_batches")
-_DATA_KEYS_IGNORED = ("data_dir", "download")
-# The teacher stage trains in rank 0's process alone (its environment plugin keeps SLURM's task count out).
-SINGLE_PROCESS = {
-    "strategy": "auto",
-    "devices": 1,
-    "num_nodes": 1,
-    "plugins": [{"_target_": "lightning.fabric.plugins.environments.LightningEnvironment"}],
-}
 
 
 def data_identity(cfg: DictConfig) -> dict[str, Any]:
-    """The data config as plain data, without what does not change the samples (paths, eval batch size,
-    secrets)."""
-    return _samples_only(config_identity(cfg.data))  # secrets (tokens) do not change the samples, and this lands in cache records
-
-
-def _samples_only(data: dict[str, Any]) -> dict[str, Any]:
-    source = data.get("module", {}).get("source", {})
-    for key in _DATA_KEYS_IGNORED:
-        source.pop(key, None)
-    data.get("module", {}).pop("eval_batch_size", None)
-    if isinstance(data.get("teacher_data"), dict):
-        _samples_only(data["teacher_data"])
-    return data
+    """The data keys that enter the teacher's identity (``kd.config.schema``: not paths or the eval batch
+    size) as plain data, secrets redacted (they do not change the samples, and this lands in cache records)."""
+    return cast(dict[str, Any], view(config_identity(cfg.data), "data", TEACHER))
 
 
 def teacher_identity(cfg: DictConfig) -> dict[str, Any]:
     """Everything that determines the trained teacher's weights, as plain data."""
     return {
-        "net": config_identity(cfg.teacher.net),
+        "net": view(config_identity(cfg.teacher.net), "teacher.net", TEACHER),
         "epochs": cfg.teacher.epochs,
         "data": data_identity(cfg),
         "optim": OmegaConf.to_container(teacher_optim(cfg), resolve=True),
-        "trainer": {k: cfg.trainer.get(k) for k in _TRAINER_KEYS},
+        "trainer": {k: cfg.trainer.get(k) for k in keys_entering("trainer", TEACHER)},
         "seed": teacher_seed(cfg),
         "channels_last": cfg.get("channels_last", False),
     }

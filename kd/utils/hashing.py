@@ -41,19 +41,8 @@ def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-DECLARATIONS = frozenset({"modality"})  # what a config says about itself; it changes no result
-
-
 def config_identity(node: Any) -> Any:
-    """``node`` (a config or plain data) resolved to plain data, without declaration keys (``modality``)
-    and with secret values redacted: what a run's, a trained teacher's or a cache entry's key hashes."""
+    """``node`` (a config or plain data) resolved to plain data with secret values redacted: what a
+    run's, a trained teacher's or a cache entry's key hashes (``kd.config.identities`` picks the keys)."""
     plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-    return redact(_without_declarations(plain))
-
-
-def _without_declarations(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_declarations(v) for k, v in value.items() if k not in DECLARATIONS}
-    if isinstance(value, list):
-        return [_without_declarations(v) for v in value]
-    return value
+    return redact(plain)

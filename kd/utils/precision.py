@@ -1,16 +1,13 @@
-"""Precision that fits the machine: ``${bf16_if_native:...}`` for configs, and a warning before bf16 runs emulated."""
+"""Precision that fits the machine: ``${bf16_if_native:...}`` for configs, read from the hardware decided once
+per process (``kd.launch.hardware``), and a warning before bf16 runs emulated."""
 
 from __future__ import annotations
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from kd.utils.machine import cpuinfo
+from kd.launch.hardware import BF16_FLAGS, decide_hardware
 
-# CPU flags of native bf16 arithmetic: AVX-512 BF16, AMX, Arm's bf16 (which CPUs have them: docs/speed.md).
-BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 MEASURED = "measurements: docs/speed.md#bf16-where-it-is-native"
-GPU_ACCELERATORS = ("auto", "gpu", "cuda")
 # Keys that can ask for bf16, and their fp32 value.
 FP32 = {"trainer.precision": "32-true", "teacher_outputs.precision": "32-true", "teacher.net.dtype": "float32",
         "student.net.dtype": "float32"}
@@ -18,11 +15,7 @@ FP32 = {"trainer.precision": "32-true", "teacher_outputs.precision": "32-true", 
 
 def native_bf16(accelerator: str = "auto") -> bool:
     """Whether the device a job runs on computes bf16 natively: a bf16-capable CUDA GPU, else the CPU's flags."""
-    if str(accelerator) in GPU_ACCELERATORS and torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    info = cpuinfo()
-    flags = set((info.get("flags") or info.get("Features") or "").split())
-    return any(flag in flags for flag in BF16_FLAGS)
+    return decide_hardware(str(accelerator)).bf16_native
 
 
 def bf16_if_native(accelerator: str = "auto", native: str = "bf16-mixed", emulated: str = "32-true") -> str:
@@ -38,7 +31,7 @@ def emulated_bf16_warning(cfg: DictConfig) -> str | None:
     if not keys or native_bf16(accelerator):
         return None
     asked = ", ".join(f"{key}={OmegaConf.select(cfg, key)}" for key in keys)
-    name = cpuinfo().get("model name", "this CPU")
+    name = decide_hardware(accelerator).name
     return (f"[kd] warning: {asked}, but {name} has no bf16 instructions ({', '.join(BF16_FLAGS[:2])}), so torch "
             f"emulates bf16 and runs slower, not faster: {MEASURED}. Set "
             f"{' and '.join(f'{key}={fp32}' for key, fp32 in keys.items())}, or "

@@ -25,6 +25,7 @@ _SCHEMAS = {
     "qnms": "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
 }
 _library: torch.library.Library | None = None  # keeps the fallback definitions alive
+STATUS: str | None = None  # what the step did in this process (kd.launch.hardware logs it)
 
 
 def _has_op(name: str) -> bool:
@@ -78,6 +79,12 @@ def ensure_torchvision_ops(
         installed, ``"loaded"`` when its compiled library loaded (healthy install), or
         ``"defined"`` when the library failed to load and the schemas were defined instead.
     """
+    global STATUS
+    STATUS = _ensure(load_library)
+    return STATUS
+
+
+def _ensure(load_library: Callable[[str], None]) -> str:
     if all(_has_op(name) for name in _SCHEMAS):
         return "present"
     path = _torchvision_library_path()

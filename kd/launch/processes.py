@@ -1,0 +1,94 @@
+"""The processes of one job (multi-process training): which one this is, and waiting for rank zero.
+
+A multi-process job (``trainer=ddp``) runs kd's start-up in every process: Lightning's launcher
+starts ranks 1.. by re-running the command once rank zero starts training, and SLURM's ``srun``
+starts every rank at once. Rank zero alone trains a missing teacher, builds the teacher-output cache
+and writes the job's files; the other ranks wait for what it builds and then read it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar, cast
+
+T = TypeVar("T")
+# The trainer settings of a stage that runs in rank 0's process alone (the teacher stage); the
+# environment plugin keeps the task count of SLURM's srun out.
+SINGLE_PROCESS = {
+    "strategy": "auto",
+    "devices": 1,
+    "num_nodes": 1,
+    "plugins": [{"_target_": "lightning.fabric.plugins.environments.LightningEnvironment"}],
+}
+# Where launchers put a process's global rank, in the order Lightning reads them.
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+# Command-line flags of a Hydra app that take a value and must reach the other ranks too.
+_HYDRA_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
+
+
+def global_rank() -> int:
+    """This process's rank in the job (0 when launched alone)."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    for name in _RANK_VARIABLES:
+        if (value := os.environ.get(name)) is not None:
+            return int(value)
+    return 0
+
+
+def is_rank_zero() -> bool:
+    """True in the process that writes the job's files (the only one of a single-process job)."""
+    return global_rank() == 0
+
+
+def wait_for_rank_zero(ready: Callable[[], T | None], what: str, failed: Path, poll_s: float = 2.0) -> T:
+    """Call ``ready`` until it returns something (rank zero has built ``what``); say so once a minute.
+
+    Raises RuntimeError when rank zero records a failure (``failed``, its ``failed.json``) meanwhile.
+    """
+    start, said, since = time.monotonic(), -60.0, time.time()
+    while (found := ready()) is None:
+        if failed.is_file() and failed.stat().st_mtime >= since:
+            raise RuntimeError(f"rank 0 failed while building {what}; see {failed}")
+        waited = time.monotonic() - start
+        if waited - said >= 60:
+            print(f"[kd] rank {global_rank()}: waiting for rank 0 to build {what} ({waited:.0f} s)", flush=True)
+            said = waited
+        time.sleep(poll_s)
+    return found
+
+
+def _hydra_flags(argv: list[str]) -> list[str]:
+    kept, args = [], iter(argv)
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if name in _HYDRA_FLAGS:
+            kept += [arg] if "=" in arg else [arg, next(args, "")]
+    return kept
+
+
+def pin_worker_command() -> None:
+    """Make the command Lightning's launcher re-runs for ranks 1.. this job alone.
+
+    Lightning starts the other ranks with ``sys.argv`` plus ``hydra.run.dir=<hydra.run.dir>``. In a
+    multirun job that would be the whole sweep again, in another folder; so ``sys.argv`` becomes
+    this job's overrides in run mode and ``hydra.run.dir`` this job's folder. No-op without Hydra.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig, open_dict, read_write
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = cast(DictConfig, HydraConfig.get())  # typed as the HydraConf dataclass; a DictConfig at run time
+    sys.argv = [sys.argv[0], *_hydra_flags(sys.argv[1:]), *hydra_cfg.overrides.task, "hydra.mode=RUN"]
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir

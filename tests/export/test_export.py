@@ -1,0 +1,122 @@
+"""``python -m kd.export``: a tiny finished run round-trips through ONNX, the parity check and INT8
+quantisation; bad folders and a too-lossy INT8 model are refused clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kd.export.__main__ import main as export_main
+from kd.export.onnx_model import run as run_onnx
+from kd.export.onnx_model import session
+from kd.export.run_folder import FinishedRun
+from kd.run import train
+from kd.taps import call_model
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny KD run on synthetic images (teacher trained first), finished and tested."""
+    from tests.conftest import TINY, compose_config
+
+    tmp = tmp_path_factory.mktemp("export")
+    cfg = compose_config([*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=1.0"], tmp)
+    train(cfg)
+    return Path(cfg.paths.output_dir)
+
+
+def export(run: Path, *args: str) -> dict:
+    export_main([str(run), "--repeats", "2", *args])
+    return json.loads((run / "deploy.json").read_text())
+
+
+@pytest.mark.parametrize("method", ["static", "dynamic"])
+def test_student_and_teacher_round_trip_through_onnx_and_int8(finished_run: Path, method: str) -> None:
+    deploy = export(finished_run, "--quantize", method, "--max-accuracy-drop", "1")
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    student, teacher, int8 = (deploy["models"][k] for k in ("student", "teacher", "student_int8"))
+    assert student["max_abs_logit_diff"] < 1e-4 and teacher["max_abs_logit_diff"] < 1e-4  # float32 parity
+    assert student["test/acc"] == student["test/acc_pytorch"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert teacher["test/acc"] == pytest.approx(metrics["test/teacher_acc"], abs=1e-6)
+    assert student["params"] == metrics["student/params"] and teacher["params"] == metrics["teacher/params"]
+    assert int8["quantization"] == method and int8["accuracy_drop"] == pytest.approx(
+        student["test/acc"] - int8["test/acc"])
+    assert 0 < int8["max_abs_logit_diff"] < 5  # quantised: close to, not equal to, the float model
+    for name in ("student.onnx", "teacher.onnx", "student.int8.onnx"):
+        assert (finished_run / "deploy" / name).stat().st_size > 1000
+    for key in ("ort_b1_t1", "ort_b64_t1", "ort_b1_t2", "ort_b64_t2", "torch_b1_t1", "torch_b64_t2"):
+        assert student["latency_ms"][key] > 0
+    assert set(int8["latency_ms"]) == {"ort_b1_t1", "ort_b64_t1", "ort_b1_t2", "ort_b64_t2"}
+    assert deploy["settings"]["quantize"] == method and deploy["checkpoint"] == metrics["best_checkpoint"]
+
+
+def test_a_text_student_exports_with_dynamic_batch_and_length(tmp_path: Path) -> None:
+    from tests.conftest import TEXT_TINY, compose_config
+
+    cfg = compose_config([*TEXT_TINY, "trainer.limit_test_batches=1.0"], tmp_path)  # the whole test split
+    metrics = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    deploy = export(run, "--max-accuracy-drop", "1")  # auto: dynamic INT8 for text
+    student, int8 = deploy["models"]["student"], deploy["models"]["student_int8"]
+    assert student["max_abs_logit_diff"] < 1e-4 and student["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert int8["quantization"] == "dynamic" and "teacher" in deploy["models"]
+    sess = session(run / "deploy/student.onnx")
+    batch = FinishedRun(run).test_batches()[0]["inputs"]
+    for size, length in ((1, 5), (3, batch["input_ids"].shape[1])):  # other batch sizes and lengths than exported
+        inputs = {k: v[:size, :length] for k, v in batch.items()}
+        expected = call_model(FinishedRun(run).student(), inputs).detach().numpy()
+        assert abs(run_onnx(sess, inputs) - expected).max() < 1e-4
+
+
+def test_an_int8_student_that_loses_too_much_is_refused_and_not_kept(finished_run: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        export(finished_run, "--quantize", "dynamic", "--max-accuracy-drop", "-1")
+    assert exit_.value.code == 2
+    assert "INT8 student loses" in capsys.readouterr().err
+    assert not (finished_run / "deploy/student.int8.onnx").exists()
+    assert json.loads((finished_run / "deploy.json").read_text())["models"]["student_int8"]["refused"] is True
+
+
+def test_a_folder_without_a_finished_run_is_refused(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        export_main([str(tmp_path)])
+    assert exit_.value.code == 2 and "holds no finished kd run" in capsys.readouterr().err
+
+
+def test_a_language_model_student_exports_with_perplexity_and_ms_per_token(tmp_path: Path) -> None:
+    from tests.conftest import compose_config
+    from tests.lm.test_lm import LM_TINY
+
+    cfg = compose_config([*LM_TINY, "loss=fkl", "trainer.limit_test_batches=1.0"], tmp_path)
+    metrics = train(cfg)
+    deploy = export(Path(cfg.paths.output_dir), "--max-accuracy-drop", "1")
+    student, teacher, int8 = (deploy["models"][k] for k in ("student", "teacher", "student_int8"))
+    assert student["test/ppl"] == pytest.approx(metrics["test/ppl"], rel=1e-4)  # over the same positions
+    assert teacher["test/ppl"] == pytest.approx(metrics["test/teacher_ppl"], rel=1e-4)
+    assert student["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6) and student["max_abs_logit_diff"] < 1e-3
+    assert student["ms_per_token_ort"] > 0 and student["ms_per_token_pytorch"] > 0 and int8["ms_per_token_ort"] > 0
+    assert int8["quantization"] == "dynamic" and int8["test/ppl"] > 0
+
+
+def test_pareto_front_keeps_the_points_nothing_beats_on_both() -> None:
+    from kd.report.tradeoff import pareto_front
+
+    pairs = [(1.0, 80.0), (2.0, 79.0), (2.0, 85.0), (5.0, 84.0), (10.0, 90.0)]
+    assert pareto_front(pairs) == [(1.0, 80.0), (2.0, 85.0), (10.0, 90.0)]
+
+
+def test_tradeoff_points_tell_distilled_scratch_teacher_and_int8_apart(finished_run: Path) -> None:
+    from kd.report.runs import find_runs
+    from kd.report.tradeoff import points, tradeoff_plot
+
+    deploy = export(finished_run, "--quantize", "static", "--max-accuracy-drop", "1")
+    (run,) = find_runs([finished_run])
+    found, source = points([run])
+    assert sorted(kind for kind, *_ in found) == ["distilled", "int8", "teacher"]
+    student = next(p for p in found if p[0] == "distilled")
+    assert source == "onnx" and student[1:] == (
+        deploy["models"]["student"]["size_mb"], deploy["models"]["student"]["latency_ms"]["ort_b64_t2"],
+        100 * deploy["models"]["student"]["test/acc"])
+    assert tradeoff_plot([run], finished_run / "tradeoff.png").stat().st_size > 1000

@@ -1,0 +1,157 @@
+"""Exact resume after SIGKILL, re-run sweeps that skip finished jobs, and same seed -> same metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from kd.data.batches import PositionSeededBatches
+from kd.jobs.resume import latest_checkpoint
+from kd.report.runs import find_runs
+from kd.run import train
+from kd.training import best_checkpoint
+from tests.cli import THREADS, snapshot
+from tests.paths import REPO
+
+# Augmented batches and CRD (random negatives, memory banks): every kind of state a resume must restore.
+LONG_RUN = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", f"threads={THREADS}",
+            "progress_bar=false", "loss=crd", "data.module.augment=true", "data.module.source.train_size=1024",
+            "trainer.max_epochs=3", "trainer.limit_train_batches=1.0", "checkpoint_every_n_steps=3"]
+NOT_COMPARED = ("time/", "student/latency_ms", "teacher/latency_ms", "best_checkpoint", "resumed_from",
+                "train/samples_per_s", "train/tokens_per_s")  # timings
+
+
+def kd_run(*overrides: str, **popen: object) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "kd.run", *overrides], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def compared(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith(NOT_COMPARED)}
+
+
+@pytest.mark.slow
+def test_run_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path: Path) -> None:
+    teachers = f"paths.teacher_weights_dir={tmp_path}/teachers"
+    finish(kd_run(*LONG_RUN, teachers, f"paths.log_dir={tmp_path}/a", f"hydra.run.dir={tmp_path}/a/run"))
+    uninterrupted = json.loads((tmp_path / "a/run/metrics.json").read_text())
+
+    killed_dir, log_dir = tmp_path / "b/run", f"paths.log_dir={tmp_path}/b"
+    proc = kd_run(*LONG_RUN, teachers, log_dir, f"hydra.run.dir={killed_dir}")
+    resume_point = killed_dir / "checkpoints/resume.ckpt"
+    for line in proc.stdout:  # after the first epoch ends, wait for a mid-epoch resume point, then kill
+        if line.startswith("epoch 1/3"):
+            epoch_end = time.time()
+            break
+    while not (resume_point.is_file() and resume_point.stat().st_mtime > epoch_end):
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL and not (killed_dir / "metrics.json").exists()
+    saved = torch.load(resume_point, weights_only=True)
+    steps_per_epoch = 16
+    assert saved["global_step"] % steps_per_epoch != 0  # killed mid-epoch, after a mid-epoch checkpoint
+
+    out = finish(kd_run(*LONG_RUN, teachers, log_dir, f"hydra.run.dir={tmp_path}/b/again", "resume=true"))
+    assert f"[kd] resume: continuing {killed_dir} from {killed_dir}/checkpoints/" in out
+    resumed = json.loads((killed_dir / "metrics.json").read_text())  # finished where it began
+    assert resumed["resumed_from"] and compared(resumed) == compared(uninterrupted)
+    assert resumed["epochs"] == 3 and len(compared(resumed)) > 20
+    assert json.loads((tmp_path / "b/again/resumed.json").read_text())["continued_in"] == str(killed_dir)
+
+
+def test_same_config_and_seed_give_identical_metrics(make_cfg) -> None:
+    overrides = ["loss=crd", "data.module.augment=true", "trainer.max_epochs=2"]
+    first, second = train(make_cfg(*overrides)), train(make_cfg(*overrides))
+    assert compared(first) == compared(second) and len(compared(first)) > 20
+    assert compared(train(make_cfg(*overrides, "seed=1"))) != compared(first)  # the seed does matter
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_rerun_skips_finished_jobs(tmp_path: Path) -> None:
+    sweep = ["-m", *LONG_RUN, "trainer.max_epochs=2", f"paths.log_dir={tmp_path}", f"paths.teacher_weights_dir={tmp_path}/t",
+             "loss.nce_t=0.07,0.1,0.2"]
+    proc = kd_run(*sweep, f"hydra.sweep.dir={tmp_path}/first")
+    finished = tmp_path / "first/0/metrics.json"
+    while not ((tmp_path / "first/1/checkpoints/resume.ckpt").is_file() and finished.is_file()):
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    job0 = snapshot(tmp_path / "first/0")
+
+    out = finish(kd_run(*sweep, f"hydra.sweep.dir={tmp_path}/second", "resume=true"))
+    assert f"[kd] resume: this job finished in {tmp_path}/first/0; skipped" in out
+    assert f"[kd] resume: continuing {tmp_path}/first/1 from" in out
+    assert snapshot(tmp_path / "first/0") == job0  # the finished job was not touched, let alone re-trained
+    assert json.loads((tmp_path / "second/0/metrics.json").read_text())["reused_from"] == str(tmp_path / "first/0")
+    assert (tmp_path / "first/1/metrics.json").is_file()  # the killed job finished in its own folder
+    assert (tmp_path / "second/2/metrics.json").is_file() and not (tmp_path / "first/2/metrics.json").exists()
+    found = [run.path.relative_to(tmp_path) for run in find_runs([tmp_path / "first", tmp_path / "second"])]
+    assert sorted(map(str, found)) == ["first/0", "first/1", "second/2"]  # kd.report counts the skipped job once
+    assert [run.path.name for run in find_runs([tmp_path / "second"])] == ["0", "2"]  # its run is elsewhere: kept
+
+
+def test_loader_position_state_skips_the_batches_already_trained_on() -> None:
+    sampler = PositionSeededBatches(size=10, batch_size=3, seed=7)
+    sampler.set_epoch(2)
+    batches = iter(sampler)
+    first_two = [next(batches), next(batches)]
+    randomness_of_step_1 = torch.rand(3)
+    state = sampler.state_dict()
+    rest = list(batches)
+    assert state == {"epoch": 2, "handed_out": 2, "seed": 7} and len(rest) == 2
+    assert sorted(i for batch in first_two + rest for i in batch) == list(range(10))
+
+    resumed = PositionSeededBatches(size=10, batch_size=3, seed=0)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(2)
+    assert list(resumed) == rest  # goes on after the batches handed out before the checkpoint
+    assert list(resumed) == first_two + rest  # the skip applies once
+
+    sampler.set_epoch(2)
+    replay = iter(sampler)
+    next(replay), next(replay)
+    assert torch.equal(torch.rand(3), randomness_of_step_1)  # step k's randomness depends on (seed, epoch, k) only
+    sampler.set_epoch(3)
+    assert list(sampler) != first_two + rest  # another epoch, another order
+
+
+def test_latest_checkpoint_skips_a_file_cut_short(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    torch.save({"global_step": 4}, folder / "last.ckpt")
+    time.sleep(0.01)
+    (folder / "resume.ckpt").write_bytes(b"PK\x03\x04 cut short")  # newer, but a kill cut the write
+    assert latest_checkpoint(tmp_path) == folder / "last.ckpt"
+    assert latest_checkpoint(tmp_path / "nothing") is None
+
+
+def test_best_checkpoint_of_a_run_whose_folder_moved_is_found_in_its_new_folder(tmp_path: Path) -> None:
+    here = tmp_path / "moved/checkpoints"
+    here.mkdir(parents=True)
+    (here / "epoch_002.ckpt").write_bytes(b"weights")
+    callback = ModelCheckpoint(dirpath=here)
+    callback.best_model_path = str(tmp_path / "before/checkpoints/epoch_002.ckpt")  # as the resumed checkpoint had it
+    assert best_checkpoint(callback) == str(here / "epoch_002.ckpt")
+    (tmp_path / "before/checkpoints").mkdir(parents=True)
+    (tmp_path / "before/checkpoints/epoch_002.ckpt").write_bytes(b"old")  # the old file still there: it is used
+    assert best_checkpoint(callback) == callback.best_model_path
+    callback.best_model_path = ""
+    assert best_checkpoint(callback) is None and best_checkpoint(None) is None

@@ -1,0 +1,123 @@
+"""Multi-process training, without starting processes: each rank's share of the data, rank zero's
+role, the checks at start-up, the command Lightning re-runs for the other ranks."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from kd.data.batches import IndexedTensors, PositionSeededBatches, batch_loader
+from kd.errors import ConfigError
+from kd.jobs.scale_out import check_scale_out, process_count
+from kd.launch import processes
+from tests.conftest import CONF_DIR
+
+
+def shares(size: int, batch: int, world: int, epoch: int = 1) -> list[list[list[int]]]:
+    """Each rank's batches of one epoch: ``out[rank][step]``."""
+    out = []
+    for rank in range(world):
+        sampler = PositionSeededBatches(size, batch, seed=3, rank=rank, world=world)
+        sampler.set_epoch(epoch)
+        out.append(list(sampler))
+    return out
+
+
+@pytest.mark.parametrize(("size", "batch"), [(24, 6), (26, 6), (25, 6)])
+def test_ranks_together_take_the_single_process_batches(size: int, batch: int) -> None:
+    (single,) = shares(size, batch, world=1)
+    ranks = shares(size, batch, world=2)
+    assert len(ranks[0]) == len(ranks[1])  # every rank steps the same number of times (DDP needs it)
+    for step, (a, b) in enumerate(zip(*ranks, strict=True)):
+        assert sorted(a + b) == sorted(single[step])  # the same global batch
+        assert not set(a) & set(b) and abs(len(a) - len(b)) <= 1
+    dropped = single[len(ranks[0]) :]  # only a last batch too small to give every rank a sample
+    assert dropped == ([] if size % batch != 1 else [single[-1]])
+
+
+def test_the_global_batch_must_split_evenly() -> None:
+    with pytest.raises(ConfigError, match=r"data.module.batch_size=7 .* 2 training processes"):
+        PositionSeededBatches(20, 7, seed=0, rank=0, world=2)
+
+
+def test_ranks_draw_their_own_randomness_and_rank_zero_draws_the_single_process_one() -> None:
+    draws = {}
+    for rank, world in ((0, 1), (0, 2), (1, 2)):
+        sampler = PositionSeededBatches(8, 4, seed=5, rank=rank, world=world)
+        next(iter(sampler))
+        draws[(rank, world)] = torch.rand(3)
+    assert torch.equal(draws[(0, 1)], draws[(0, 2)]) and not torch.equal(draws[(0, 2)], draws[(1, 2)])
+
+
+def test_each_rank_evaluates_its_own_part_of_a_split_once() -> None:
+    data = IndexedTensors(torch.zeros(11, 2), torch.arange(11))
+    seen = [int(i) for rank in range(3) for b in batch_loader(data, 2, False, share=(rank, 3)) for i in b["index"]]
+    assert seen == list(range(11))  # contiguous parts in order, no sample twice, none left out
+    whole = [int(i) for b in batch_loader(data, 4, False) for i in b["index"]]  # no process group: all of it
+    assert whole == list(range(11))
+
+
+def compose_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=["data=synthetic", "teacher=tiny", "student=tiny", *overrides])
+
+
+def test_trainer_ddp_is_two_processes_with_a_global_batch_that_must_divide() -> None:
+    cfg = compose_cfg("trainer=ddp")
+    assert (cfg.trainer.strategy, process_count(cfg), cfg.trainer.use_distributed_sampler) == ("ddp", 2, False)
+    check_scale_out(cfg)
+    with pytest.raises(ConfigError, match=r"data.module.batch_size=63 .* 2 training processes .* multiple of 2"):
+        check_scale_out(compose_cfg("trainer=ddp", "data.module.batch_size=63"))
+    assert process_count(compose_cfg("trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")) == 8
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="FSDP runs where CUDA is")
+def test_fsdp_without_cuda_is_a_clear_error() -> None:
+    cfg = compose_cfg("trainer=fsdp")
+    assert cfg.trainer.strategy._target_ == "lightning.pytorch.strategies.FSDPStrategy"
+    with pytest.raises(ConfigError, match=r"trainer.strategy=fsdp \(trainer=fsdp\): .*CUDA GPUs only.*trainer=ddp"):
+        check_scale_out(cfg)
+
+
+def test_rank_comes_from_the_launchers_variables(monkeypatch) -> None:
+    for name in processes._RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert processes.global_rank() == 0 and processes.is_rank_zero()
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    assert processes.global_rank() == 3 and not processes.is_rank_zero()
+    monkeypatch.setenv("LOCAL_RANK", "1")  # Lightning's launcher sets it for the ranks it starts
+    assert processes.global_rank() == 1
+
+
+def test_other_ranks_wait_for_rank_zero_and_stop_when_it_failed(tmp_path) -> None:
+    calls = iter([None, None, "built"])
+    assert processes.wait_for_rank_zero(lambda: next(calls), "x", tmp_path / "failed.json", poll_s=0) == "built"
+    failed = tmp_path / "failed.json"
+
+    def rank_zero_fails() -> None:  # rank 0 records its failure while this rank waits
+        failed.write_text("{}")
+
+    with pytest.raises(RuntimeError, match="rank 0 failed while building the teacher"):
+        processes.wait_for_rank_zero(rank_zero_fails, "the teacher", failed, poll_s=0)
+
+
+def test_the_other_ranks_rerun_this_job_alone(monkeypatch, tmp_path) -> None:
+    """In a multirun job, Lightning's command for ranks 1.. must be this job's overrides, in this job's folder."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["seed=1", "loss=kd"], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(tmp_path / "multirun/3")
+        cfg.hydra.run.dir = "outputs/elsewhere"
+    monkeypatch.setattr(sys, "argv", ["kd/run.py", "-m", "-cn", "train", "seed=0,1", "loss=kd"])
+    HydraConfig.instance().set_config(cfg)
+    try:
+        processes.pin_worker_command()
+        assert sys.argv == ["kd/run.py", "-cn", "train", "seed=1", "loss=kd", "hydra.mode=RUN"]
+        assert HydraConfig.get().run.dir == str(tmp_path / "multirun/3")
+    finally:
+        HydraConfig.instance().cfg = None  # other tests run without Hydra's app state
