@@ -16,7 +16,7 @@ import torch
 
 from kd.data.batches import SplitLoaders
 from kd.data.chat_sources import Conversation
-from kd.data.lm import TokenBlocks, split_documents
+from kd.data.lm import TokenBlocks, example_token_batch, split_documents, utf8_bytes_per_token
 from kd.errors import ConfigError
 from kd.models.text import load_tokenizer
 
@@ -72,8 +72,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
 
     def example_inputs(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
         """A short tokenised batch (reads no data)."""
-        ids = torch.as_tensor([self.tokenizer("an example of text")["input_ids"]] * batch_size)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        return example_token_batch(self.tokenizer, batch_size)
 
     def generation_prompts(self, split: str, tokens: int) -> list[list[int]]:
         """The whole templated prompts of ``split`` of at least ``tokens`` tokens (answers are generated from them)."""
@@ -147,6 +146,4 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
             if name != "train":
                 blocks = self.splits[name]
                 assert blocks.ignored is not None  # rows() always marks the prompt and padding
-                scored = blocks.blocks[:, 1:][~blocks.ignored]
-                text = self.tokenizer.decode(scored.tolist(), clean_up_tokenization_spaces=False)
-                self.bytes_per_token[name] = len(text.encode("utf-8")) / max(1, scored.numel())
+                self.bytes_per_token[name] = utf8_bytes_per_token(self.tokenizer, blocks.blocks[:, 1:][~blocks.ignored])

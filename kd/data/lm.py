@@ -4,6 +4,7 @@ into fixed-length blocks."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import lightning.pytorch as L
 import torch
@@ -39,6 +40,18 @@ class TokenBlocks(Dataset):
     def fingerprint(self) -> str:
         """SHA-256 of the token ids and ignored labels (the teacher-output cache checks it)."""
         return tensors_sha256([self.blocks] + ([self.ignored] if self.ignored is not None else []))
+
+
+def example_token_batch(tokenizer: Any, batch_size: int) -> dict[str, torch.Tensor]:
+    """A short tokenised batch of ``batch_size`` rows (reads no data): what start-up checks feed the models."""
+    ids = torch.as_tensor([tokenizer("an example of text")["input_ids"]] * batch_size)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def utf8_bytes_per_token(tokenizer: Any, ids: torch.Tensor) -> float:
+    """UTF-8 bytes per token of the text ``ids`` decode to (bits per byte = log2(ppl) / this)."""
+    text = tokenizer.decode(ids.reshape(-1).tolist(), clean_up_tokenization_spaces=False)
+    return len(text.encode("utf-8")) / max(1, ids.numel())
 
 
 def split_documents(count: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
@@ -107,8 +120,7 @@ class LMDataModule(SplitLoaders, L.LightningDataModule):
 
     def example_inputs(self, batch_size: int = 2) -> dict[str, torch.Tensor]:
         """A short tokenised batch (reads no data)."""
-        ids = torch.as_tensor([self.tokenizer("an example of text")["input_ids"]] * batch_size)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        return example_token_batch(self.tokenizer, batch_size)
 
     def generation_prompts(self, split: str, tokens: int) -> list[list[int]]:
         """The first ``tokens`` tokens of each document of ``split`` that has as many (prompts to continue)."""
@@ -134,5 +146,4 @@ class LMDataModule(SplitLoaders, L.LightningDataModule):
             self.splits[name] = TokenBlocks(blocks)
             self.openings[name] = [doc[:OPENING_TOKENS] for doc in ids]
             if name != "train":  # evaluated splits only (decoding the training set would cost seconds)
-                text = self.tokenizer.decode(blocks[:, 1:].reshape(-1).tolist(), clean_up_tokenization_spaces=False)
-                self.bytes_per_token[name] = len(text.encode("utf-8")) / blocks[:, 1:].numel()
+                self.bytes_per_token[name] = utf8_bytes_per_token(self.tokenizer, blocks[:, 1:])
