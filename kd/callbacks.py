@@ -92,7 +92,11 @@ class ResumePoint(L.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / "resume.ckpt"
         tmp = path.with_name(path.name + ".tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # everything a resume needs (optimiser, loops)
+        try:
+            trainer.save_checkpoint(tmp, weights_only=False)  # everything a resume needs (optimiser, loops)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk: no half-written checkpoint stays
+            raise
         if trainer.is_global_zero:  # several processes: rank 0 wrote the file (save_checkpoint waits for it)
             os.replace(tmp, path)
 

@@ -41,6 +41,7 @@ from kd.launch.processes import is_rank_zero
 from kd.task import task_of_config
 from kd.teacher.cache import prepare_cached_teacher
 from kd.teacher.generations import use_teacher_generations
+from kd.teacher.responses import answers_scored_against_teacher, use_teacher_responses, uses_teacher_responses
 from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
 from kd.utils.config_files import hydra_config_path
@@ -76,13 +77,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_job_record(cfg, Path(cfg.paths.output_dir))
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data.module)
-    preflight(cfg, datamodule, loss.needs_teacher)
+    data_report = preflight(cfg, datamodule, loss.needs_teacher)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     teacher, teacher_ckpt, teacher_outputs, generations = None, None, {}, None
-    sequence_kd = bool(cfg.loss.get("teacher_generations"))  # the teacher writes the training texts
-    if loss.needs_teacher or sequence_kd:
+    # the teacher writes the training texts: continuations of text blocks, or answers to the prompts
+    sequence_kd = bool(cfg.loss.get("teacher_generations")) or uses_teacher_responses(cfg)
+    if loss.needs_teacher or sequence_kd or answers_scored_against_teacher(cfg):
         teacher, teacher_ckpt = prepare_teacher(cfg, datamodule)
-        if sequence_kd:
+        if uses_teacher_responses(cfg):
+            generations = use_teacher_responses(cfg, datamodule, teacher, teacher_ckpt)
+        elif sequence_kd:
             generations = use_teacher_generations(cfg, datamodule, teacher, teacher_ckpt)
         teacher_outputs = prepare_cached_teacher(cfg, datamodule, loss, teacher, teacher_ckpt, generations)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -92,6 +96,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "teacher_ckpt": str(teacher_ckpt) if teacher_ckpt else None,
         "teacher_generations": str(generations) if generations else None,
         "resumed_from": str(plan.checkpoint) if plan.checkpoint else None,
+        **data_report,
     }
     _, metrics = fit_and_test(
         cfg, datamodule, loss, teacher, extra=extra, teacher_outputs=teacher_outputs, ckpt_path=plan.checkpoint
@@ -113,7 +118,7 @@ def print_summary(cfg: DictConfig, metrics: dict[str, Any]) -> None:
     """A table of teacher and student results, and the command for the missing baseline."""
     loss_name = OmegaConf.select(cfg, "hydra_choices.loss", default=None) or "this loss"
     task = task_of_config(cfg)
-    lm, columns = task.language_model, task.summary
+    lm, columns = task.language_model, task.summary + tuple(c for c in task.answer_columns if c in metrics)
     table = Table(title=f"kd summary ({cfg.data.name}, {metrics['epochs']} epochs)")
     for column in ("model", "role", "params", *columns):
         table.add_column(column + (" (next token)" if lm and column == "test/acc" else ""))
@@ -134,8 +139,11 @@ def print_summary(cfg: DictConfig, metrics: dict[str, Any]) -> None:
     baseline = find_baseline(cfg) if metrics["job_type"] == "distill" else None
     if baseline:
         table.add_row(cfg.student.name, "student (from scratch)", params, *cells("", baseline[1]))
-    console = Console(soft_wrap=True)
+    # a log file (no terminal) gets the whole table: rich would squeeze it into 80 columns
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     console.print(table)
+    if duplicates := metrics.get("data/train_test_duplicates"):
+        console.print(f"data: {duplicates} test samples are exact copies of training samples")
     if "test/agreement" in metrics:
         console.print(f"teacher-student top-1 agreement on test: {_pct(metrics['test/agreement'])}")
     if baseline:
@@ -147,13 +155,23 @@ def print_summary(cfg: DictConfig, metrics: dict[str, Any]) -> None:
 
 
 def baseline_overrides(cfg: DictConfig) -> list[str]:
-    """This job's overrides for the same student without the teacher: ``loss=ce``, the rest kept."""
+    """This job's overrides for the same student without the teacher: ``loss=ce``, every other override
+    kept (``paths.*`` and ``hydra.searchpath`` too), less what names this run's own folder or belongs to
+    the teacher."""
     student = OmegaConf.select(cfg, "hydra_choices.student", default=None) or cfg.student.name
     experiment = OmegaConf.select(cfg, "hydra_choices.experiment", default=None)
-    drop = ("loss", "teacher", "on_policy", "student=", "experiment=", "hydra.", "paths.output_dir", "paths.teacher",
-            "+sweep", "run.")  # paths.log_dir stays: the baseline must land where this summary looks
-    kept = [o for o in cfg.run.get("overrides") or [] if not o.lstrip("+~").startswith(drop)]
-    return [*([f"experiment={experiment}"] if experiment else []), "loss=ce", f"student={student}", *kept]
+    drop = ("loss", "teacher", "on_policy", "student=", "experiment=", "paths.output_dir", "sweep=", "run.",
+            "data.responses=")
+
+    def kept(override: str) -> bool:
+        key = override.lstrip("+~")
+        if key.startswith("hydra."):  # the run's own folder and launcher: the baseline gets its own
+            return key.startswith("hydra.searchpath")
+        return not key.startswith(drop)
+
+    responses = ["data.responses=dataset"] if uses_teacher_responses(cfg) else []  # SFT on the data's own answers
+    return [*([f"experiment={experiment}"] if experiment else []), "loss=ce", f"student={student}", *responses,
+            *filter(kept, cfg.run.get("overrides") or [])]
 
 
 @hydra.main(version_base="1.3", config_path=hydra_config_path(), config_name="train")

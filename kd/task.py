@@ -43,6 +43,7 @@ class Task:
     scale: float  # 100 for accuracies shown in %
     plot_prefix: str
     quantization: str  # kd.export's INT8 method under ``--quantize auto``: static (calibrated) or dynamic
+    answer_columns: tuple[str, ...] = ()  # scores of answers to held-out prompts, where the data has prompts
 
     @property
     def language_model(self) -> bool:
@@ -72,7 +73,8 @@ TASKS: dict[str, Task] = {  # by data.modality
     "lm": Task(
         name="lm", monitor="val/ppl", summary=("val/ppl_best", "test/ppl", "test/bpb", "test/acc"),
         columns=("test/ppl", "val/ppl_best", "test/bpb", "test/acc", "test/agreement", "test/kl", "test/kl_topk",
-                 "student/ms_per_token"),
+                 "test/rougeL_teacher", "test/rougeL_ref", "student/ms_per_token"),
+        answer_columns=("test/rougeL_teacher", "test/rougeL_ref", "test/answer_tokens"),
         headline="test/ppl", teacher_metric="test/teacher_ppl", latency="ms_per_token",
         latency_label="generation latency per token (ms)", label="test perplexity", scale=1.0,
         plot_prefix="report_lm_", quantization="dynamic",

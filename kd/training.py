@@ -19,9 +19,9 @@ from torch import nn
 
 from kd.callbacks import EpochSummary
 from kd.cost import first_batch, latency_ms, like_parameters, size_on_disk_mb
-from kd.errors import ConfigError
 from kd.launch.hardware import decide_hardware
 from kd.launch.processes import is_rank_zero, pin_worker_command
+from kd.lm.answers import stop_and_pad
 from kd.lm.evaluation import check_generation, report_language_model
 from kd.lm.on_policy import StudentSamples, student_samples
 from kd.losses.weighted_sum import WeightedSum
@@ -30,6 +30,7 @@ from kd.models.checkpoints import load_weights
 from kd.module import DistillModule
 from kd.task import task_of_config
 from kd.teacher_source import CacheEntry
+from kd.utils.files import write_text_atomically
 from kd.utils.secrets import redact, save_config
 
 
@@ -66,15 +67,12 @@ def build_module(
 
 
 def on_policy_samples(cfg: DictConfig, datamodule: Any, loss: WeightedSum) -> StudentSamples | None:
-    """``on_policy`` as a batch transform; refused for data whose prompts are not a fixed number of opening tokens."""
-    samples = student_samples(cfg, loss.needs_teacher, loss.active)
-    if samples is not None and not getattr(datamodule, "openings_are_prompts", True):
-        raise ConfigError(
-            f"on_policy.lmbda={samples.lmbda}: on-policy sampling keeps each block's first on_policy.prompt_tokens "
-            f"tokens as the prompt, but data={cfg.data.name} holds prompts of varying length; sampling from its "
-            "prompts is not supported yet. Set on_policy.lmbda=0."
-        )
-    return samples
+    """``on_policy`` as a batch transform: blocks keep their first ``on_policy.prompt_tokens`` tokens;
+    prompt/response rows keep their own prompt and the student answers it."""
+    answer_after_prompt = None
+    if getattr(datamodule, "prompts_end_where_labels_start", False):
+        answer_after_prompt = stop_and_pad(datamodule.tokenizer)
+    return student_samples(cfg, loss.needs_teacher, loss.active, answer_after_prompt)
 
 
 def load_initial_weights(cfg: DictConfig, student: nn.Module) -> nn.Module:
@@ -212,7 +210,7 @@ def fit_and_test(
         }
     )
     if writer:
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        write_text_atomically(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return student, metrics
 
 

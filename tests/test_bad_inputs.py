@@ -202,3 +202,17 @@ def test_resume_with_another_config_names_the_differences(outputs: Path) -> None
 def test_resume_of_a_folder_that_is_not_a_run(outputs: Path) -> None:
     err = fails_cleanly(outputs, "resume_nonrun", f"resume={outputs}/teachers")
     assert f"resume={outputs}/teachers: no job.json there" in err
+
+
+def test_a_validation_interval_longer_than_an_epoch_is_refused_before_the_teacher_trains(outputs: Path) -> None:
+    teachers = sorted((outputs / "teachers").iterdir())
+    err = fails_cleanly(outputs, "interval", "+trainer.val_check_interval=500", "teacher.epochs=2")
+    assert "trainer.val_check_interval=500 steps, but an epoch has 3 training batches" in err
+    assert sorted((outputs / "teachers").iterdir()) == teachers  # no teacher stage for teacher.epochs=2
+
+
+def test_labels_outside_the_declared_classes_are_refused_before_the_teacher_trains(outputs: Path) -> None:
+    teachers = sorted((outputs / "teachers").iterdir())
+    err = fails_cleanly(outputs, "labels", "data.module.source.num_classes=12")
+    assert "of the train split has label 1" in err and "outside the declared classes 0..9 (data.num_classes=10" in err
+    assert sorted((outputs / "teachers").iterdir()) == teachers

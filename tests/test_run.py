@@ -201,4 +201,21 @@ def test_summary_shows_the_baseline_run_of_the_same_job(tmp_path: Path, capsys: 
     assert "student (from scratch)" not in other_seed      # seed 1 has no baseline yet: the hint instead
     (hint,) = [line for line in other_seed.splitlines() if "for comparison" in line]
     assert "python -m kd.run loss=ce student=tiny data=synthetic" in hint and "seed=1" in hint
-    assert "loss=kd" not in hint and "hydra.run.dir" not in hint and "teacher" not in hint and logs in hint
+    assert "loss=kd" not in hint and "hydra.run.dir" not in hint and "teacher=" not in hint and logs in hint
+    assert f"paths.teacher_weights_dir={tmp_path}" in hint  # every path override: the command runs as it is
+
+
+def test_the_baseline_command_keeps_every_override_but_the_teacher_s_and_the_run_folder(tmp_path: Path) -> None:
+    from omegaconf import open_dict
+
+    from kd.run import baseline_overrides
+    from tests.conftest import compose_config
+
+    cfg = compose_config(["data=synthetic", "loss=kd"], tmp_path)
+    with open_dict(cfg):
+        cfg.run.overrides = ["loss=kd", "seed=3", "paths.log_dir=/x", "paths.teacher_weights_dir=/t",
+                             "hydra.searchpath=[file:///my/conf]", "hydra.run.dir=/r", "paths.output_dir=/o",
+                             "teacher_outputs.top_k=4", "+sweep=seeds", "trainer.max_epochs=2", "teacher=resnet20"]
+    assert baseline_overrides(cfg) == [
+        "loss=ce", f"student={cfg.student.name}", "seed=3", "paths.log_dir=/x", "paths.teacher_weights_dir=/t",
+        "hydra.searchpath=[file:///my/conf]", "trainer.max_epochs=2"]

@@ -153,14 +153,6 @@ def batch_loader(dataset: Dataset, batch_size: int, shuffle: bool, share: tuple[
     return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=0)
 
 
-def split_indices(n: int, held_out: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed random split of ``range(n)`` into ``n - held_out`` and ``held_out`` indices."""
-    if not 0 < held_out < n:
-        raise ConfigError(f"data val_size must be between 1 and {n - 1}, got {held_out}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return order[held_out:].sort().values, order[:held_out].sort().values
-
-
 class SplitLoaders:
     """Loaders over in-memory ``splits`` (``train``/``val``/``test``): a mixin for the data modules.
 

@@ -38,7 +38,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         max_rows: at most this many rows per split (``train``, ``val``, ``test``), or null for all.
     """
 
-    openings_are_prompts = False  # a row's prompt has its own length: on-policy sampling from a fixed opening is refused
+    prompts_end_where_labels_start = True  # on-policy sampling continues each row's own prompt (kd.lm.on_policy)
 
     def __init__(
         self,
@@ -62,6 +62,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         self.max_rows = dict(max_rows or {})
         self.splits: dict[str, TokenBlocks] = {}
         self.openings: dict[str, list[list[int]]] = {}  # each row's templated prompt
+        self.prompts: dict[str, list[str]] = {}  # each row's prompt as the data gives it
         self.responses: dict[str, list[str]] = {}  # each row's reference response (for ROUGE against it)
         self.bytes_per_token: dict[str, float] = {}  # UTF-8 bytes per scored label token (for bits per byte)
         self.counts: dict[str, dict[str, int]] = {}  # per split: rows kept, prompts too long, responses cut
@@ -101,7 +102,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         """Padded rows of ``turns`` with the prompt's and padding's labels ignored; counts in ``self.counts``."""
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         width = self.block_size + 1
-        blocks, ignored, openings, responses = [], [], [], []
+        blocks, ignored, openings, prompts, responses = [], [], [], [], []
         counts = {"rows": 0, "prompt_too_long": 0, "response_cut": 0, "empty_response": 0}
         for prompt, response in turns:
             if limit is not None and counts["rows"] >= limit:
@@ -119,6 +120,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
             # label t is token t + 1: scored where that token belongs to the response
             ignored.append([not (len(head) <= t + 1 < len(full)) for t in range(self.block_size)])
             openings.append(head)
+            prompts.append(prompt)
             responses.append(response)
             counts["rows"] += 1
         self.counts[split] = counts
@@ -128,8 +130,15 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
                 f"data.module.block_size={self.block_size} tokens or its response is empty. Use a larger "
                 "block_size, or other data."
             )
-        self.openings[split], self.responses[split] = openings, responses
+        self.openings[split], self.prompts[split], self.responses[split] = openings, prompts, responses
         return TokenBlocks(torch.as_tensor(blocks, dtype=torch.long), torch.as_tensor(ignored, dtype=torch.bool))
+
+    def use_responses(self, split: str, turns: Sequence[tuple[str, str]]) -> None:
+        """Replace ``split``'s rows by ``turns`` (e.g. the teacher's answers to its prompts)."""
+        self.splits[split] = self.rows(turns, None, split)
+        counts = self.counts[split]
+        print(f"[kd] {split}: {counts['rows']} turns with the teacher's answers; dropped {counts['empty_response']} "
+              f"empty answers; cut {counts['response_cut']} at the block's end", flush=True)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

@@ -70,7 +70,13 @@ def conversations(
         else:
             assert prompt_field is not None and response_field is not None  # checked above
             prompt = _field(row, prompt_field, "prompt_field", where, number)
-            found.append([(str(prompt), str(_field(row, response_field, "response_field", where, number)))])
+            response = str(_field(row, response_field, "response_field", where, number))
+            if not response.strip():
+                raise ConfigError(
+                    f"{where}, row {number}: the response (data.module.source.response_field={response_field!r}) is "
+                    "empty; there is nothing to learn from it. Remove the row or fill the field."
+                )
+            found.append([(str(prompt), response)])
     return found
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kd.data.batches import IndexedTensors, split_indices
+from kd.data.batches import IndexedTensors
+from kd.data.splits import split_indices
 from kd.errors import ConfigError
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from kd.data.batches import SplitLoaders
+from kd.data.splits import stratified_split
 from kd.data.text_sources import TextSet
 from kd.errors import ConfigError
 from kd.models.text import load_tokenizer
@@ -42,28 +43,6 @@ class TokenizedTexts(Dataset):
         lengths = torch.as_tensor([len(row) for row in self.token_ids], dtype=torch.long)
         flat = torch.as_tensor([t for row in self.token_ids for t in row], dtype=torch.long)
         return tensors_sha256([flat, lengths, self.labels])
-
-
-def stratified_split(
-    labels: Sequence[int], val_fraction: float, test_fraction: float, seed: int
-) -> dict[str, list[int]]:
-    """Indices of ``train``/``val``/``test``, each class split in the same proportions."""
-    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ConfigError(
-            f"data val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) "
-            "and sum to less than 1"
-        )
-    generator = torch.Generator().manual_seed(seed)
-    labels_t = torch.as_tensor(labels)
-    splits: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    for label in labels_t.unique().tolist():
-        rows = torch.nonzero(labels_t == label).flatten()
-        members = rows[torch.randperm(len(rows), generator=generator)].tolist()
-        n_test, n_val = round(test_fraction * len(members)), round(val_fraction * len(members))
-        splits["test"] += members[:n_test]
-        splits["val"] += members[n_test : n_test + n_val]
-        splits["train"] += members[n_test + n_val :]
-    return {name: sorted(idx) for name, idx in splits.items()}
 
 
 class TextDataModule(SplitLoaders, L.LightningDataModule):
@@ -117,6 +96,12 @@ class TextDataModule(SplitLoaders, L.LightningDataModule):
         if self.splits:
             return
         texts, labels, self.class_names = self.source()
+        empty = [i for i, text in enumerate(texts) if not str(text).strip()]
+        if empty:
+            raise ConfigError(
+                f"data.module.source: text {empty[0]} (of {len(texts)}) is empty after cleaning ({len(empty)} such "
+                "texts); remove those rows, or point data.module.source.text_column at the column holding the text"
+            )
         first: dict[str, int] = {}
         for i, t in enumerate(texts):
             first.setdefault(t, i)

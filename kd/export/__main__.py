@@ -2,8 +2,11 @@
 
 Exports the run's best student (and its teacher) to ONNX under ``<run folder>/deploy/``, checks each
 file with onnxruntime against PyTorch on the run's test split, optionally quantises the student to
-INT8, measures CPU latency (onnxruntime and PyTorch eager; batch 1 and 64; 1 and 2 threads) and
-writes everything, with the settings, to ``<run folder>/deploy.json``.
+INT8 (static quantisation calibrated on validation batches, never on the test split it is judged
+on; a classifier is gated on test accuracy, a language model on test perplexity), measures CPU
+latency (onnxruntime and PyTorch eager; batch 1 and 64; 1 and 2 threads) and writes everything, with
+the settings, to ``<run folder>/deploy.json``. A language-model student is also written as a Hugging
+Face folder (``deploy/student_hf/``, with its tokenizer).
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from rich.console import Console
 from rich.table import Table
 
 from kd.errors import ConfigError
+from kd.export.hugging_face import save_hugging_face
 from kd.export.measure import accuracy_and_difference, latencies, ms_per_token, rows, size_mb
 from kd.export.onnx_model import QUANTISATIONS, export_onnx, quantise, run, session
 from kd.export.run_folder import FinishedRun
 from kd.taps import call_model
 from kd.task import TASKS_BY_NAME
+from kd.utils.files import write_text_atomically
 from kd.utils.machine import machine
 
 
@@ -34,10 +39,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="INT8 student: auto (static for images, dynamic for text and LMs), static (calibrated "
                              "activations), dynamic, none")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.01,
-                        help="refuse an INT8 student whose test accuracy falls by more (default 0.01 = 1 point)")
+                        help="classifiers: refuse an INT8 student whose test accuracy falls by more (default 0.01 = 1 point)")
+    parser.add_argument("--max-perplexity-rise", type=float, default=0.02,
+                        help="language models: refuse an INT8 student whose test perplexity rises by a larger "
+                             "fraction (default 0.02 = 2 %%)")
     parser.add_argument("--parity-tolerance", type=float, default=0.001,
                         help="largest ONNX vs PyTorch test-accuracy difference accepted (default 0.001)")
-    parser.add_argument("--calibration-batches", type=int, default=4, help="test batches for static calibration")
+    parser.add_argument("--calibration-batches", type=int, default=4,
+                        help="validation batches for static calibration (the test split only judges)")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per latency (median; after warm-up)")
     return parser.parse_args(argv)
 
@@ -80,42 +89,60 @@ def export_run(args: argparse.Namespace) -> dict[str, Any]:
     method = finished.task.quantization if args.quantize == "auto" else args.quantize
     folder = args.run / "deploy"
     folder.mkdir(exist_ok=True)
-    batches = finished.test_batches()
+    batches = finished.batches("test")
     result: dict[str, Any] = {
         "run": str(args.run), "task": finished.task.name, "checkpoint": str(finished.checkpoint), "machine": machine(), "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "models": {},
     }
     student = finished.student()
     result["models"]["student"] = check_model("student", student, folder, batches, args.parity_tolerance, args.repeats)
+    if finished.task.language_model and (tokenizer := finished.cfg.data.get("tokenizer")):
+        result["models"]["student"]["hugging_face"] = save_hugging_face(student, tokenizer, folder / "student_hf")
     if (teacher := finished.teacher()) is not None:
         result["models"]["teacher"] = check_model("teacher", teacher, folder, batches, args.parity_tolerance, args.repeats)
     if method != "none":
-        calibration = [b["inputs"] for b in batches[: args.calibration_batches]]
+        calibration = [b["inputs"] for b in finished.batches("val", args.calibration_batches)] if method == "static" else []
         path = quantise(folder / "student.onnx", folder / "student.int8.onnx", method, calibration)
         sess = session(path)
         measured = accuracy_and_difference(lambda x: run(sess, x), student, batches)
         drop = result["models"]["student"]["test/acc"] - measured["accuracy"]
-        result["models"]["student_int8"] = {
+        int8 = result["models"]["student_int8"] = {
             "file": str(path.relative_to(args.run)), "size_mb": size_mb(path), "quantization": method,
+            "calibration": f"{len(calibration)} validation batches" if calibration else None,
             "test/acc": measured["accuracy"], "accuracy_drop": drop, "max_abs_logit_diff": measured["max_abs_logit_diff"],
             "latency_ms": latencies(path, None, batches[0]["inputs"], repeats=args.repeats),
             **generation(path, None, batches, measured),
         }
-        if drop > args.max_accuracy_drop:
+        if refusal := int8_refusal(int8, result["models"]["student"], method, args, finished.task.language_model):
             path.unlink()
-            result["models"]["student_int8"]["refused"] = True
+            int8["refused"] = True
             write(args.run, result)
-            raise ConfigError(
-                f"the {method} INT8 student loses {100 * drop:.2f} accuracy points on the test split, more than "
-                f"--max-accuracy-drop={args.max_accuracy_drop}; not kept (figures in {args.run / 'deploy.json'}). "
-                "Try --quantize static (calibrated) or a larger --max-accuracy-drop."
-            )
+            raise ConfigError(f"{refusal}; not kept (figures in {args.run / 'deploy.json'}).")
     return result
+
+
+def int8_refusal(
+    int8: dict[str, Any], fp32: dict[str, Any], method: str, args: argparse.Namespace, language_model: bool
+) -> str | None:
+    """Why the INT8 student is refused (its test perplexity rose, or its test accuracy fell, too far), or None."""
+    if language_model:  # judged by perplexity
+        rise = int8["test/ppl"] / fp32["test/ppl"] - 1
+        int8["perplexity_rise"] = rise
+        if rise > args.max_perplexity_rise:
+            return (f"the {method} INT8 student's test perplexity is {int8['test/ppl']:.2f} against {fp32['test/ppl']:.2f} "
+                    f"(+{100 * rise:.1f} %), more than --max-perplexity-rise={args.max_perplexity_rise}. "
+                    "Try a larger --max-perplexity-rise, or --quantize none")
+        return None
+    if int8["accuracy_drop"] > args.max_accuracy_drop:
+        return (f"the {method} INT8 student loses {100 * int8['accuracy_drop']:.2f} accuracy points on the test split, "
+                f"more than --max-accuracy-drop={args.max_accuracy_drop}. "
+                "Try --quantize static (calibrated) or a larger --max-accuracy-drop")
+    return None
 
 
 def write(run_folder: Path, result: dict[str, Any]) -> Path:
     path = run_folder / "deploy.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomically(path, json.dumps(result, indent=2) + "\n")
     return path
 
 

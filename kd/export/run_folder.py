@@ -29,10 +29,20 @@ class FinishedRun:
             )
         self.metrics: dict[str, Any] = json.loads(metrics_file.read_text())
         self.cfg = cast(DictConfig, OmegaConf.load(config_file))  # a run's config is a mapping
-        checkpoint = self.metrics.get("best_checkpoint")
-        if not checkpoint or not Path(checkpoint).is_file():
-            raise ConfigError(f"{self.folder}: its best checkpoint {checkpoint!r} is missing; nothing to export.")
-        self.checkpoint = Path(checkpoint)
+        self.checkpoint = self.find_checkpoint(self.metrics.get("best_checkpoint"))
+
+    def find_checkpoint(self, recorded: str | None) -> Path:
+        """The best checkpoint: in this folder's ``checkpoints/`` (a moved or copied run folder), else
+        where the run recorded it."""
+        if recorded:
+            here = self.folder / "checkpoints" / Path(recorded).name
+            for path in (here, Path(recorded)):
+                if path.is_file():
+                    return path
+        raise ConfigError(
+            f"{self.folder}: its best checkpoint {Path(recorded or '?').name} is neither in "
+            f"{self.folder / 'checkpoints'} nor at {recorded!r}; nothing to export."
+        )
 
     @property
     def task(self) -> Task:
@@ -58,9 +68,16 @@ class FinishedRun:
             load_teacher_weights(net, path, self.cfg.teacher.name)
         return net.float().eval()
 
-    def test_batches(self) -> list[dict[str, Any]]:
-        """The run's test split, as its data module batches it."""
+    def batches(self, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The first ``limit`` batches (all if None) of the run's ``val`` or ``test`` split, as its data
+        module batches them."""
         datamodule = instantiate(self.cfg.data.module)
         datamodule.prepare_data()
-        datamodule.setup("test")
-        return list(datamodule.test_dataloader())
+        datamodule.setup("fit" if split == "val" else "test")
+        loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
+        out: list[dict[str, Any]] = []
+        for batch in loader:
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(batch)
+        return out

@@ -9,6 +9,7 @@ differs from the data's. The output folder is checked for being writable first.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, cast
@@ -17,15 +18,18 @@ import lightning.pytorch as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from kd.data.checks import check_classification_data
 from kd.errors import ConfigError, RunError, describe_write_error
 from kd.jobs.records import root_cause
+from kd.jobs.scale_out import process_count
 from kd.lm.evaluation import context_length
 from kd.taps import call_model
 from kd.task import task_of_config
 from kd.teacher.cache import cache_settings, top_k_temperature
+from kd.teacher.responses import check_teacher_responses, uses_teacher_responses
 from kd.training import build_loss, build_module, load_initial_weights
 
 
@@ -88,16 +92,49 @@ def check_context(cfg: DictConfig, nets: dict[str, nn.Module]) -> None:
             )
 
 
-def preflight(cfg: DictConfig, datamodule: L.LightningDataModule, needs_teacher: bool) -> None:
-    """Run the start-up checks (see the module docstring); raises :class:`ConfigError`."""
+def check_validation_interval(cfg: DictConfig, datamodule: Any) -> None:
+    """``trainer.val_check_interval`` as a step count must fit in an epoch's training batches (Lightning
+    refuses it only once training starts, after the teacher stage and the cache)."""
+    interval = OmegaConf.select(cfg, "trainer.val_check_interval")
+    train = getattr(datamodule, "splits", {}).get("train")
+    if not isinstance(interval, int) or isinstance(interval, bool) or train is None:
+        return
+    batches = math.ceil(math.ceil(len(train) / process_count(cfg)) / datamodule.batch_size)
+    limit = OmegaConf.select(cfg, "trainer.limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        batches = min(batches, limit)
+    elif isinstance(limit, float):
+        batches = int(batches * limit)
+    if interval > batches:
+        raise ConfigError(
+            f"trainer.val_check_interval={interval} steps, but an epoch has {batches} training batches "
+            f"({len(train)} training samples, data.module.batch_size={datamodule.batch_size}, "
+            f"trainer.limit_train_batches={limit}); give at most {batches}, or a fraction of an epoch (e.g. 1.0)"
+        )
+
+
+def preflight(cfg: DictConfig, datamodule: L.LightningDataModule, needs_teacher: bool) -> dict[str, int]:
+    """Run the start-up checks (see the module docstring); raises :class:`ConfigError`. Returns what the
+    data checks report (``data/train_test_duplicates`` for classification data)."""
     loss = build_loss(cfg.loss)
     settings = cache_settings(cfg)
     if settings["cache"] is not False:
         top_k_temperature(loss, settings["top_k"])
     datamodule.prepare_data()
     datamodule.setup("fit")
+    report = {}
+    if not task_of_config(cfg).language_model and hasattr(datamodule, "splits"):
+        source = getattr(datamodule, "source", None)
+        found = check_classification_data(datamodule.splits, int(cfg.data.num_classes), cfg.data.name,
+                                          getattr(source, "input_shape", None))
+        report = {f"data/{k}": v for k, v in found.items()}
+        if found["train_test_duplicates"]:
+            print(f"[kd] data: {found['train_test_duplicates']} test samples are exact copies of training samples",
+                  flush=True)
+    check_validation_interval(cfg, datamodule)
     student: nn.Module = load_initial_weights(cfg, build_model(cfg, "student"))  # a file that does not fit: now
-    generates = bool(cfg.loss.get("teacher_generations"))  # sequence-level KD: the teacher writes the texts
+    check_teacher_responses(cfg, datamodule)
+    generates = bool(cfg.loss.get("teacher_generations")) or uses_teacher_responses(cfg)  # the teacher writes the texts
     teacher: nn.Module | None = build_model(cfg, "teacher") if needs_teacher or generates else None
     nets = {"student": student, "teacher": teacher} if teacher else {"student": student}
     check_class_counts(nets, cast(Any, datamodule).example_inputs(), cfg)  # kd.data's modules define it
@@ -112,3 +149,4 @@ def preflight(cfg: DictConfig, datamodule: L.LightningDataModule, needs_teacher:
         module.training_step(batch, 0)
     except RunError:
         pass  # an untrained teacher's outputs may overflow; finiteness is watched during training
+    return report

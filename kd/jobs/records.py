@@ -12,10 +12,9 @@ from omegaconf import DictConfig, open_dict
 
 from kd.config.identities import run_name
 from kd.errors import ConfigError, RunError, describe_write_error
-from kd.jobs.resume import latest_checkpoint
+from kd.jobs.resume import FAILURE_FILE, latest_checkpoint
 from kd.utils.secrets import redact_override, save_config
 
-FAILURE_FILE = "failed.json"
 MAX_TAG_LENGTH = 64  # W&B's limit
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,9 +24,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from kd.config.migrations import upgrade_identity
 from kd.errors import ConfigError
 from kd.launch.processes import is_rank_zero
+from kd.utils.files import write_text_atomically
 from kd.utils.hashing import config_identity, identity_hash
 
 JOB_FILE = "job.json"
+FAILURE_FILE = "failed.json"  # a run that failed (kd.jobs.records writes it)
+RESUMED_FAILURE_FILE = "failed_before_resume.json"  # failed.json of a run that was resumed (kd.report skips it)
 CHECKPOINTS = ("resume.ckpt", "last.ckpt")
 
 
@@ -62,7 +66,7 @@ def write_job_record(cfg: DictConfig, output_dir: Path) -> None:
         "overrides": list(cfg.run.overrides),
         "config": identity,
     }
-    (output_dir / JOB_FILE).write_text(json.dumps(record, indent=1, default=str) + "\n")
+    write_text_atomically(output_dir / JOB_FILE, json.dumps(record, indent=1, default=str) + "\n")
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -168,10 +172,13 @@ def apply_plan(cfg: DictConfig, plan: ResumePlan) -> dict[str, Any] | None:
         metrics["reused_from"] = str(plan.run_dir)
         if writer:
             shutil.copy2(plan.run_dir / JOB_FILE, own / JOB_FILE)
-            (own / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+            write_text_atomically(own / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         print(f"[kd] resume: this job finished in {plan.run_dir}; skipped (its metrics copied to {own})", flush=True)
         return metrics
     if plan.action == "continue":
+        assert plan.run_dir is not None
+        if writer and (failure := plan.run_dir / FAILURE_FILE).is_file():  # the run goes on: no longer failed
+            os.replace(failure, plan.run_dir / RESUMED_FAILURE_FILE)
         if writer:
             (own / "resumed.json").write_text(
                 json.dumps({"continued_in": str(plan.run_dir), "checkpoint": str(plan.checkpoint)}) + "\n"

@@ -67,6 +67,17 @@ def wait_for_rank_zero(ready: Callable[[], T | None], what: str, failed: Path, p
     return found
 
 
+def built_by_rank_zero(read_or_build: Callable[[bool], T | None], what: str, failed: Path) -> T:
+    """What ``read_or_build(True)`` reads or builds on rank zero (the only rank of a single process);
+    the other ranks call ``read_or_build(False)`` (read only) until it returns something
+    (:func:`wait_for_rank_zero`)."""
+    if is_rank_zero():
+        found = read_or_build(True)
+        assert found is not None  # building always returns what it built
+        return found
+    return wait_for_rank_zero(lambda: read_or_build(False), what, failed)
+
+
 def _hydra_flags(argv: list[str]) -> list[str]:
     kept, args = [], iter(argv)
     for arg in args:

@@ -1,6 +1,7 @@
 """What a language-model run reports besides its step metrics: bits per byte, generations from fixed
-prompts (the openings of held-out documents) for teacher and student side by side, and generation
-latency (ms per token at batch 1, greedy, the deployed setting)."""
+prompts (the openings of held-out documents) for teacher and student side by side, generation
+latency (ms per token at batch 1, greedy, the deployed setting) and, for prompt/response data, the
+quality of the answers to held-out prompts (``kd.lm.answers``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from kd.errors import ConfigError
+from kd.lm.answers import answer_quality
 
 
 def bits_per_byte(ppl: float, bytes_per_token: float) -> float:
@@ -60,13 +62,13 @@ def greedy_continuations(model: nn.Module, prompts: list[list[int]], new_tokens:
     return outputs, statistics.median(ms)
 
 
-def generations_markdown(rows: list[dict[str, str]], latency: dict[str, float]) -> str:
-    """``generations.md``: each prompt, then every model's greedy continuation."""
-    lines = ["# Generations (greedy, from held-out test prompts)", ""]
+def generations_markdown(rows: list[dict[str, str]], latency: dict[str, float], title: str) -> str:
+    """``generations.md``: each prompt, then the reference (if any) and every model's greedy text."""
+    lines = [f"# {title}", ""]
     lines += [f"- {role}: {ms:.1f} ms per generated token (batch 1)" for role, ms in latency.items()]
     for i, row in enumerate(rows, 1):
         lines += ["", f"## Prompt {i}", "", *(f"> {line}" for line in row["prompt"].splitlines() or [""])]
-        for role in latency:
+        for role in [r for r in ("reference", "teacher", "student") if r in row]:
             lines += ["", f"**{role}**", "", "```text", row[role], "```"]
     return "\n".join(lines) + "\n"
 
@@ -75,7 +77,8 @@ def report_language_model(
     datamodule: Any, student: nn.Module, teacher: nn.Module | None, settings: dict[str, int],
     metrics: dict[str, Any], output_dir: Path, loggers: list[Any],
 ) -> dict[str, float]:
-    """Bits per byte, generations (``generations.md``, a W&B table) and ms per token; returns the new metrics."""
+    """Bits per byte, ms per token, generations side by side (``generations.md``, a W&B table) and, for
+    prompt/response data, the answers' quality (``kd.lm.answers``); returns the new metrics."""
     extra: dict[str, float] = {}
     bytes_per_token = datamodule.bytes_per_token["test"]
     for prefix in ("", "teacher_"):
@@ -94,9 +97,15 @@ def report_language_model(
         for row, ids in zip(rows, continuations, strict=True):
             row[role] = tokenizer.decode(ids)
         extra[f"{role}/ms_per_token"] = round(latency[role], 2)
-    (output_dir / "generations.md").write_text(generations_markdown(rows, latency))
+    title = "Generations (greedy, from held-out test prompts)"
+    if settings.get("scored_prompts") and hasattr(datamodule, "responses"):  # prompt/response data: answers scored
+        quality, rows = answer_quality(datamodule, {"teacher": teacher, "student": student},
+                                       settings["scored_prompts"], settings["new_tokens"])
+        extra.update(quality)
+        title = f"Answers (greedy, to {len(rows)} held-out test prompts, scored with ROUGE-L)"
+    (output_dir / "generations.md").write_text(generations_markdown(rows, latency, title))
     for logger in loggers:
         if type(logger).__name__ == "WandbLogger":
-            columns = ["prompt", *latency]
+            columns = [c for c in ("prompt", "reference", "teacher", "student") if c in rows[0]]
             logger.log_text(key="generations", columns=columns, data=[[row[c] for c in columns] for row in rows])
     return extra

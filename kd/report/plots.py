@@ -15,7 +15,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file-only backend
 
-from kd.report.runs import Run, mean_std, select
+from kd.report.runs import Run, group_runs, mean_std, select
 from kd.report.tradeoff import tradeoff_plot
 from kd.task import TASKS_BY_NAME, Task, lower_is_better
 
@@ -120,9 +120,30 @@ def cost_plot(runs: list[Run], path: Path, task: Task) -> Path | None:
     return _save(fig, path)
 
 
+def answers_plot(runs: list[Run], path: Path, task: Task) -> Path | None:
+    """Prompt/response runs: ROUGE-L of the answers against the teacher's and against the reference, by
+    generation latency; one marker per configuration (as the report's table groups them), a dot per seed."""
+    scored = [r for r in runs if r.metrics and r.metrics.get("test/rougeL_teacher") is not None]
+    if not scored:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for ax, key in ((axes[0], "test/rougeL_teacher"), (axes[1], "test/rougeL_ref")):
+        for group in group_runs(scored):
+            pairs = [(m["student/ms_per_token"], m[key]) for r in group.runs
+                     if (m := r.metrics or {}).get("student/ms_per_token") and m.get(key) is not None]
+            if pairs:
+                xs, ys = zip(*pairs, strict=True)
+                ax.scatter(xs, ys, s=30, label=group.name)
+        ax.set(xlabel=task.latency_label, ylabel=f"ROUGE-L vs {key.split('_')[-1].replace('ref', 'reference')} (higher is better)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("answer quality vs generation speed (students)")
+    return _save(fig, path)
+
+
 def write_plots(runs: list[Run], out: Path) -> list[Path]:
     """Every plot the runs support, per task, as PNG files in ``out``."""
-    makers = (("temperature.png", temperature_plot), ("loss.png", loss_plot), ("cost.png", cost_plot))
+    makers = (("temperature.png", temperature_plot), ("loss.png", loss_plot), ("cost.png", cost_plot),
+              ("answers.png", answers_plot))
     written = []
     for task in TASKS_BY_NAME.values():
         mine = [r for r in runs if r.task.name == task.name]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from rich.progress import track
 
 from kd.config.identities import enters
 from kd.config.rules import RUN_NAME
-from kd.jobs.records import FAILURE_FILE
+from kd.jobs.resume import FAILURE_FILE
 from kd.task import Task, lower_is_better, task_of_record
 
 CONFIG_GROUPS = ("data", "teacher", "student", "loss", "optim", "trainer", "experiment")
@@ -83,6 +83,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime
+
+
 def find_runs(roots: list[Path]) -> list[Run]:
     """Every run folder below ``roots`` (one holding ``metrics.json`` or ``failed.json``). A job that
     ``resume=true`` skipped holds a copy of the finished run's metrics; it is left out when that run is
@@ -91,8 +95,10 @@ def find_runs(roots: list[Path]) -> list[Run]:
     folders = sorted(f for f in found if f.name != "teachers" and "teachers" not in f.parts)
     runs, resolved = [], {f.resolve() for f in folders}
     for folder in track(folders, description="reading runs", transient=True):
-        failed = _read_json(folder / FAILURE_FILE)
-        metrics = None if failed else _read_json(folder / "metrics.json")
+        failed, metrics = _read_json(folder / FAILURE_FILE), _read_json(folder / "metrics.json")
+        if failed and metrics and _mtime(folder / "metrics.json") >= _mtime(folder / FAILURE_FILE):
+            failed = None  # it failed, then a resumed run finished it
+        metrics = None if failed else metrics
         reused = (metrics or {}).get("reused_from")
         if reused and Path(reused).resolve() in resolved:  # a job resume=true skipped: its run is counted once
             continue
@@ -103,3 +109,38 @@ def find_runs(roots: list[Path]) -> list[Run]:
             error=f"{failed['error_type']}: {failed['error']}" if failed else None,
         ))
     return runs
+
+
+@dataclass
+class Group:
+    """Runs sharing a configuration."""
+
+    name: str
+    runs: list[Run] = field(default_factory=list)
+
+    def values(self, key: str) -> list[float]:
+        return [r.metrics[key] for r in self.runs if r.metrics and r.metrics.get(key) is not None]
+
+    def summary(self, key: str) -> tuple[float, float] | None:
+        values = self.values(key)
+        return mean_std(values) if values else None
+
+    @property
+    def task(self) -> str:
+        """The task of its successful runs (of any run if none succeeded)."""
+        return ([r for r in self.runs if r.metrics] or self.runs)[0].task.name
+
+
+def common_settings(runs: list[Run]) -> set[str]:
+    """Overrides shared by every run (they name no configuration; the report lists them once)."""
+    return set.intersection(*(r.settings for r in runs)) if runs else set()
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs grouped by the overrides in which they differ (seeds excepted)."""
+    common = common_settings(runs)
+    groups: dict[str, Group] = {}
+    for run in runs:
+        name = " ".join(sorted(run.settings - common)) or "defaults"
+        groups.setdefault(name, Group(name)).runs.append(run)
+    return sorted(groups.values(), key=lambda g: g.name)

@@ -12,50 +12,15 @@ to ``--out`` (default: the outputs dir).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kd.jobs.records import FAILURE_FILE
+from kd.jobs.resume import FAILURE_FILE
 from kd.report.plots import write_plots
-from kd.report.runs import Run, arrow, best_of, find_runs, mean_std
+from kd.report.runs import Group, Run, arrow, best_of, common_settings, find_runs, group_runs
 from kd.report.studies import find_studies, studies_markdown
 from kd.task import TASKS_BY_NAME, lower_is_better
-
-
-@dataclass
-class Group:
-    """Runs sharing a configuration."""
-
-    name: str
-    runs: list[Run] = field(default_factory=list)
-
-    def values(self, key: str) -> list[float]:
-        return [r.metrics[key] for r in self.runs if r.metrics and r.metrics.get(key) is not None]
-
-    def summary(self, key: str) -> tuple[float, float] | None:
-        values = self.values(key)
-        return mean_std(values) if values else None
-
-    @property
-    def task(self) -> str:
-        """The task of its successful runs (of any run if none succeeded)."""
-        return ([r for r in self.runs if r.metrics] or self.runs)[0].task.name
-
-
-def common_settings(runs: list[Run]) -> set[str]:
-    """Overrides shared by every run (they name no configuration; the report lists them once)."""
-    return set.intersection(*(r.settings for r in runs)) if runs else set()
-
-
-def group_runs(runs: list[Run]) -> list[Group]:
-    """Runs grouped by the overrides in which they differ (seeds excepted)."""
-    common = common_settings(runs)
-    groups: dict[str, Group] = {}
-    for run in runs:
-        name = " ".join(sorted(run.settings - common)) or "defaults"
-        groups.setdefault(name, Group(name)).runs.append(run)
-    return sorted(groups.values(), key=lambda g: g.name)
+from kd.utils.files import write_text_atomically
 
 
 def choose_columns(runs: list[Run]) -> list[str]:
@@ -163,5 +128,5 @@ def write_report(roots: list[Path], out: Path | None = None) -> dict[str, Any]:
             if (winner := best_configurations(rows, spec.headline).get(task))}
     result = {"columns": columns, "rows": rows, "best": best, "failed": [str(r.path) for r in failed],
               "plots": [str(p) for p in plots], "studies": studies}
-    (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomically(out / "report.json", json.dumps(result, indent=2) + "\n")
     return result

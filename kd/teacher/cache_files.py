@@ -11,13 +11,13 @@ and renamed, the record last, so a killed writer never leaves an entry that vali
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from kd.utils.files import write_atomically, write_text_atomically
 from kd.utils.hashing import file_sha256
 
 FORMAT_VERSION = 3  # 3: top-k entries are log-probabilities plus the mass outside them; 2: teacher in the
@@ -34,13 +34,9 @@ def write_entry(folder: Path, split: str, tensors: Mapping[str, Any], record: Ma
     data_path, record_path = _paths(folder, split)
     for path in (record_path, data_path):  # an old record must not vouch for the new file mid-write
         path.unlink(missing_ok=True)
-    tmp = data_path.with_suffix(".pt.tmp")
-    torch.save(dict(tensors), tmp)
-    os.replace(tmp, data_path)
+    write_atomically(data_path, lambda tmp: torch.save(dict(tensors), tmp))
     full = {**record, "format": FORMAT_VERSION, "file_sha256": file_sha256(data_path)}
-    tmp = record_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, record_path)
+    write_text_atomically(record_path, json.dumps(full, indent=2, sort_keys=True) + "\n")
 
 
 def read_entry(folder: Path, split: str, expected: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,8 +23,9 @@ from torch import nn
 
 from kd.data.lm import TokenBlocks
 from kd.errors import ConfigError
-from kd.launch.processes import is_rank_zero, wait_for_rank_zero
+from kd.launch.processes import built_by_rank_zero
 from kd.teacher.weights import data_identity
+from kd.utils.files import write_text_atomically
 from kd.utils.hashing import identity_hash
 
 DEFAULTS = {"prompt_tokens": 16, "temperature": 1.0, "batch_size": 16}
@@ -104,20 +104,15 @@ def use_teacher_generations(cfg: DictConfig, datamodule: Any, teacher: nn.Module
                 cut = settings["prompt_tokens"]
                 stored = {**expected, "prompts": [tokenizer.decode(row[:cut]) for row in ids],
                           "continuations": [tokenizer.decode(row[cut:]) for row in ids]}
-                tmp = path.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps(stored, default=str))
-                os.replace(tmp, path)
+                write_text_atomically(path, json.dumps(stored, default=str))
             else:
                 stored = None
             fcntl.flock(lock, fcntl.LOCK_UN)
         return stored
 
-    if is_rank_zero():  # several processes: rank 0 generates, the others read once it has
-        stored = read_or_generate(True)
-    else:
-        failed = Path(cfg.paths.output_dir) / "failed.json"
-        stored = wait_for_rank_zero(lambda: read_or_generate(False), f"the teacher generations {path}", failed)
-    assert stored is not None  # read_or_generate(True) always returns them
+    # several processes: rank 0 generates, the others read once it has
+    stored = built_by_rank_zero(read_or_generate, f"the teacher generations {path}",
+                                Path(cfg.paths.output_dir) / "failed.json")
     datamodule.splits["train"] = generated_blocks(tokenizer, stored["prompts"], stored["continuations"],
                                                   datamodule.block_size)
     return path

@@ -161,6 +161,7 @@ def compute_teacher_outputs(
                 stored[alias].append(out.features[alias].float().to(storage))
             done += len(batch["labels"])
             progress.update(done)
+    progress.close()
     tensors: dict[str, Any] = {"logits": torch.cat(logits), "features": {a: torch.cat(v) for a, v in stored.items()}}
     if top_k is not None:
         tensors.update(

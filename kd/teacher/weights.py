@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import fcntl
-import os
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,6 +22,7 @@ from kd.losses.ce import HardLabelCE
 from kd.losses.weighted_sum import WeightedSum
 from kd.models.checkpoints import load_weights
 from kd.training import fit_and_test
+from kd.utils.files import write_atomically
 from kd.utils.hashing import config_identity, identity_hash
 
 
@@ -103,9 +103,7 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, folder: P
     loss = WeightedSum({"ce": {"weight": 1.0, "fn": HardLabelCE()}})
     print(f"[kd] training teacher {cfg.teacher.name} on {cfg.data.name} for {cfg.teacher.epochs} epochs -> {folder}", flush=True)
     net, _ = fit_and_test(tcfg, datamodule, loss, teacher=None)
-    tmp = folder / "teacher.ckpt.tmp"
-    torch.save(net.state_dict(), tmp)
-    os.replace(tmp, folder / "teacher.ckpt")
+    write_atomically(folder / "teacher.ckpt", lambda tmp: torch.save(net.state_dict(), tmp))
 
 
 def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[nn.Module, Path | None]:

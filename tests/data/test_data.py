@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from kd.data.augment import random_shift_flip
-from kd.data.batches import IndexedTensors, batch_loader, split_indices
+from kd.data.batches import IndexedTensors, batch_loader
 from kd.data.fashion_mnist import DEBIAN_DIR, FILES, DataFilesMissing, FashionMNIST, read_idx
 from kd.data.image import ImageDataModule
+from kd.data.splits import split_indices
 from kd.data.synthetic import SyntheticImages
 from kd.errors import ConfigError
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from kd.data.text import TextDataModule, TokenizedTexts, stratified_split
+from kd.data.splits import stratified_split
+from kd.data.text import TextDataModule, TokenizedTexts
 from kd.data.text_sources import bbc_news, csv_texts, folder_texts, package_file, rotten_tomatoes
 from kd.errors import ConfigError
 

@@ -50,6 +50,28 @@ def test_student_and_teacher_round_trip_through_onnx_and_int8(finished_run: Path
         assert student["latency_ms"][key] > 0
     assert set(int8["latency_ms"]) == {"ort_b1_t1", "ort_b64_t1", "ort_b1_t2", "ort_b64_t2"}
     assert deploy["settings"]["quantize"] == method and deploy["checkpoint"] == metrics["best_checkpoint"]
+    # static activation ranges come from validation batches, never from the test split that judges them
+    assert int8["calibration"] == (None if method == "dynamic" else f"{min(4, len(FinishedRun(finished_run).batches('val')))} validation batches")
+
+
+def test_the_int8_gate_at_its_default_keeps_exactly_the_students_within_one_point(finished_run: Path) -> None:
+    try:
+        export(finished_run, "--quantize", "static")  # --max-accuracy-drop 0.01
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    int8 = json.loads((finished_run / "deploy.json").read_text())["models"]["student_int8"]
+    kept = not int8.get("refused", False)
+    assert kept == (int8["accuracy_drop"] <= 0.01) == (finished_run / "deploy/student.int8.onnx").is_file()
+
+
+def test_a_run_folder_that_moved_exports_from_its_own_checkpoints(finished_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(finished_run, moved)
+    recorded = Path(json.loads((moved / "metrics.json").read_text())["best_checkpoint"])
+    assert recorded.parent == finished_run / "checkpoints"
+    assert FinishedRun(moved).checkpoint == moved / "checkpoints" / recorded.name
 
 
 def test_a_text_student_exports_with_dynamic_batch_and_length(tmp_path: Path) -> None:
@@ -63,7 +85,7 @@ def test_a_text_student_exports_with_dynamic_batch_and_length(tmp_path: Path) ->
     assert student["max_abs_logit_diff"] < 1e-4 and student["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
     assert int8["quantization"] == "dynamic" and "teacher" in deploy["models"]
     sess = session(run / "deploy/student.onnx")
-    batch = FinishedRun(run).test_batches()[0]["inputs"]
+    batch = FinishedRun(run).batches("test")[0]["inputs"]
     for size, length in ((1, 5), (3, batch["input_ids"].shape[1])):  # other batch sizes and lengths than exported
         inputs = {k: v[:size, :length] for k, v in batch.items()}
         expected = call_model(FinishedRun(run).student(), inputs).detach().numpy()
@@ -91,13 +113,25 @@ def test_a_language_model_student_exports_with_perplexity_and_ms_per_token(tmp_p
 
     cfg = compose_config([*LM_TINY, "loss=fkl", "trainer.limit_test_batches=1.0"], tmp_path)
     metrics = train(cfg)
-    deploy = export(Path(cfg.paths.output_dir), "--max-accuracy-drop", "1")
+    deploy = export(Path(cfg.paths.output_dir), "--max-perplexity-rise", "10")
     student, teacher, int8 = (deploy["models"][k] for k in ("student", "teacher", "student_int8"))
+    assert int8["perplexity_rise"] == pytest.approx(int8["test/ppl"] / student["test/ppl"] - 1)  # the LM gate
     assert student["test/ppl"] == pytest.approx(metrics["test/ppl"], rel=1e-4)  # over the same positions
     assert teacher["test/ppl"] == pytest.approx(metrics["test/teacher_ppl"], rel=1e-4)
     assert student["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6) and student["max_abs_logit_diff"] < 1e-3
     assert student["ms_per_token_ort"] > 0 and student["ms_per_token_pytorch"] > 0 and int8["ms_per_token_ort"] > 0
     assert int8["quantization"] == "dynamic" and int8["test/ppl"] > 0
+    # the Hugging Face folder loads with transformers' Auto classes and gives the student's logits
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(student["hugging_face"]["folder"])
+    loaded = AutoModelForCausalLM.from_pretrained(folder).eval()
+    ids = AutoTokenizer.from_pretrained(folder)("the fortune says", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = FinishedRun(Path(cfg.paths.output_dir)).student()(input_ids=ids).logits
+        assert torch.allclose(loaded(input_ids=ids).logits, expected, atol=1e-5)
+    assert student["hugging_face"]["size_mb"] > 0
 
 
 def test_pareto_front_keeps_the_points_nothing_beats_on_both() -> None:

@@ -16,6 +16,8 @@ from tests.cli import TINY_CLI, run_cli
         (["loss.temprature=2"], "no key 'loss.temprature'; did you mean loss.temperature?"),
         (["trainer.max_epoch=3"], "did you mean trainer.max_epochs?"),
         (["los=kd"], "no key 'los'; did you mean loss?"),
+        (["studnet=resnet18"], "no key 'studnet'; did you mean student?"),  # a mistyped group name
+        (["trainr.max_epochs=2"], "no key 'trainr.max_epochs'; did you mean trainer.max_epochs?"),  # a mistyped top-level key
         (["optim=adamw", "optim.lr=0.1"], "no key 'optim.lr'; did you mean optim.optimizer.lr?"),  # the group's own keys
         (["data.module.batchsize=3"], "did you mean data.module.batch_size or data.module.eval_batch_size?"),
         (["loss=kd,dkd", "loss.temprature=1,2"], "did you mean loss.temperature?"),  # a sweep: its first option

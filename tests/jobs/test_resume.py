@@ -155,3 +155,25 @@ def test_best_checkpoint_of_a_run_whose_folder_moved_is_found_in_its_new_folder(
     assert best_checkpoint(callback) == callback.best_model_path
     callback.best_model_path = ""
     assert best_checkpoint(callback) is None and best_checkpoint(None) is None
+
+
+def test_a_failed_run_that_is_resumed_and_finishes_is_reported_as_finished(tmp_path: Path) -> None:
+    from kd.jobs.resume import FAILURE_FILE, RESUMED_FAILURE_FILE, ResumePlan, apply_plan
+    from tests.conftest import compose_config
+
+    cfg = compose_config(["data=synthetic"], tmp_path)
+    failed_run = tmp_path / "failed_run"
+    failed_run.mkdir()
+    (failed_run / FAILURE_FILE).write_text(json.dumps({"error_type": "RunError", "error": "disk full"}))
+    assert find_runs([tmp_path])[0].error == "RunError: disk full"
+    apply_plan(cfg, ResumePlan("continue", failed_run, failed_run / "last.ckpt"))
+    assert cfg.paths.output_dir == str(failed_run) and not (failed_run / FAILURE_FILE).exists()
+    assert json.loads((failed_run / RESUMED_FAILURE_FILE).read_text())["error"] == "disk full"  # kept, aside
+    (failed_run / "metrics.json").write_text(json.dumps({"test/acc": 0.5}))
+    [run] = [r for r in find_runs([tmp_path]) if r.path == failed_run]
+    assert run.error is None and run.metrics == {"test/acc": 0.5}
+    # a failure recorded by an older kd, beside metrics written after it: the metrics win
+    (failed_run / FAILURE_FILE).write_text(json.dumps({"error_type": "RunError", "error": "old"}))
+    os.utime(failed_run / FAILURE_FILE, (1, 1))
+    [run] = [r for r in find_runs([tmp_path]) if r.path == failed_run]
+    assert run.error is None

@@ -159,3 +159,21 @@ def test_a_mixed_report_shows_the_union_of_columns_and_the_best_per_task(tmp_pat
     assert "next-token accuracy" in text and "## Failed runs" in text and "out of memory" in text
     plots = {Path(p).name for p in result["plots"]}
     assert {"report_temperature.png", "report_lm_temperature.png", "report_loss.png", "report_lm_loss.png"} <= plots
+
+
+def test_chat_runs_get_rouge_columns_and_a_quality_against_speed_plot(tmp_path: Path) -> None:
+    chat = {**LM, "data": "chat_file"}
+    rouge = {"loss=ce": [10.0, 12.0], "loss=fkl": [30.0, 31.0]}  # ROUGE-L against the teacher, per loss and seed
+    for loss, values in rouge.items():
+        for seed, value in enumerate(values):
+            metrics = {**lm_metrics(1, seed), "test/rougeL_teacher": value, "test/rougeL_ref": 5.0 + seed,
+                       "test/answer_tokens": 40.0}
+            write_run(tmp_path / "runs" / f"{loss}_{seed}", {**chat, "loss": loss.split("=")[1]}, "lm", 1, seed, metrics)
+    result = write_report([tmp_path / "runs"], tmp_path / "report")
+    rows = table((tmp_path / "report" / "report.md").read_text())
+    kd, ce = rows["loss=fkl"], rows["loss=ce"]
+    assert kd["test/rougeL_teacher ↑"] == f"**{cell(30.5, statistics.stdev([30.0, 31.0]))}**"
+    assert ce["test/rougeL_teacher ↑"] == cell(11.0, statistics.stdev([10.0, 12.0])) and "test/rougeL_ref ↑" in ce
+    assert not any("answer_tokens" in column for column in ce)  # a length, not a quality: summary only
+    assert (tmp_path / "report" / "report_lm_answers.png").stat().st_size > 1000
+    assert str(tmp_path / "report" / "report_lm_answers.png") in map(str, result["plots"])

@@ -48,9 +48,11 @@ def test_non_finite_weights_are_never_saved(tmp_path: Path) -> None:
 def test_full_disk_is_reported_with_the_file_and_free_space(make_cfg) -> None:
     cfg = make_cfg("loss=ce")
     metrics = Path(cfg.paths.output_dir) / "metrics.json"
-    metrics.symlink_to("/dev/full")  # every write there fails with ENOSPC, as on a full disk
+    partial = metrics.with_name("metrics.json.tmp")  # metrics.json is written whole: through this file
+    partial.symlink_to("/dev/full")  # every write there fails with ENOSPC, as on a full disk
     with pytest.raises(OSError) as raised:
         train(cfg)
+    assert not partial.exists() and not partial.is_symlink() and not metrics.exists()  # nothing half-written stays
     err = as_run_error(raised.value, cfg)
     assert isinstance(err, RunError)
     assert f"could not write in {metrics.parent}: no space left on the device" in str(err)

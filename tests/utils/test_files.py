@@ -1,0 +1,35 @@
+"""Atomic writes (kd/utils/files.py): a write that fails leaves neither a temporary file nor a half file."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+import torch
+
+from kd.teacher.cache_files import write_entry
+from kd.utils.files import write_atomically, write_text_atomically
+
+
+def disk_full(path: Path) -> None:
+    path.write_bytes(b"half a file")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    write_text_atomically(target, "old")
+    with pytest.raises(OSError, match="No space left"):
+        write_atomically(target, disk_full)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_cache_entry_that_hits_a_full_disk_leaves_no_pt_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_save(obj: object, path: Path) -> None:
+        disk_full(Path(path))
+
+    monkeypatch.setattr(torch, "save", full_save)
+    with pytest.raises(OSError, match="No space left"):
+        write_entry(tmp_path / "cache", "train", {"logits": torch.zeros(2)}, {"split": "train"})
+    assert list((tmp_path / "cache").iterdir()) == []  # no .pt, no .pt.tmp, no record
