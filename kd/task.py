@@ -73,8 +73,8 @@ TASKS: dict[str, Task] = {  # by data.modality
     "lm": Task(
         name="lm", monitor="val/ppl", summary=("val/ppl_best", "test/ppl", "test/bpb", "test/acc"),
         columns=("test/ppl", "val/ppl_best", "test/bpb", "test/acc", "test/agreement", "test/kl", "test/kl_topk",
-                 "test/rougeL_teacher", "test/rougeL_ref", "student/ms_per_token"),
-        answer_columns=("test/rougeL_teacher", "test/rougeL_ref", "test/answer_tokens"),
+                 "test/rougeL_teacher", "test/rougeL_ref", "test/exact_match", "student/ms_per_token"),
+        answer_columns=("test/rougeL_teacher", "test/rougeL_ref", "test/exact_match", "test/answer_tokens"),
         headline="test/ppl", teacher_metric="test/teacher_ppl", latency="ms_per_token",
         latency_label="generation latency per token (ms)", label="test perplexity", scale=1.0,
         plot_prefix="report_lm_", quantization="dynamic",

@@ -70,6 +70,8 @@ DATA = {
     "data.generation.scored_prompts": Int(0, help="held-out prompts answered and scored with ROUGE-L (prompt/response data)",
                                           enters=STUDENT_RUN,  # what is scored after the test, not the samples
                                           legacy=Legacy(0, when="data.module.max_rows")),  # chat runs before scoring
+    "data.generation.exact_match": Bool(help="answers are checkable (one right answer): score exact match too",
+                                        enters=STUDENT_RUN, legacy=Legacy(False, when="data.module.max_rows")),
     # where the training responses come from: a distilled student's baseline (loss=ce) trains on the data's own
     "data.responses": Choice("dataset", "teacher", help="train on the data's responses or the teacher's answers",
                              enters=DISTILLATION, legacy=Legacy("dataset", when="data.module.max_rows")),

@@ -1,11 +1,14 @@
 """Answers to chat prompts and their quality: batched generation (prompts left-padded, each answer cut
 at the end-of-turn token), ROUGE-L (Google's ``rouge-score``, as the MiniLLM and DistiLLM evaluations)
-against the reference response and against the teacher's answer, and the mean answer length."""
+against the reference response and against the teacher's answer, exact match where answers are
+checkable (one right answer per prompt), and the mean answer length."""
 
 from __future__ import annotations
 
 import logging
+import re
 import statistics
+import string
 import sys
 from typing import Any, cast
 
@@ -58,6 +61,18 @@ def rouge_l(predictions: list[str], references: list[str]) -> float:
     return 100 * statistics.fmean(scores) if scores else 0.0
 
 
+def normalise_answer(text: str) -> str:
+    """SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def exact_match(predictions: list[str], references: list[str]) -> float:
+    """Share (0-100) of ``predictions`` equal to their reference once both are normalised."""
+    hits = [normalise_answer(p) == normalise_answer(r) for p, r in zip(predictions, references, strict=True)]
+    return 100 * statistics.fmean(hits) if hits else 0.0
+
+
 def stop_and_pad(tokenizer: Any) -> tuple[int, int]:
     """The end-of-turn token (``eos_token_id``) and the padding token (the end-of-turn token if none)."""
     stop = tokenizer.eos_token_id
@@ -77,11 +92,12 @@ def answer_all(model: nn.Module, prompts: list[list[int]], max_new_tokens: int, 
 
 
 def answer_quality(
-    datamodule: Any, models: dict[str, nn.Module | None], count: int, max_new_tokens: int,
+    datamodule: Any, models: dict[str, nn.Module | None], count: int, max_new_tokens: int, checkable: bool = False,
 ) -> tuple[dict[str, float], list[dict[str, str]]]:
     """Greedy answers of each model to the first ``count`` test prompts, scored: ``test/{prefix}rougeL_ref``
-    (against the data's response), ``test/rougeL_teacher`` (the student against the teacher's answer) and
-    ``test/{prefix}answer_tokens`` (mean length); and a row per prompt (prompt, reference, each answer)."""
+    (against the data's response), ``test/rougeL_teacher`` (the student against the teacher's answer),
+    ``test/{prefix}answer_tokens`` (mean length) and, for ``checkable`` answers, ``test/{prefix}exact_match``;
+    and a row per prompt (prompt, reference, each answer)."""
     tokenizer = datamodule.tokenizer
     prompts = datamodule.openings["test"][:count]
     references = datamodule.responses["test"][:count]
@@ -95,6 +111,8 @@ def answer_quality(
         prefix = "teacher_" if role == "teacher" else ""
         metrics[f"test/{prefix}rougeL_ref"] = round(rouge_l(texts, references), 2)
         metrics[f"test/{prefix}answer_tokens"] = round(statistics.fmean(len(row) for row in ids), 1)
+        if checkable:
+            metrics[f"test/{prefix}exact_match"] = round(exact_match(texts, references), 2)
         for row, text in zip(rows, texts, strict=True):
             row[role] = text
     if "teacher" in rows[0] and "student" in rows[0]:

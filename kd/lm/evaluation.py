@@ -100,7 +100,8 @@ def report_language_model(
     title = "Generations (greedy, from held-out test prompts)"
     if settings.get("scored_prompts") and hasattr(datamodule, "responses"):  # prompt/response data: answers scored
         quality, rows = answer_quality(datamodule, {"teacher": teacher, "student": student},
-                                       settings["scored_prompts"], settings["new_tokens"])
+                                       settings["scored_prompts"], settings["new_tokens"],
+                                       checkable=bool(settings.get("exact_match", False)))
         extra.update(quality)
         title = f"Answers (greedy, to {len(rows)} held-out test prompts, scored with ROUGE-L)"
     (output_dir / "generations.md").write_text(generations_markdown(rows, latency, title))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kd.data.lm import IGNORE_INDEX
-from kd.lm.answers import answer_prompts, rouge_l
+from kd.lm.answers import answer_prompts, exact_match, rouge_l
 from kd.lm.on_policy import StudentSamples
 
 STOP, PAD = 2, 0
@@ -34,6 +34,11 @@ def test_rouge_l_is_the_longest_common_subsequence_f_measure() -> None:
     # 5 of 6 words in order, both ways: F = 5/6; stemming makes "sitting" match "sit"
     assert rouge_l(["the cat was on the mat", "cats sitting"], ["the cat sat on the mat", "cat sit"]) == pytest.approx(
         100 * (5 / 6 + 1) / 2)
+
+
+def test_exact_match_compares_normalised_answers() -> None:
+    assert exact_match(["The answer is 4.", "a  Cat!", "5"], ["the answer is 4", "cat", "4"]) == pytest.approx(200 / 3)
+    assert exact_match([], []) == 0
 
 
 def test_prompts_are_left_padded_and_answers_end_at_the_end_of_turn_token() -> None:

@@ -72,14 +72,15 @@ def chat_run(tmp_path: Path, *overrides: str):
 def test_students_learn_the_teachers_answers_and_are_scored_against_them(tmp_path: Path, capsys) -> None:
     from kd.run import train
 
-    cfg = chat_run(tmp_path, "loss=fkl", "data.responses=teacher", "teacher_outputs.top_k=8", "teacher_outputs.cache=true")
+    cfg = chat_run(tmp_path, "loss=fkl", "data.responses=teacher", "teacher_outputs.top_k=8", "teacher_outputs.cache=true",
+                   "data.generation.exact_match=true")
     metrics = train(cfg)
     stored = Path(metrics["teacher_generations"])
     assert stored.parent == tmp_path / "teacher_outputs" / "responses" and stored.suffix == ".jsonl"
     answers = [a for line in stored.read_text().splitlines()[1:] for a in json.loads(line)["responses"]]
     header = json.loads(stored.read_text().splitlines()[0])
     assert len(answers) == header["prompts"] > 20 and not list(stored.parent.glob("*.partial.jsonl"))
-    for key in ("test/rougeL_ref", "test/rougeL_teacher", "test/teacher_rougeL_ref"):
+    for key in ("test/rougeL_ref", "test/rougeL_teacher", "test/teacher_rougeL_ref", "test/exact_match", "test/teacher_exact_match"):
         assert 0 <= metrics[key] <= 100
     assert 0 < metrics["test/answer_tokens"] <= 64 and metrics["job_type"] == "distill"
     assert "**reference**" in (Path(cfg.paths.output_dir) / "generations.md").read_text()
