@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kd.data.text_sources import read_text
 from kd.errors import ConfigError
 
 Conversation = list[tuple[str, str]]
@@ -27,7 +28,7 @@ def read_rows(path: str | Path, key: str = "data.module.source.path") -> list[di
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{key}={path}: no such file. Give a .json, .jsonl or .csv file of prompts and responses.")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "utf-8")  # a byte-order mark is read past; other bytes than UTF-8 are named
     if path.suffix == ".csv":
         return list(csv.DictReader(text.splitlines()))
     if path.suffix == ".jsonl":

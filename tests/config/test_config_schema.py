@@ -141,3 +141,21 @@ def test_csv_in_another_encoding_needs_the_encoding_option(tmp_path: Path) -> No
     assert texts == ["smart café scene", "dull"] and labels == [1, 0] and names == ["bad", "good"]
     with pytest.raises(ConfigError, match="data.module.source.encoding='klingon' is not a known text encoding"):
         csv_texts(path, "text", "label", encoding="klingon")
+
+
+def test_byte_order_marks_are_read_and_failures_suggest_an_encoding_that_fits(tmp_path: Path, capsys) -> None:
+    from kd.data.text_sources import csv_texts
+
+    rows = "text,label\nsmart café scene,good\ndull,bad\n"
+    for codec, bom in (("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"), ("utf-32-be", b"\x00\x00\xfe\xff")):
+        (tmp_path / "bom.csv").write_bytes(bom + rows.encode(codec))
+        assert csv_texts(tmp_path / "bom.csv", "text", "label")[0] == ["smart café scene", "dull"], codec
+    # 0x81 is no cp1252 character: these bytes are neither utf-8 nor cp1252, and latin-1 reads them
+    (tmp_path / "odd.csv").write_bytes(b"text,label\ncaf\xe9 \x81,good\ndull,bad\n")
+    with pytest.raises(ConfigError, match=r"not valid utf-8 text .*The bytes decode as latin-1: give data.module.source.encoding=latin-1"):
+        csv_texts(tmp_path / "odd.csv", "text", "label")
+    (tmp_path / "win.csv").write_bytes(rows.encode("cp1252"))
+    with pytest.raises(ConfigError, match=r"The bytes decode as cp1252"):
+        csv_texts(tmp_path / "win.csv", "text", "label")
+    texts, _, _ = csv_texts(tmp_path / "odd.csv", "text", "label", encoding_errors="replace")
+    assert texts[0] == "caf\ufffd \ufffd" and "replaced 2 characters that are not valid utf-8" in capsys.readouterr().out
