@@ -10,6 +10,8 @@ from typing import Any
 
 import lightning.pytorch as L
 
+from kd.utils.files import temporary_path
+
 # Epoch-level values kd logs are synced Metrics or rank 0's own timings (multi-process training).
 warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting")
 SHOWN = ("train/acc", "val/acc", "val/acc_best", "val/ppl", "val/ppl_best", "val/agreement")
@@ -91,7 +93,7 @@ class ResumePoint(L.Callback):
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / "resume.ckpt"
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = temporary_path(path)
         try:
             trainer.save_checkpoint(tmp, weights_only=False)  # everything a resume needs (optimiser, loops)
         except BaseException:

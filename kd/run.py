@@ -46,6 +46,7 @@ from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
 from kd.utils.config_files import hydra_config_path
 from kd.utils.cores import check_oversubscription
+from kd.utils.files import remove_stale_temporaries
 from kd.utils.library_noise import quiet_library_noise
 from kd.utils.precision import emulated_bf16_warning
 
@@ -54,8 +55,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one job (teacher stage when needed, then the student) and return its metrics.
 
     Order: every config value against its rule (``kd.jobs.validate``), modality and vocabulary
-    checks, resume plan (``resume``), output folder check, start-up checks on throw-away models
-    (``kd.jobs.preflight``), then the teacher stage and the student.
+    checks, resume plan (``resume``), output folder check, start-up checks on the data and on throw-away
+    models (``kd.jobs.preflight``), the job record (``job.json``), then the teacher stage and the student.
     """
     check_config(cfg, OmegaConf.select(cfg, "run.overrides") or [])
     loss = build_loss(cfg.loss)
@@ -73,11 +74,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if (reused := apply_plan(cfg, plan)) is not None:
         return reused
     check_output_dir(Path(cfg.paths.output_dir))
-    if plan.action == "fresh" and is_rank_zero():
-        write_job_record(cfg, Path(cfg.paths.output_dir))
+    if is_rank_zero():  # what killed runs on this machine left half-written
+        remove_stale_temporaries(cfg.paths.log_dir, cfg.paths.teacher_weights_dir, cfg.paths.teacher_outputs_dir)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data.module)
     data_report = preflight(cfg, datamodule, loss.needs_teacher)
+    if plan.action == "fresh" and is_rank_zero():  # a refused job leaves no record of itself to resume
+        write_job_record(cfg, Path(cfg.paths.output_dir))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     teacher, teacher_ckpt, teacher_outputs, generations = None, None, {}, None
     # the teacher writes the training texts: continuations of text blocks, or answers to the prompts

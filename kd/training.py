@@ -22,7 +22,7 @@ from kd.cost import first_batch, latency_ms, like_parameters, size_on_disk_mb
 from kd.launch.hardware import decide_hardware
 from kd.launch.processes import is_rank_zero, pin_worker_command
 from kd.lm.answers import stop_and_pad
-from kd.lm.evaluation import check_generation, report_language_model
+from kd.lm.evaluation import report_language_model
 from kd.lm.on_policy import StudentSamples, student_samples
 from kd.losses.weighted_sum import WeightedSum
 from kd.model_outputs import TeacherOutputs
@@ -167,8 +167,6 @@ def fit_and_test(
         save_config(cfg, output_dir / "config_resolved.yaml")
     student = load_initial_weights(cfg, instantiate(cfg.student.net))
     generation = cast(dict[str, int], OmegaConf.to_container(cfg.data.generation)) if cfg.data.get("generation") else None
-    if generation:
-        check_generation(generation, {"student": student, "teacher": teacher})
     module = build_module(cfg, datamodule, student, loss, teacher, teacher_outputs)
     if cfg.get("compile", False):
         student.compile()  # in place: hooks, state-dict keys and checkpoints stay as without compile

@@ -2,10 +2,11 @@
 
 A job record (``job.json``) stores the job's config identity; its key is the hash of that identity.
 An old record's identity is upgraded here before it is compared, so a run started before a change is
-recognised as the same job: renamed keys get today's names (the tables below), keys added since get
-the value their ``legacy`` declaration gives (``kd.config.schema``), and keys that no longer enter
-the job identity (removed, or declared ``NOWHERE``) are dropped. Each step is idempotent: an identity
-written today passes through unchanged. The history of each change: docs/architecture.md, "Records
+recognised as the same job: renamed keys get today's names (the tables below), values of an older
+form get today's (``data.module.augment: true`` becomes the list of transforms it stands for), keys
+added since get the value their ``legacy`` declaration gives (``kd.config.schema``), and keys that no
+longer enter the job identity (removed, or declared ``NOWHERE``) are dropped. Each step is idempotent:
+an identity written today passes through unchanged. The history of each change: docs/architecture.md, "Records
 from earlier versions".
 """
 
@@ -29,6 +30,17 @@ TERM_ARG_RENAMES: dict[str, list[tuple[str, str]]] = {
     "jsd": [("beta", "jsd_beta")],
 }
 LEGACY: dict[str, Legacy] = {key: d.legacy for key, d in DECLARED.items() if d.legacy is not None}
+# ``data.module.augment: true``: kd's one augmentation before it became a list of transforms (issue 37)
+AUGMENT_TRUE: list[dict[str, Any]] = [{"_target_": "kd.data.augment.RandomShift", "pixels": 2},
+                                      {"_target_": "kd.data.augment.HorizontalFlip", "p": 0.5}]
+
+
+def augment_list(augment: Any) -> Any:
+    """``data.module.augment`` in its list form: ``true`` -> :data:`AUGMENT_TRUE`, false or null -> ``[]``,
+    anything else unchanged."""
+    if augment is True:
+        return copy.deepcopy(AUGMENT_TRUE)
+    return [] if augment is False or augment is None else augment
 
 
 def _rename(node: dict[str, Any], old: str, new: str) -> None:
@@ -54,6 +66,16 @@ def _renamed(upgraded: dict[str, Any]) -> None:
         if isinstance(fn, dict):
             for old, new in renames:
                 _rename(fn, old, new)
+
+
+def _augment_lists(upgraded: dict[str, Any]) -> None:
+    """``data.module.augment`` (the teacher data's too) in its list form, so ``true`` and the list it stands
+    for are one job, and ``false``, null and ``[]`` another."""
+    data = upgraded.get("data")
+    for holder in (data, data.get("teacher_data") if isinstance(data, dict) else None):
+        module = holder.get("module") if isinstance(holder, dict) else None
+        if isinstance(module, dict) and "augment" in module:
+            module["augment"] = augment_list(module["augment"])
 
 
 def _bindings(node: Any, parts: list[str]) -> Iterator[list[str]]:
@@ -99,5 +121,6 @@ def upgrade_identity(identity: dict[str, Any]) -> dict[str, Any]:
     """``identity`` (a job record's ``config``) with today's names, legacy values and job-identity keys."""
     upgraded = copy.deepcopy(identity)
     _renamed(upgraded)
+    _augment_lists(upgraded)
     _with_legacy_values(upgraded)
     return view(upgraded, "", JOB)

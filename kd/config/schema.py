@@ -32,6 +32,7 @@ from kd.config.rules import (
     Str,
     Table,
 )
+from kd.config.targets import TargetList
 from kd.task import MODALITIES
 
 PRECISIONS = ("32-true", "32", 32, "bf16-mixed", "bf16-true", "bf16", "16-mixed", "16-true", "16", 16, "64-true", "64", 64)
@@ -86,7 +87,11 @@ DATA = {
     "data.num_classes": Int(2), "data.in_chans": Int(1),
     "data.module.batch_size": Int(1, help="training batch size", enters=STUDENT_RUN | {TEACHER}),
     "data.module.eval_batch_size": Int(1, help="validation and test batch size", enters=STUDENT_RUN),
-    "data.module.augment": Bool(enters=STUDENT_RUN | {TEACHER}), "data.module.max_length": Int(2, help="tokens per text"),
+    "data.module.augment": TargetList(("bool", "list"), null=True, base="kd.data.augment.Transform",
+                                      help="the transforms applied in order to training batches; true: RandomShift(pixels=2), "
+                                      "HorizontalFlip(p=0.5); false, null or []: none; docs/images.md",
+                                      enters=STUDENT_RUN | {TEACHER}),
+    "data.module.max_length": Int(2, help="tokens per text"),
     "data.module.block_size": Int(2, help="tokens per language-model sequence"),
     "data.module.max_blocks.*": Int(1, null=True, help="at most this many blocks in the split; null = all"),
     "data.module.max_rows.*": Int(1, null=True, help="at most this many prompt/response turns in the split; null = all"),

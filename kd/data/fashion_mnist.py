@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from kd.data.batches import IndexedTensors
+from kd.data.locations import data_path
 from kd.data.splits import split_indices
 from kd.errors import ConfigError
 
@@ -96,7 +97,7 @@ class FashionMNIST:
         split_seed: int = 0,
         train_subset: int | None = None,
     ) -> None:
-        self.data_dir = Path(data_dir)
+        self.data_dir = data_path(data_dir, "data.module.source.data_dir")
         self.download = download
         self.val_size, self.split_seed, self.train_subset = val_size, split_seed, train_subset
 

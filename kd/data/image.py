@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import lightning.pytorch as L
 import torch
 
-from kd.data.augment import random_shift_flip, seeded_view
+from kd.data.augment import Transform, apply, seeded_view
+from kd.data.augment_config import transforms_of
 from kd.data.batches import IndexedTensors, SplitLoaders
 
 
@@ -22,21 +24,24 @@ class ImageSource(Protocol):
 
 
 class ImageDataModule(SplitLoaders, L.LightningDataModule):
-    """Serves a source's splits as dict batches; training batches are shifted and flipped.
+    """Serves a source's splits as dict batches; training batches go through the augmentation.
 
     Args:
         source: the data set (e.g. ``kd.data.fashion_mnist.FashionMNIST``).
         batch_size: training batch size.
         eval_batch_size: validation and test batch size.
-        augment: random shifts (2 px) and horizontal flips on training batches.
+        augment: the transforms applied in order to training batches (``kd.data.augment``; configs are
+            built), true for ``kd.data.augment_config.STANDARD``, false or None for none.
     """
 
     def __init__(
-        self, source: ImageSource, batch_size: int = 128, eval_batch_size: int = 512, augment: bool = True
+        self, source: ImageSource, batch_size: int = 128, eval_batch_size: int = 512,
+        augment: Sequence[Transform | Mapping[str, Any]] | bool | None = True,
     ) -> None:
         super().__init__()
         self.source = source
-        self.batch_size, self.eval_batch_size, self.augment = batch_size, eval_batch_size, augment
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.augment = transforms_of(augment)  # empty: not augmented
         self.splits: dict[str, IndexedTensors] = {}
 
     def example_inputs(self, batch_size: int = 2) -> torch.Tensor:
@@ -54,8 +59,12 @@ class ImageDataModule(SplitLoaders, L.LightningDataModule):
         """The batch's augmented view: from its ``view_seed`` (training batches carry one), else from
         torch's global generator."""
         if "view_seed" in batch:
-            return {**batch, "inputs": seeded_view(batch["inputs"], int(batch["view_seed"]))}
-        return {**batch, "inputs": random_shift_flip(batch["inputs"])}
+            return {**batch, "inputs": seeded_view(batch["inputs"], int(batch["view_seed"]), self.augment)}
+        return {**batch, "inputs": apply(self.augment, batch["inputs"], None)}
+
+    def augment_description(self) -> list[dict[str, Any]]:
+        """The transforms as configs, every argument included: what a cached view was computed with."""
+        return [t.description() for t in self.augment]
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         if self.augment and self.trainer is not None and self.trainer.training:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from kd.data.batches import IndexedTensors
+from kd.data.locations import data_path
 from kd.data.splits import stratified_split, stratified_subset
 from kd.errors import ConfigError
 
@@ -112,11 +113,12 @@ class ImageFiles:
     ) -> None:
         if channels not in (1, 3):
             raise ConfigError(f"data.module.source.channels={channels}: give 1 (grey) or 3 (RGB)")
-        self.path, self.test_path = Path(path) if path else None, Path(test_path) if test_path else None
+        self.path = data_path(path) if path else None
+        self.test_path = data_path(test_path, "data.module.source.test_path") if test_path else None
         self.size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         self.input_shape = (channels, *self.size)
         self.images_key, self.labels_key = images_key, labels_key
-        self.labels_path = Path(labels_path) if labels_path else None
+        self.labels_path = data_path(labels_path, "data.module.source.labels_path") if labels_path else None
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
         self.train_subset = train_subset
         self.classes: list[str] = []

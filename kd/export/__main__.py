@@ -6,7 +6,8 @@ INT8 (static quantisation calibrated on validation batches, never on the test sp
 on; a classifier is gated on test accuracy, a language model on test perplexity), measures CPU
 latency (onnxruntime and PyTorch eager; batch 1 and 64; 1 and 2 threads) and writes everything, with
 the settings, to ``<run folder>/deploy.json``. A language-model student is also written as a Hugging
-Face folder (``deploy/student_hf/``, with its tokenizer).
+Face folder (``deploy/student_hf/``, with its tokenizer), a GGUF file for llama.cpp (``deploy/student.gguf``)
+and an ONNX generator with a key-value cache (``deploy/student.with_past.onnx``, timed per generated token).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +24,32 @@ from rich.console import Console
 from rich.table import Table
 
 from kd.errors import ConfigError
-from kd.export.hugging_face import save_hugging_face
+from kd.export.gguf_file import GGUF_DTYPES
+from kd.export.language_model import language_model_files
 from kd.export.measure import accuracy_and_difference, latencies, ms_per_token, rows, size_mb
-from kd.export.onnx_model import QUANTISATIONS, export_onnx, quantise, run, session
+from kd.export.onnx_model import QUANTISATIONS, export_onnx, onnx_files, quantise, run, session
 from kd.export.run_folder import FinishedRun
 from kd.taps import call_model
 from kd.task import TASKS_BY_NAME
-from kd.utils.files import write_text_atomically
+from kd.utils.files import remove_stale_temporaries, write_text_atomically
 from kd.utils.machine import machine
+
+
+def at_least(low: float) -> Callable[[str], float]:
+    """An argparse type: a number (an int where ``low`` is one) of at least ``low``; anything else is refused
+    with the option's name before any file is written."""
+    kind = int if isinstance(low, int) else float
+
+    def parse_value(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low}; give {low} or more")
+        return value
+
+    return parse_value
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -43,11 +63,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-perplexity-rise", type=float, default=0.02,
                         help="language models: refuse an INT8 student whose test perplexity rises by a larger "
                              "fraction (default 0.02 = 2 %%)")
-    parser.add_argument("--parity-tolerance", type=float, default=0.001,
+    parser.add_argument("--parity-tolerance", type=at_least(0.0), default=0.001,
                         help="largest ONNX vs PyTorch test-accuracy difference accepted (default 0.001)")
-    parser.add_argument("--calibration-batches", type=int, default=4,
+    parser.add_argument("--calibration-batches", type=at_least(1), default=4,
                         help="validation batches for static calibration (the test split only judges)")
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs per latency (median; after warm-up)")
+    parser.add_argument("--repeats", type=at_least(1), default=20, help="timed runs per latency (median; after warm-up)")
+    parser.add_argument("--gguf-dtype", choices=GGUF_DTYPES, default="f32",
+                        help="language models: the GGUF file's matrices in f32 (exact) or f16 (half the size)")
     return parser.parse_args(argv)
 
 
@@ -75,12 +97,17 @@ def generation(path: Path, model: torch.nn.Module | None, batches: list[dict[str
     """Language models: test perplexity and greedy ms per generated token (onnxruntime; PyTorch for ``model``)."""
     if "perplexity" not in measured:
         return {}
-    sess, prompt = session(path), batches[0]["inputs"]["input_ids"][:1, :24]
+    sess, prompt = session(path), timing_prompt(batches)
     out = {"test/ppl": measured["perplexity"], "ms_per_token_ort": ms_per_token(lambda x: run(sess, x), prompt)}
     if model is not None:
         with torch.inference_mode():
             out["ms_per_token_pytorch"] = ms_per_token(lambda x: call_model(model, x).float().numpy(), prompt)
     return out
+
+
+def timing_prompt(batches: list[dict[str, Any]]) -> torch.Tensor:
+    """The prompt (1, 24) greedy generation is timed from: the first test block's opening."""
+    return batches[0]["inputs"]["input_ids"][:1, :24]
 
 
 def export_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -89,6 +116,7 @@ def export_run(args: argparse.Namespace) -> dict[str, Any]:
     method = finished.task.quantization if args.quantize == "auto" else args.quantize
     folder = args.run / "deploy"
     folder.mkdir(exist_ok=True)
+    remove_stale_temporaries(args.run)  # what a killed export left half-written
     batches = finished.batches("test")
     result: dict[str, Any] = {
         "run": str(args.run), "task": finished.task.name, "checkpoint": str(finished.checkpoint), "machine": machine(), "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -96,8 +124,9 @@ def export_run(args: argparse.Namespace) -> dict[str, Any]:
     }
     student = finished.student()
     result["models"]["student"] = check_model("student", student, folder, batches, args.parity_tolerance, args.repeats)
-    if finished.task.language_model and (tokenizer := finished.cfg.data.get("tokenizer")):
-        result["models"]["student"]["hugging_face"] = save_hugging_face(student, tokenizer, folder / "student_hf")
+    if finished.task.language_model:
+        result["models"]["student"].update(language_model_files(
+            student, finished.cfg.data.get("tokenizer"), folder, timing_prompt(batches), args.gguf_dtype))
     if (teacher := finished.teacher()) is not None:
         result["models"]["teacher"] = check_model("teacher", teacher, folder, batches, args.parity_tolerance, args.repeats)
     if method != "none":
@@ -114,7 +143,8 @@ def export_run(args: argparse.Namespace) -> dict[str, Any]:
             **generation(path, None, batches, measured),
         }
         if refusal := int8_refusal(int8, result["models"]["student"], method, args, finished.task.language_model):
-            path.unlink()
+            for file in onnx_files(path):  # with its external data, if any
+                file.unlink()
             int8["refused"] = True
             write(args.run, result)
             raise ConfigError(f"{refusal}; not kept (figures in {args.run / 'deploy.json'}).")
@@ -149,13 +179,14 @@ def write(run_folder: Path, result: dict[str, Any]) -> Path:
 def show(result: dict[str, Any]) -> None:
     table = Table(title=f"kd export: {result['run']}")
     lm = TASKS_BY_NAME[result["task"]].language_model
-    quality = ("test/ppl", "ms/token") if lm else ("test/acc",)
+    quality = ("test/ppl", "ms/token", "ms/token KV") if lm else ("test/acc",)
     for column in ("model", "params", "MB", *quality, "ms b1 (1 thr)", "ms b64 (2 thr)", "max |Δlogit|"):
         table.add_column(column)
     for name, m in result["models"].items():
         params = f"{m['params'] / 1e6:.2f} M" if "params" in m else "-"
         lat = m["latency_ms"]
-        shown = (f"{m['test/ppl']:.2f}", f"{m['ms_per_token_ort']:.2f}") if lm else (f"{100 * m['test/acc']:.2f} %",)
+        kv = f"{m['ms_per_token_ort_kv']:.2f}" if "ms_per_token_ort_kv" in m else "-"
+        shown = (f"{m['test/ppl']:.2f}", f"{m['ms_per_token_ort']:.2f}", kv) if lm else (f"{100 * m['test/acc']:.2f} %",)
         table.add_row(name, params, f"{m['size_mb']:.2f}", *shown, f"{lat['ort_b1_t1']:.2f}",
                       f"{lat['ort_b64_t2']:.2f}", f"{m['max_abs_logit_diff']:.2g}")
     Console(soft_wrap=True).print(table)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kd.export.onnx_model import run, session
+from kd.export.onnx_model import onnx_files, run, session
 from kd.taps import Inputs, call_model
 
 
@@ -97,4 +97,6 @@ def latencies(onnx_path: Path | None, model: nn.Module | None, inputs: Inputs, r
 
 
 def size_mb(path: Path) -> float:
-    return round(path.stat().st_size / 1e6, 3)
+    """MB on disk of a file; of an ONNX file with its external-data files."""
+    files = onnx_files(path) if path.suffix == ".onnx" else [path]
+    return round(sum(f.stat().st_size for f in files) / 1e6, 3)

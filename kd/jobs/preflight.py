@@ -25,11 +25,13 @@ from kd.data.checks import check_classification_data
 from kd.errors import ConfigError, RunError, describe_write_error
 from kd.jobs.records import root_cause
 from kd.jobs.scale_out import process_count
-from kd.lm.evaluation import context_length
+from kd.lm.evaluation import check_generation, context_length
 from kd.taps import call_model
 from kd.task import task_of_config
-from kd.teacher.cache import cache_settings, top_k_temperature
+from kd.teacher.cache import cache_settings, check_cache_request, top_k_temperature
+from kd.teacher.generations import generation_settings
 from kd.teacher.responses import check_teacher_responses, uses_teacher_responses
+from kd.teacher.weights import check_teacher_stage, pretrained_weights_file, teacher_optim, trains_teacher
 from kd.training import build_loss, build_module, load_initial_weights
 
 
@@ -113,6 +115,25 @@ def check_validation_interval(cfg: DictConfig, datamodule: Any) -> None:
         )
 
 
+def check_optimizer(optim: DictConfig, key: str, model: nn.Module) -> None:
+    """``<key>.optimizer`` (and ``<key>.scheduler``) built on ``model``'s parameters, as training will build
+    them; what the optimiser or scheduler refuses (a negative learning rate, an unknown argument) is
+    refused here, naming the key."""
+    for part in ("optimizer", "scheduler"):
+        if optim.get(part) is None:
+            continue
+        try:
+            factory = instantiate(optim[part])
+            if part == "optimizer":
+                optimizer = factory(model.parameters())
+            else:
+                factory(optimizer, total_steps=100)
+        except (InstantiationException, TypeError, ValueError) as err:
+            cause = root_cause(err)
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
+            raise ConfigError(f"{key}.{part}: {reason}") from None
+
+
 def preflight(cfg: DictConfig, datamodule: L.LightningDataModule, needs_teacher: bool) -> dict[str, int]:
     """Run the start-up checks (see the module docstring); raises :class:`ConfigError`. Returns what the
     data checks report (``data/train_test_duplicates`` for classification data)."""
@@ -140,6 +161,17 @@ def preflight(cfg: DictConfig, datamodule: L.LightningDataModule, needs_teacher:
     check_class_counts(nets, cast(Any, datamodule).example_inputs(), cfg)  # kd.data's modules define it
     if task_of_config(cfg).language_model:
         check_context(cfg, nets)
+    if cfg.data.get("generation"):
+        check_generation(cast(dict[str, int], OmegaConf.to_container(cfg.data.generation)), nets)
+    if cfg.loss.get("teacher_generations"):
+        generation_settings(cfg)
+    if teacher is not None:
+        check_teacher_stage(cfg)
+        if trains_teacher(cfg):
+            check_optimizer(teacher_optim(cfg), "teacher.optim" if cfg.teacher.get("optim") else "optim", teacher)
+        has_weights = trains_teacher(cfg) or bool(cfg.teacher.get("ckpt")) or pretrained_weights_file(teacher) is not None
+        check_cache_request(cfg, datamodule, loss, has_weights)
+    check_optimizer(cfg.optim, "optim", student)
     module = build_module(cfg, datamodule, student, loss, teacher if needs_teacher else None)
     if train_size := getattr(datamodule, "train_size", None):
         module.loss.bind_train_size(train_size)

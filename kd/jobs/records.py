@@ -12,7 +12,8 @@ from omegaconf import DictConfig, open_dict
 
 from kd.config.identities import run_name
 from kd.errors import ConfigError, RunError, describe_write_error
-from kd.jobs.resume import FAILURE_FILE, latest_checkpoint
+from kd.jobs.resume import FAILURE_FILE, job_identity, job_key, latest_checkpoint
+from kd.utils.files import write_text_atomically
 from kd.utils.secrets import redact_override, save_config
 
 MAX_TAG_LENGTH = 64  # W&B's limit
@@ -70,6 +71,14 @@ def as_run_error(err: BaseException, cfg: DictConfig) -> BaseException:
     return err
 
 
+def failed_job_key(cfg: DictConfig) -> str | None:
+    """The job's key (``job.json``'s), or None for a config too broken to have one."""
+    try:
+        return job_key(job_identity(cfg))
+    except Exception:  # noqa: BLE001 - a config that failed its own checks
+        return None
+
+
 def record_failure(cfg: DictConfig, err: BaseException) -> Path:
     """Write ``failed.json`` (error type and message, overrides), ``error.txt`` (traceback) and, if the
     job did not get that far, ``config_resolved.yaml``. A full disk may leave some of them unwritten."""
@@ -79,14 +88,15 @@ def record_failure(cfg: DictConfig, err: BaseException) -> Path:
         "error_type": type(err).__name__,
         "error": str(err),
         "overrides": list(cfg.run.overrides),
+        "job_key": failed_job_key(cfg),  # kd.report: a later run of the same job that finishes supersedes this
     }
     path = output_dir / FAILURE_FILE
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         if not (output_dir / "config_resolved.yaml").is_file():
             save_config(cfg, output_dir / "config_resolved.yaml")
-        (output_dir / "error.txt").write_text("".join(traceback.format_exception(err)))
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        write_text_atomically(output_dir / "error.txt", "".join(traceback.format_exception(err)))
+        write_text_atomically(path, json.dumps(record, indent=2) + "\n")
     except OSError as write_err:
         print(f"[kd] could not record the failure in {output_dir}: {write_err}", file=sys.stderr)
     return path

@@ -103,8 +103,22 @@ def _differences(mine: dict[str, Any], theirs: dict[str, Any], prefix: str = "")
     return out
 
 
+def finished_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """The metrics of a run that finished in ``run_dir``, or None (none written, or a file that cannot be
+    read: the run is continued from its checkpoint and writes them again)."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        print(f"[kd] resume: {path} cannot be read ({type(err).__name__}); the run is not counted as finished", flush=True)
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
 def _plan_for(run_dir: Path) -> ResumePlan:
-    if (run_dir / "metrics.json").is_file():
+    if finished_metrics(run_dir) is not None:
         return ResumePlan("skip", run_dir)
     checkpoint = latest_checkpoint(run_dir)
     return ResumePlan("continue", run_dir, checkpoint) if checkpoint else ResumePlan("fresh")
@@ -148,12 +162,14 @@ def plan_resume(cfg: DictConfig) -> ResumePlan:
             continue
         try:
             record = json.loads(record_path.read_text())
-        except (OSError, ValueError):
+            matches = record_key(record) == key
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            print(f"[kd] resume: {record_path} cannot be read ({type(err).__name__}); that run is not resumed", flush=True)
             continue
-        if record_key(record) == key:
+        if matches:
             earlier.append((record.get("started", 0), record_path.parent))
     newest_first = [run_dir for _, run_dir in sorted(earlier, reverse=True)]
-    if finished := next((d for d in newest_first if (d / "metrics.json").is_file()), None):
+    if finished := next((d for d in newest_first if finished_metrics(d) is not None), None):
         return ResumePlan("skip", finished)
     for run_dir in newest_first:  # loads checkpoints only until one is readable
         if checkpoint := latest_checkpoint(run_dir):
@@ -168,7 +184,7 @@ def apply_plan(cfg: DictConfig, plan: ResumePlan) -> dict[str, Any] | None:
     own, writer = Path(cfg.paths.output_dir), is_rank_zero()  # several processes: rank 0 writes
     if plan.action == "skip":
         assert plan.run_dir is not None  # skip and continue plans name their run
-        metrics = json.loads((plan.run_dir / "metrics.json").read_text())
+        metrics = cast(dict[str, Any], finished_metrics(plan.run_dir))  # the plan read them
         metrics["reused_from"] = str(plan.run_dir)
         if writer:
             shutil.copy2(plan.run_dir / JOB_FILE, own / JOB_FILE)

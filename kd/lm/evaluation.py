@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,7 +29,7 @@ def context_length(model: nn.Module) -> int | None:
     return getattr(getattr(model, "config", None), "max_position_embeddings", None)
 
 
-def check_generation(settings: dict[str, int], models: dict[str, nn.Module | None]) -> None:
+def check_generation(settings: Mapping[str, int], models: Mapping[str, nn.Module | None]) -> None:
     """A prompt plus its continuation must fit every model's context (checked before training)."""
     total = settings["prompt_tokens"] + settings["new_tokens"]
     for role, model in models.items():

@@ -148,5 +148,5 @@ def write_plots(runs: list[Run], out: Path) -> list[Path]:
     for task in TASKS_BY_NAME.values():
         mine = [r for r in runs if r.task.name == task.name]
         written += [maker(mine, out / f"{task.plot_prefix}{name}", task) for name, maker in makers] if mine else []
-    written.append(tradeoff_plot(runs, out / "report_tradeoff.png"))  # classification runs
+        written.append(tradeoff_plot(mine, out / f"{task.plot_prefix}tradeoff.png", task) if mine else None)
     return [p for p in written if p is not None]

@@ -15,7 +15,7 @@ from rich.progress import track
 
 from kd.config.identities import enters
 from kd.config.rules import RUN_NAME
-from kd.jobs.resume import FAILURE_FILE
+from kd.jobs.resume import FAILURE_FILE, JOB_FILE, record_key
 from kd.task import Task, lower_is_better, task_of_record
 
 CONFIG_GROUPS = ("data", "teacher", "student", "loss", "optim", "trainer", "experiment")
@@ -87,17 +87,43 @@ def _mtime(path: Path) -> float:
     return path.stat().st_mtime
 
 
+def _job_key(folder: Path, failed: dict[str, Any] | None = None) -> str | None:
+    """The job's key: from its ``job.json``, else from its failure record (a job can fail before its record)."""
+    try:
+        return record_key(json.loads((folder / JOB_FILE).read_text()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no record, or an unreadable one
+        return (failed or {}).get("job_key")
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A JSON record, or None where there is none or it was cut short (a kill, a full disk)."""
+    try:
+        found = _read_json(path)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def find_runs(roots: list[Path]) -> list[Run]:
     """Every run folder below ``roots`` (one holding ``metrics.json`` or ``failed.json``). A job that
     ``resume=true`` skipped holds a copy of the finished run's metrics; it is left out when that run is
-    below ``roots`` too."""
+    below ``roots`` too. So is a failed attempt of a job (its ``job.json`` key) that a later run
+    under ``roots`` finished: the job did not fail."""
     found = {p.parent for root in roots for name in ("metrics.json", FAILURE_FILE) for p in root.rglob(name)}
     folders = sorted(f for f in found if f.name != "teachers" and "teachers" not in f.parts)
     runs, resolved = [], {f.resolve() for f in folders}
+    finished_at: dict[str, float] = {}  # job key -> when its latest run finished
+    for folder in folders:
+        if (folder / "metrics.json").is_file() and (key := _job_key(folder)):
+            finished_at[key] = max(finished_at.get(key, 0.0), _mtime(folder / "metrics.json"))
     for folder in track(folders, description="reading runs", transient=True):
-        failed, metrics = _read_json(folder / FAILURE_FILE), _read_json(folder / "metrics.json")
+        failed, metrics = _read_record(folder / FAILURE_FILE), _read_record(folder / "metrics.json")
+        if failed is None and (folder / FAILURE_FILE).is_file():
+            failed = {"error_type": "unknown", "error": f"{FAILURE_FILE} cannot be read"}
         if failed and metrics and _mtime(folder / "metrics.json") >= _mtime(folder / FAILURE_FILE):
             failed = None  # it failed, then a resumed run finished it
+        if failed and (key := _job_key(folder, failed)) and finished_at.get(key, 0.0) >= _mtime(folder / FAILURE_FILE):
+            continue  # a later run of the same job finished: this attempt is history, not a failure
         metrics = None if failed else metrics
         reused = (metrics or {}).get("reused_from")
         if reused and Path(reused).resolve() in resolved:  # a job resume=true skipped: its run is counted once

@@ -20,7 +20,7 @@ from kd.report.plots import write_plots
 from kd.report.runs import Group, Run, arrow, best_of, common_settings, find_runs, group_runs
 from kd.report.studies import find_studies, studies_markdown
 from kd.task import TASKS_BY_NAME, lower_is_better
-from kd.utils.files import write_text_atomically
+from kd.utils.files import remove_stale_temporaries, write_text_atomically
 
 
 def choose_columns(runs: list[Run]) -> list[str]:
@@ -115,6 +115,7 @@ def write_report(roots: list[Path], out: Path | None = None) -> dict[str, Any]:
     first root); return the columns, rows, best configuration per task, failed runs and plots."""
     out = out or roots[0]
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # a killed report's half-written files
     runs = find_runs(roots)
     if not runs:
         raise SystemExit(f"error: no runs (metrics.json or {FAILURE_FILE}) under {', '.join(map(str, roots))}")
@@ -122,7 +123,7 @@ def write_report(roots: list[Path], out: Path | None = None) -> dict[str, Any]:
     rows = table_rows(group_runs(runs), columns)
     failed = [r for r in runs if r.metrics is None]
     studies = find_studies(roots)
-    (out / "report.md").write_text(markdown(rows, failed, common_settings(runs), columns) + studies_markdown(studies))
+    write_text_atomically(out / "report.md", markdown(rows, failed, common_settings(runs), columns) + studies_markdown(studies))
     plots = write_plots([r for r in runs if r.metrics], out)
     best = {task: {"metric": spec.headline, "configuration": winner} for task, spec in TASKS_BY_NAME.items()
             if (winner := best_configurations(rows, spec.headline).get(task))}

@@ -1,17 +1,21 @@
-"""The trade-off view of ``kd.report``: classification accuracy against size and CPU latency, with the
-teacher, students distilled with a teacher, students trained from scratch and INT8 students as
-distinct points, and the Pareto front (no other point both more accurate and cheaper) marked.
+"""The trade-off view of ``kd.report``: quality (test accuracy, or test perplexity for language models)
+against size and CPU latency, with the teacher, students distilled with a teacher, students trained
+from scratch and INT8 students as distinct points, and the Pareto front (no other point both better
+and cheaper) marked. One figure per task: ``report_tradeoff.png`` and ``report_lm_tradeoff.png``.
 
-Costs come from one source for every point of a plot: the exported ONNX files (``deploy.json`` of
-``kd.export``: file size, onnxruntime latency at batch 64 with 2 threads) when any run has been
-exported, else the run's own figures (``metrics.json``: saved state dict, PyTorch latency per batch).
+Every finished run is a point. Latency is never mixed across runtimes: one panel has every run's own
+PyTorch figures (``metrics.json``: per batch of 64, or ms per generated token), another the exported
+models' onnxruntime figures (``deploy.json`` of ``kd.export``: batch 64 on 2 threads, or ms per token
+with the KV cache), drawn when some run was exported. Size is the ONNX file where a run was exported,
+else the saved state dict.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import matplotlib
 
@@ -19,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file-only backend
 
 from kd.report.runs import Run
+from kd.task import Task
 
 KINDS = {  # kind -> (legend label, marker, colour)
     "teacher": ("teacher", "*", "tab:grey"),
@@ -27,64 +32,111 @@ KINDS = {  # kind -> (legend label, marker, colour)
     "int8": ("student INT8 (distilled or not)", "^", "tab:green"),
 }
 ONNX_LATENCY = "ort_b64_t2"
-Point = tuple[str, float, float, float]  # kind, size (MB), latency (ms), accuracy (%)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One model of one run: its kind (``KINDS``), size, latency, quality and the runtime that timed it."""
+
+    run: Path
+    kind: str
+    size_mb: float
+    latency: float
+    quality: float  # test accuracy in %, or test perplexity
+    runtime: str  # "pytorch" (the run's figures) or "onnxruntime" (kd.export's)
 
 
 def _student_kind(run: Run) -> str:
     return "distilled" if (run.metrics or {}).get("job_type") == "distill" else "scratch"
 
 
-def points(runs: list[Run]) -> tuple[list[Point], str]:
-    """Every point of the classification runs, and where their costs come from (``onnx`` or ``pytorch``)."""
-    deployed = {r.path: json.loads((r.path / "deploy.json").read_text()) for r in runs if (r.path / "deploy.json").is_file()}
+def run_points(run: Run, task: Task) -> list[Point]:
+    """The run's student and teacher as ``metrics.json`` measured them (PyTorch)."""
+    m, out = run.metrics or {}, []
+    for role, kind, quality in (("student", _student_kind(run), task.headline), ("teacher", "teacher", task.teacher_metric)):
+        size, latency = m.get(f"{role}/size_mb"), m.get(f"{role}/{task.latency}")
+        if size and latency and m.get(quality) is not None:
+            out.append(Point(run.path, kind, size, latency, task.scale * m[quality], "pytorch"))
+    return out
+
+
+def export_points(run: Run, task: Task, deploy: dict[str, Any]) -> list[Point]:
+    """The run's exported models (``deploy.json``), INT8 refusals left out."""
+    out = []
+    for name, model in deploy.get("models", {}).items():
+        if model.get("refused"):
+            continue
+        kind = {"teacher": "teacher", "student_int8": "int8"}.get(name, _student_kind(run))
+        if task.language_model:
+            latency, quality = model.get("ms_per_token_ort_kv") or model.get("ms_per_token_ort"), model.get("test/ppl")
+        else:
+            latency, quality = model.get("latency_ms", {}).get(ONNX_LATENCY), model.get("test/acc")
+        if latency and quality is not None:
+            quality = quality if task.language_model else 100 * quality
+            out.append(Point(run.path, kind, model["size_mb"], latency, quality, "onnxruntime"))
+    return out
+
+
+def points(runs: list[Run], task: Task) -> list[Point]:
+    """Every point of ``task``'s finished runs: PyTorch points for every run, onnxruntime points for the
+    exported ones."""
     out: list[Point] = []
-    if deployed:
-        for run in (r for r in runs if r.path in deployed):
-            for name, model in deployed[run.path]["models"].items():
-                if model.get("refused"):
-                    continue
-                kind = {"teacher": "teacher", "student_int8": "int8"}.get(name, _student_kind(run))
-                out.append((kind, model["size_mb"], model["latency_ms"][ONNX_LATENCY], 100 * model["test/acc"]))
-        return out, "onnx"
-    for run in runs:
-        m = run.metrics or {}
-        for role, kind, accuracy in (("student", _student_kind(run), "test/acc"), ("teacher", "teacher", "test/teacher_acc")):
-            if m.get(f"{role}/size_mb") and m.get(f"{role}/latency_ms") and m.get(accuracy) is not None:
-                out.append((kind, m[f"{role}/size_mb"], m[f"{role}/latency_ms"], 100 * m[accuracy]))
-    return sorted(set(out)), "pytorch"
+    for run in (r for r in runs if r.metrics and r.task.name == task.name):
+        out += run_points(run, task)
+        if (deployed := run.path / "deploy.json").is_file():
+            out += export_points(run, task, json.loads(deployed.read_text()))
+    return out
 
 
-def pareto_front(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The (cost, accuracy) pairs no other pair beats on both (lower cost and higher accuracy), by cost."""
+def pareto_front(pairs: list[tuple[float, float]], lower_is_better: bool = False) -> list[tuple[float, float]]:
+    """The (cost, quality) pairs no other pair beats on both (lower cost and better quality), by cost."""
+    sign = -1.0 if lower_is_better else 1.0
     front, best = [], float("-inf")
-    for cost, accuracy in sorted(pairs, key=lambda p: (p[0], -p[1])):
-        if accuracy > best:
-            front.append((cost, accuracy))
-            best = accuracy
+    for cost, quality in sorted(pairs, key=lambda p: (p[0], -sign * p[1])):
+        if sign * quality > best:
+            front.append((cost, quality))
+            best = sign * quality
     return front
 
 
-def tradeoff_plot(runs: list[Run], path: Path) -> Path | None:
-    """``report_tradeoff.png``: accuracy against size and latency (log scales), Pareto fronts as steps."""
-    found, source = points([r for r in runs if r.metrics and not r.task.language_model])
+def panels(found: list[Point], task: Task) -> list[tuple[str, list[tuple[str, float, float]]]]:
+    """(x label, [(kind, cost, quality)]) of each panel: size, PyTorch latency, onnxruntime latency."""
+    exported = [p for p in found if p.runtime == "onnxruntime"]
+    exported_runs = {p.run for p in exported}  # their size: the exported files; other runs' the state dict
+    size = [(p.kind, p.size_mb, p.quality) for p in found if p.runtime == "onnxruntime" or p.run not in exported_runs]
+    unit = "ms per generated token" if task.language_model else "ms per batch of 64"
+    out = [("size on disk (MB)", size),
+           (f"CPU latency, PyTorch ({unit})", [(p.kind, p.latency, p.quality) for p in found if p.runtime == "pytorch"])]
+    if exported:
+        label = "onnxruntime, KV cache" if task.language_model else "onnxruntime, 2 threads"
+        out.append((f"CPU latency, {label} ({unit})", [(p.kind, p.latency, p.quality) for p in exported]))
+    return out
+
+
+def tradeoff_plot(runs: list[Run], path: Path, task: Task) -> Path | None:
+    """Quality against size and latency (log scales) for ``task``'s runs, Pareto fronts as steps."""
+    found = points(runs, task)
     if len(found) < 2:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    costs: tuple[tuple[str, Literal[1, 2]], ...] = (("size on disk (MB)", 1), (f"CPU latency, batch 64 (ms, {'onnxruntime, 2 threads' if source == 'onnx' else 'PyTorch'})", 2))
-    for ax, (label, column) in zip(axes, costs, strict=True):
+    shown = panels(found, task)
+    fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4.2), sharey=True, squeeze=False)
+    lower = task.language_model
+    for ax, (label, pts) in zip(axes[0], shown, strict=True):
         for kind, (name, marker, colour) in KINDS.items():
-            mine = [(p[column], p[3]) for p in found if p[0] == kind]
+            mine = [(cost, quality) for k, cost, quality in pts if k == kind]
             if mine:
                 xs, ys = zip(*mine, strict=True)
                 ax.scatter(xs, ys, marker=marker, color=colour, s=140 if marker == "*" else 40, label=name, zorder=3)
-        front = pareto_front([(p[column], p[3]) for p in found])
-        xs, ys = zip(*front, strict=True)
-        ax.step(xs, ys, where="post", color="black", linewidth=1, alpha=0.6, zorder=2)
-        ax.scatter(xs, ys, s=260, facecolors="none", edgecolors="black", label="Pareto front", zorder=4)
+        if pts:
+            xs, ys = zip(*pareto_front([(c, q) for _, c, q in pts], lower), strict=True)
+            ax.step(xs, ys, where="post", color="black", linewidth=1, alpha=0.6, zorder=2)
+            ax.scatter(xs, ys, s=260, facecolors="none", edgecolors="black", label="Pareto front", zorder=4)
         ax.set(xlabel=label, xscale="log")
-    axes[0].set_ylabel("test accuracy (%) (higher is better)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("accuracy vs size and speed: " + ("exported models" if source == "onnx" else "runs"))
+    axes[0][0].set_ylabel(f"{task.label} ({'lower' if lower else 'higher'} is better)")
+    if lower:
+        axes[0][0].set_yscale("log")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{task.label.split(' (')[0]} vs size and speed: every run; exported models timed by onnxruntime")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

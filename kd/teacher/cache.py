@@ -6,6 +6,7 @@ Settings live under ``teacher_outputs`` in the config (see conf/train.yaml and d
 from __future__ import annotations
 
 import fcntl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +21,7 @@ from kd.losses.weighted_sum import WeightedSum
 from kd.task import task_of_config
 from kd.teacher.cache_files import read_entry, write_entry
 from kd.teacher.outputs import CachedTeacherOutputs, cache_folder, check_feature_taps, compute_teacher_outputs
-from kd.teacher.views import compute_view_outputs, view_epochs, view_record
+from kd.teacher.views import compute_view_outputs, view_entry, view_epochs, view_record
 from kd.teacher_source import CacheEntry
 from kd.utils.hashing import config_identity, file_sha256, identity_hash
 
@@ -100,14 +101,49 @@ def live_training_reasons(
 ) -> list[str]:
     """Why cached outputs would be wrong for this run's training batches (empty: they are right)."""
     reasons = []
-    if getattr(datamodule, "augment", False) and not views[0]:
+    augment = getattr(datamodule, "augment", False)
+    if augment and not views[0]:
+        shown = ", ".join(map(repr, augment)) if isinstance(augment, tuple | list) else augment
         reasons.append(
-            "training batches are randomly augmented (data.module.augment=true) and the cache holds "
+            f"training batches are randomly augmented (data.module.augment: {shown}) and the cache holds "
             "the unaugmented view" + (f" ({views[1]})" if views[1] else "; teacher_outputs.augmented_views=true caches them")
         )
     if loss.reads_teacher_features and not features:
         reasons.append(f"loss terms {loss.active} read teacher features; list their taps in teacher_outputs.features")
     return reasons
+
+
+def uncacheable(cfg: DictConfig, settings: dict[str, Any], teacher_has_weights: bool) -> str | None:
+    """Why no cache can hold this teacher's outputs (None: one can)."""
+    if not teacher_has_weights:
+        return "the teacher has no weights file to key the cache by"
+    if task_of_config(cfg).language_model and settings["top_k"] is None:
+        return ("full-vocabulary logits of every token do not fit; set teacher_outputs.top_k (e.g. 64) to cache "
+                "the k most likely tokens and the mass outside them")
+    return None
+
+
+def check_cache_request(cfg: DictConfig, datamodule: Any, loss: WeightedSum, teacher_has_weights: bool) -> None:
+    """Refuse, before the teacher stage, what building the cache would refuse: ``teacher_outputs.cache=true``
+    where no cache can serve the run, and cached features of text teachers (their shapes vary by batch)."""
+    settings = cache_settings(cfg)
+    if settings["cache"] is False:
+        return
+    if settings["features"] and isinstance(datamodule.example_inputs(), Mapping):
+        raise ConfigError(
+            "teacher_outputs.features caches fixed-shape (image) taps only; text taps vary in length "
+            "with each batch's padding. Set teacher_outputs.features=[] for text teachers."
+        )
+    if settings["cache"] is not True:
+        return
+    if why := uncacheable(cfg, settings, teacher_has_weights):
+        raise ConfigError(f"teacher_outputs.cache=true, but {why}")
+    views = view_epochs(cfg, datamodule, loss, bool(settings["augmented_views"]))
+    if reasons := live_training_reasons(datamodule, loss, settings["features"], views):
+        raise ConfigError(
+            f"teacher_outputs.cache=true, but {'; '.join(reasons)}. "
+            "Use teacher_outputs.cache=auto to run the teacher live on training batches."
+        )
 
 
 def cache_identity(
@@ -144,27 +180,16 @@ def prepare_cached_teacher(
     settings = cache_settings(cfg)
     if settings["cache"] is False:
         return {}
-    if teacher_ckpt is None or (task_of_config(cfg).language_model and settings["top_k"] is None):
-        why = (
-            "the teacher has no weights file to key the cache by"
-            if teacher_ckpt is None
-            else "full-vocabulary logits of every token do not fit; set teacher_outputs.top_k (e.g. 64) to cache "
-            "the k most likely tokens and the mass outside them"
-        )
-        if settings["cache"] is True:
-            raise ConfigError(f"teacher_outputs.cache=true, but {why}")
+    check_cache_request(cfg, datamodule, loss, teacher_ckpt is not None)  # preflight ran it already
+    if why := uncacheable(cfg, settings, teacher_ckpt is not None):
         print(f"[kd] teacher runs live: {why}", flush=True)
         return {}
+    assert teacher_ckpt is not None  # uncacheable() said why not otherwise
     limited = batch_limited_splits(cfg) if settings["cache"] == "auto" else {}
     if limited:
         print(batch_limited_message(limited), flush=True)
     views = view_epochs(cfg, datamodule, loss, bool(settings["augmented_views"]) and "train" not in limited)
     reasons = [] if "train" in limited else live_training_reasons(datamodule, loss, settings["features"], views)
-    if reasons and settings["cache"] is True:
-        raise ConfigError(
-            f"teacher_outputs.cache=true, but {'; '.join(reasons)}. "
-            "Use teacher_outputs.cache=auto to run the teacher live on training batches."
-        )
     if not loss.needs_teacher:  # the teacher only evaluates (sequence-level KD): no training split
         reasons, splits = [], [CacheEntry("val"), CacheEntry("test")]
     else:
@@ -235,8 +260,7 @@ def _load_or_build(
         "split_features": features,
         **({"view": view} if view else {}),
     }
-    # views differ per seed and batch size: one file each, so a sweep over seeds never overwrites them
-    entry = f"{split.name}-seed{view['seed']}-batch{view['batch_size']}" if view else split.name
+    entry = view_entry(split.name, view) if view else split.name
     tensors, status = read_entry(folder, entry, expected)
     if tensors is None and not build:
         return None

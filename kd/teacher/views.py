@@ -5,7 +5,8 @@ which is fixed by the run's seed, the epoch and the batch's position. So the tea
 every view of epoch ``e`` can be computed before training, once for all the jobs of a sweep that
 share the seed, the data and the batch size, and read by sample index (``train@<e>`` entries of the
 teacher-output cache). Each stored row keeps the view seed it was computed for; a training batch
-whose seed differs is an error, never a silently wrong teacher.
+whose seed differs is an error, never a silently wrong teacher. The transforms (``data.module.augment``)
+are part of each entry's record and name, so another list or parameter gets its own entries.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from kd.data.batches import PositionSeededBatches
 from kd.taps import call_model, to_channels_last
 from kd.teacher.outputs import STORAGE_DTYPES, autocast_for
+from kd.utils.hashing import identity_hash
 
 Augment = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -75,8 +77,9 @@ def view_epochs(cfg: Any, datamodule: Any, loss: Any, requested: bool) -> tuple[
     why not (None: not requested or not augmented)."""
     if not (requested and getattr(datamodule, "augment", False)):
         return [], None
-    if not hasattr(datamodule, "augment_batch"):
-        return [], f"{type(datamodule).__name__} has no augment_batch() to replay its views"
+    missing = [f"{m}()" for m in ("augment_batch", "augment_description") if not hasattr(datamodule, m)]
+    if missing:
+        return [], f"{type(datamodule).__name__} has no {' or '.join(missing)} to replay its views and key them by"
     if loss.reads_teacher_features:
         return [], f"augmented views are cached as logits only, and loss terms {loss.active} read teacher features"
     if (cfg.trainer.get("devices") not in (1, "1", None, "auto")) or int(cfg.trainer.get("num_nodes") or 1) > 1:
@@ -101,6 +104,13 @@ def _batches_per_epoch(cfg: Any, datamodule: Any) -> int:
 
 
 def view_record(cfg: Any, datamodule: Any, epoch: int) -> dict[str, Any]:
-    """What one epoch's views depend on besides the data and the teacher (part of its cache record)."""
+    """What one epoch's views depend on besides the data and the teacher (part of its cache record): the
+    augmentation is ``data.module.augment``'s transforms as configs, every argument included."""
     return {"epoch": epoch, "seed": int(cfg.seed), "batch_size": int(datamodule.batch_size),
-            "augment": "kd.data.augment.seeded_view (2 px shifts, horizontal flips)"}
+            "augment": datamodule.augment_description()}
+
+
+def view_entry(name: str, view: dict[str, Any]) -> str:
+    """The file name (without ``.pt``) of entry ``name`` (``train@<epoch>``) for the views of ``view``
+    (:func:`view_record`): one per seed, batch size and augmentation, so a sweep over them overwrites none."""
+    return f"{name}-seed{view['seed']}-batch{view['batch_size']}-aug{identity_hash(view['augment'], 8)}"

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from kd.config.identities import keys_entering, view
+from kd.config.migrations import AUGMENT_TRUE, augment_list
 from kd.config.rules import TEACHER
 from kd.errors import ConfigError
 from kd.launch.processes import SINGLE_PROCESS, is_rank_zero, wait_for_rank_zero
@@ -28,8 +29,15 @@ from kd.utils.hashing import config_identity, identity_hash
 
 def data_identity(cfg: DictConfig) -> dict[str, Any]:
     """The data keys that enter the teacher's identity (``kd.config.schema``: not paths or the eval batch
-    size) as plain data, secrets redacted (they do not change the samples, and this lands in cache records)."""
-    return cast(dict[str, Any], view(config_identity(cfg.data), "data", TEACHER))
+    size) as plain data, secrets redacted (they do not change the samples, and this lands in cache records).
+    ``module.augment`` reads as before transforms were a list (``true`` for the standard list, ``false`` for
+    none), so teachers trained before keep their folders, and both spellings name one teacher."""
+    found = cast(dict[str, Any], view(config_identity(cfg.data), "data", TEACHER))
+    module = found.get("module")
+    if isinstance(module, dict) and "augment" in module:
+        listed = augment_list(module["augment"])
+        module["augment"] = True if listed == AUGMENT_TRUE else (False if listed == [] else listed)
+    return found
 
 
 def teacher_identity(cfg: DictConfig) -> dict[str, Any]:
@@ -106,6 +114,30 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, folder: P
     write_atomically(folder / "teacher.ckpt", lambda tmp: torch.save(net.state_dict(), tmp))
 
 
+def trains_teacher(cfg: DictConfig) -> bool:
+    """Whether the teacher comes from a teacher stage here (neither ``teacher.ckpt`` nor pretrained as loaded)."""
+    return not (cfg.teacher.get("ckpt") or cfg.teacher.get("pretrained"))
+
+
+def check_teacher_stage(cfg: DictConfig) -> None:
+    """What the teacher stage would refuse, refused before it: ``teacher.epochs`` below 1, and
+    ``data.teacher_data`` of another task than the student's."""
+    if not trains_teacher(cfg):
+        return
+    teacher_stage_config(cfg)
+    if cfg.teacher.epochs < 1:
+        raise ConfigError(
+            f"teacher.epochs={cfg.teacher.epochs}: a teacher trained here needs at least 1 epoch "
+            "(0 is for pretrained teachers, teacher.pretrained=true), or give teacher.ckpt"
+        )
+
+
+def pretrained_weights_file(net: nn.Module) -> Path | None:
+    """A pretrained model's ``model.safetensors`` (what keys its cached outputs), if it was loaded from one."""
+    weights = Path(str(getattr(net, "name_or_path", ""))) / "model.safetensors"
+    return weights if weights.is_file() else None
+
+
 def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple[nn.Module, Path | None]:
     """The frozen teacher network and the checkpoint it came from.
 
@@ -115,21 +147,16 @@ def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple
     """
     net = instantiate(cfg.teacher.net)
     if cfg.teacher.get("pretrained") and not cfg.teacher.get("ckpt"):  # used as loaded: no teacher stage
-        weights = Path(str(getattr(net, "name_or_path", ""))) / "model.safetensors"
         print(f"[kd] teacher {cfg.teacher.name}: pretrained weights as loaded", flush=True)
-        return net, weights if weights.is_file() else None
+        return net, pretrained_weights_file(net)
     if cfg.teacher.get("ckpt"):
         ckpt = Path(cfg.teacher.ckpt)
     else:
+        check_teacher_stage(cfg)
         stage_cfg = teacher_stage_config(cfg)
         folder = teacher_weights_dir(stage_cfg)
         folder.mkdir(parents=True, exist_ok=True)
         ckpt = folder / "teacher.ckpt"
-        if cfg.teacher.epochs < 1:
-            raise ConfigError(
-                f"teacher.epochs={cfg.teacher.epochs}: a teacher trained here needs at least 1 epoch "
-                "(0 is for pretrained teachers, teacher.pretrained=true), or give teacher.ckpt"
-            )
         if not is_rank_zero():  # several processes: rank 0 trains the teacher (written whole, by rename)
             failed = Path(cfg.paths.output_dir) / "failed.json"
             wait_for_rank_zero(lambda: ckpt if ckpt.is_file() else None, f"the teacher {ckpt}", failed)

@@ -1,4 +1,5 @@
-"""Data: IDX reading, Fashion-MNIST splits and errors, batch loaders, augmentation."""
+"""Data: IDX reading, Fashion-MNIST splits and errors, batch loaders, augmented training batches
+(the transforms: test_augment.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from kd.data.augment import random_shift_flip
 from kd.data.batches import IndexedTensors, batch_loader
 from kd.data.fashion_mnist import DEBIAN_DIR, FILES, DataFilesMissing, FashionMNIST, read_idx
 from kd.data.image import ImageDataModule
@@ -97,19 +97,6 @@ def test_batch_loader_serves_whole_dict_batches() -> None:
     torch.testing.assert_close(batches[1]["inputs"][:, 0], torch.tensor([4.0, 5, 6, 7]))
     shuffled = torch.cat([b["index"] for b in batch_loader(data, 4, shuffle=True)])
     assert sorted(shuffled.tolist()) == list(range(10))
-
-
-def test_augmentation_shifts_and_flips() -> None:
-    images = torch.randn(16, 1, 8, 8)
-    torch.testing.assert_close(random_shift_flip(images, max_shift=0, flip=False), images)
-    torch.manual_seed(0)
-    flipped = random_shift_flip(images, max_shift=0, flip=True)
-    is_flipped = [torch.equal(f, i.flip(-1)) for f, i in zip(flipped, images, strict=True)]
-    is_same = [torch.equal(f, i) for f, i in zip(flipped, images, strict=True)]
-    assert all(a or b for a, b in zip(is_flipped, is_same, strict=True)) and any(is_flipped) and any(is_same)
-    shifted = random_shift_flip(torch.ones(32, 1, 8, 8), max_shift=2, flip=False)
-    assert shifted.shape == (32, 1, 8, 8)
-    assert (shifted == 0).any() and (shifted.sum(dim=(1, 2, 3)) >= 36).all()  # at most 2 rows+cols lost
 
 
 def test_datamodule_augments_training_batches_only() -> None:

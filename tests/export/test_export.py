@@ -113,7 +113,8 @@ def test_a_language_model_student_exports_with_perplexity_and_ms_per_token(tmp_p
 
     cfg = compose_config([*LM_TINY, "loss=fkl", "trainer.limit_test_batches=1.0"], tmp_path)
     metrics = train(cfg)
-    deploy = export(Path(cfg.paths.output_dir), "--max-perplexity-rise", "10")
+    run = Path(cfg.paths.output_dir)
+    deploy = export(run, "--max-perplexity-rise", "10")
     student, teacher, int8 = (deploy["models"][k] for k in ("student", "teacher", "student_int8"))
     assert int8["perplexity_rise"] == pytest.approx(int8["test/ppl"] / student["test/ppl"] - 1)  # the LM gate
     assert student["test/ppl"] == pytest.approx(metrics["test/ppl"], rel=1e-4)  # over the same positions
@@ -129,9 +130,21 @@ def test_a_language_model_student_exports_with_perplexity_and_ms_per_token(tmp_p
     loaded = AutoModelForCausalLM.from_pretrained(folder).eval()
     ids = AutoTokenizer.from_pretrained(folder)("the fortune says", return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        expected = FinishedRun(Path(cfg.paths.output_dir)).student()(input_ids=ids).logits
+        expected = FinishedRun(run).student()(input_ids=ids).logits
         assert torch.allclose(loaded(input_ids=ids).logits, expected, atol=1e-5)
     assert student["hugging_face"]["size_mb"] > 0
+    # the GGUF file (f32) gives the same logits through transformers' GGUF loader
+    gguf = student["gguf"]
+    assert gguf["file"] == "deploy/student.gguf" and gguf["dtype"] == "f32" and gguf["size_mb"] > 0
+    from_gguf = AutoModelForCausalLM.from_pretrained(run / "deploy", gguf_file="student.gguf", dtype=torch.float32)
+    with torch.no_grad():
+        assert torch.allclose(from_gguf.eval()(input_ids=ids).logits, expected, atol=1e-5)
+    # the KV-cache generator: its greedy tokens are PyTorch's, and each token costs less than without the cache
+    with_past = student["with_past"]
+    assert with_past["file"] == "deploy/student.with_past.onnx" and (run / with_past["file"]).is_file()
+    assert with_past["same_greedy_tokens"] is True and with_past["max_abs_logit_diff"] < 1e-4
+    assert 0 < student["ms_per_token_ort_kv"] < student["ms_per_token_ort"] and student["ms_per_token_pytorch_kv"] > 0
+    assert "gguf" not in teacher and "with_past" not in int8
 
 
 def test_pareto_front_keeps_the_points_nothing_beats_on_both() -> None:
@@ -139,18 +152,65 @@ def test_pareto_front_keeps_the_points_nothing_beats_on_both() -> None:
 
     pairs = [(1.0, 80.0), (2.0, 79.0), (2.0, 85.0), (5.0, 84.0), (10.0, 90.0)]
     assert pareto_front(pairs) == [(1.0, 80.0), (2.0, 85.0), (10.0, 90.0)]
+    perplexities = [(1.0, 30.0), (2.0, 31.0), (2.0, 20.0), (5.0, 25.0), (10.0, 10.0)]  # lower is better
+    assert pareto_front(perplexities, lower_is_better=True) == [(1.0, 30.0), (2.0, 20.0), (10.0, 10.0)]
 
 
-def test_tradeoff_points_tell_distilled_scratch_teacher_and_int8_apart(finished_run: Path) -> None:
+def test_tradeoff_points_keep_every_run_and_never_mix_runtimes(finished_run: Path, tmp_path: Path) -> None:
+    import shutil
+
     from kd.report.runs import find_runs
-    from kd.report.tradeoff import points, tradeoff_plot
+    from kd.report.tradeoff import panels, points, tradeoff_plot
+    from kd.task import TASKS
 
     deploy = export(finished_run, "--quantize", "static", "--max-accuracy-drop", "1")
-    (run,) = find_runs([finished_run])
-    found, source = points([run])
-    assert sorted(kind for kind, *_ in found) == ["distilled", "int8", "teacher"]
-    student = next(p for p in found if p[0] == "distilled")
-    assert source == "onnx" and student[1:] == (
-        deploy["models"]["student"]["size_mb"], deploy["models"]["student"]["latency_ms"]["ort_b64_t2"],
-        100 * deploy["models"]["student"]["test/acc"])
-    assert tradeoff_plot([run], finished_run / "tradeoff.png").stat().st_size > 1000
+    not_exported = tmp_path / "not_exported"
+    shutil.copytree(finished_run, not_exported, ignore=shutil.ignore_patterns("deploy*"))
+    runs = find_runs([finished_run, not_exported])
+    found = points(runs, TASKS["image"])
+    by_runtime = {rt: sorted((p.run.name, p.kind) for p in found if p.runtime == rt) for rt in ("pytorch", "onnxruntime")}
+    names = finished_run.name, not_exported.name
+    assert by_runtime["pytorch"] == sorted([(n, k) for n in names for k in ("distilled", "teacher")])  # no run dropped
+    assert by_runtime["onnxruntime"] == [(names[0], "distilled"), (names[0], "int8"), (names[0], "teacher")]
+    student = next(p for p in found if p.runtime == "onnxruntime" and p.kind == "distilled")
+    model = deploy["models"]["student"]
+    assert (student.size_mb, student.latency, student.quality) == (
+        model["size_mb"], model["latency_ms"]["ort_b64_t2"], 100 * model["test/acc"])
+    size, pytorch, onnx = panels(found, TASKS["image"])
+    assert len(size[1]) == 5 and len(pytorch[1]) == 4 and len(onnx[1]) == 3  # exported run: its files' sizes
+    assert "PyTorch" in pytorch[0] and "onnxruntime" in onnx[0]
+    assert tradeoff_plot(runs, tmp_path / "tradeoff.png", TASKS["image"]).stat().st_size > 1000
+
+
+def test_language_model_runs_have_a_tradeoff_plot_of_perplexity(tmp_path: Path) -> None:
+    from kd.report.runs import Run
+    from kd.report.tradeoff import points, tradeoff_plot
+    from kd.task import TASKS
+
+    def lm_run(name: str, job_type: str, ppl: float, ms: float) -> Run:
+        metrics = {"job_type": job_type, "task": "lm", "test/ppl": ppl, "test/teacher_ppl": 23.0,
+                   "student/size_mb": 57.0, "student/ms_per_token": ms, "teacher/size_mb": 540.0,
+                   "teacher/ms_per_token": 140.0}
+        return Run(tmp_path / name, [], {"data": {"modality": "lm"}}, metrics)
+
+    runs = [lm_run("kd", "distill", 900.0, 13.0), lm_run("ce", "baseline", 1100.0, 13.5)]
+    found = points(runs, TASKS["lm"])
+    assert sorted((p.kind, p.quality, p.latency) for p in found) == [
+        ("distilled", 900.0, 13.0), ("scratch", 1100.0, 13.5), ("teacher", 23.0, 140.0), ("teacher", 23.0, 140.0)]
+    assert points(runs, TASKS["image"]) == []
+    assert tradeoff_plot(runs, tmp_path / "report_lm_tradeoff.png", TASKS["lm"]).stat().st_size > 1000
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--repeats", "0", "argument --repeats: 0 is below 1; give 1 or more"),
+    ("--calibration-batches", "two", "argument --calibration-batches: 'two' is not an integer"),
+    ("--parity-tolerance", "-0.1", "argument --parity-tolerance: -0.1 is below 0.0"),
+    ("--quantize", "int4", "argument --quantize: invalid choice: 'int4'"),
+])
+def test_bad_export_options_are_refused_before_anything_is_written(
+    tmp_path: Path, capsys, option: str, value: str, message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        export_main([str(tmp_path), option, value])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no deploy/ folder, no deploy.json

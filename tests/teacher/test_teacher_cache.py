@@ -11,6 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from kd.data.augment_config import STANDARD
 from kd.data.batches import batch_loader
 from kd.errors import ConfigError
 from kd.run import train
@@ -19,7 +20,8 @@ from kd.teacher.cache import cache_identity
 from kd.teacher.cache_files import read_entry, write_entry
 from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs
 from kd.teacher.top_k import top_k_log_probs
-from kd.teacher.views import view_epochs
+from kd.teacher.views import view_entry, view_epochs, view_record
+from kd.utils.hashing import identity_hash
 from tests.conftest import TEXT_TINY
 
 WHOLE_SPLITS = ["trainer.limit_train_batches=null", "trainer.limit_val_batches=null", "trainer.limit_test_batches=null"]
@@ -258,7 +260,7 @@ def test_top_k_run_trains(make_cfg) -> None:
 
 
 def test_augmented_training_uses_live_teacher_or_refuses(make_cfg, capsys) -> None:
-    with pytest.raises(ConfigError, match=r"randomly augmented \(data.module.augment=true\)"):
+    with pytest.raises(ConfigError, match=r"randomly augmented \(data.module.augment: RandomShift\(pixels=2\), Hori"):
         train(make_cfg("loss=kd", "data.module.augment=true", "teacher_outputs.cache=true",
                        "teacher_outputs.augmented_views=false"))
     cfg = make_cfg("loss=kd", "data.module.augment=true", "teacher_outputs.augmented_views=false", *WHOLE_SPLITS)
@@ -317,10 +319,10 @@ def test_a_batch_view_is_a_pure_function_of_its_position_seed() -> None:
 
     images = torch.randn(16, 1, 8, 8)
     torch.manual_seed(1)
-    first = seeded_view(images, 1234)
+    first = seeded_view(images, 1234, STANDARD)
     torch.manual_seed(2)
     torch.rand(100)  # whatever else drew from the global generator does not matter
-    assert torch.equal(seeded_view(images, 1234), first) and not torch.equal(seeded_view(images, 1235), first)
+    assert torch.equal(seeded_view(images, 1234, STANDARD), first) and not torch.equal(seeded_view(images, 1235, STANDARD), first)
     sampler = PositionSeededBatches(40, 16, seed=7)
     sampler.set_epoch(3)
     seeds = [batch.view_seed for batch in sampler]
@@ -356,7 +358,8 @@ def test_augmented_views_are_cached_per_epoch_and_checked_against_each_batch(mak
     live = train(make_cfg("loss=kd", *views, "teacher_outputs.cache=false"))
     cfg = make_cfg("loss=kd", *views, "teacher_outputs.dtype=float32")
     cached = train(cfg)
-    view_files = ["train@0-seed0-batch64.pt", "train@1-seed0-batch64.pt"]  # one per seed: a seed sweep keeps each
+    aug = identity_hash([t.description() for t in STANDARD], 8)  # data.module.augment=true: the standard list
+    view_files = [f"train@{e}-seed0-batch64-aug{aug}.pt" for e in (0, 1)]  # one per seed: a seed sweep keeps each
     assert sorted(p.name for p in cache_files(cfg)) == ["test.pt", *view_files, "val.pt"]
     assert sum(counted_lookups) > 0 and "teacher runs live" not in capsys.readouterr().out
     assert_same_metrics(live, cached, rel=1e-4)  # the same views, the teacher read instead of run
@@ -369,8 +372,31 @@ def test_augmented_views_are_cached_per_epoch_and_checked_against_each_batch(mak
     assert "augmented views are cached as logits only" in capsys.readouterr().out
 
 
+def test_the_views_cache_key_is_the_configs_transform_list(make_cfg) -> None:
+    """The transforms, every argument included, are in each view entry's record and name: another list or
+    parameter gets its own entries, and ``true`` is the list it stands for."""
+    def view_of(*overrides: str) -> dict:
+        cfg = make_cfg(*overrides)
+        return view_record(cfg, instantiate(cfg.data.module), 0)
+
+    standard = view_of("data.module.augment=true")
+    assert standard["augment"] == [{"_target_": "kd.data.augment.RandomShift", "pixels": 2},
+                                   {"_target_": "kd.data.augment.HorizontalFlip", "p": 0.5}]
+    explicit = "data.module.augment=[{_target_:kd.data.augment.RandomShift,pixels:2},{_target_:kd.data.augment.HorizontalFlip}]"
+    assert view_of(explicit) == standard  # p's default is written out
+    entries = {view_entry("train@0", standard)}
+    for other in ("data.module.augment=[{_target_:kd.data.augment.RandomShift,pixels:1},{_target_:kd.data.augment.HorizontalFlip}]",
+                  "data.module.augment=[{_target_:kd.data.augment.RandomShift,pixels:2},{_target_:kd.data.augment.HorizontalFlip,p:1}]",
+                  "data.module.augment=[{_target_:kd.data.augment.HorizontalFlip},{_target_:kd.data.augment.RandomShift,pixels:2}]"):
+        view = view_of(other)
+        assert view["augment"] != standard["augment"] and {**view, "augment": None} == {**standard, "augment": None}
+        entries.add(view_entry("train@0", view))
+    assert len(entries) == 4
+
+
 def test_view_epochs_are_those_the_run_reaches() -> None:
-    datamodule = SimpleNamespace(augment=True, augment_batch=lambda batch: batch, train_size=1000, batch_size=64)
+    datamodule = SimpleNamespace(augment=True, augment_batch=lambda batch: batch, augment_description=lambda: [],
+                                 train_size=1000, batch_size=64)
     loss = SimpleNamespace(reads_teacher_features=False)
     cfg = OmegaConf.create({"trainer": {"max_epochs": 10, "max_steps": 40, "devices": 1}})
     assert view_epochs(cfg, datamodule, loss, True) == ([0, 1, 2], None)  # at least 15 steps an epoch

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import errno
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from kd.teacher.cache_files import write_entry
-from kd.utils.files import write_atomically, write_text_atomically
+from kd.utils.files import remove_stale_temporaries, temporary_path, write_atomically, write_text_atomically
 
 
 def disk_full(path: Path) -> None:
@@ -33,3 +36,16 @@ def test_a_cache_entry_that_hits_a_full_disk_leaves_no_pt_tmp(tmp_path: Path, mo
     with pytest.raises(OSError, match="No space left"):
         write_entry(tmp_path / "cache", "train", {"logits": torch.zeros(2)}, {"split": "train"})
     assert list((tmp_path / "cache").iterdir()) == []  # no .pt, no .pt.tmp, no record
+
+
+def test_only_the_temporaries_of_writers_gone_from_this_host_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname().split(".")[0]
+    left = tmp_path / "runs/0" / f"metrics.json.{host}.{int(dead.stdout)}.tmp"  # its writer has exited
+    own = temporary_path(tmp_path / "teacher.ckpt")  # this process: still writing
+    elsewhere = tmp_path / f"job.json.other-node.{int(dead.stdout)}.tmp"  # another machine's writer
+    for path in (left, own, elsewhere):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
+    assert remove_stale_temporaries(tmp_path) == [left]
+    assert not left.exists() and own.exists() and elsewhere.exists()

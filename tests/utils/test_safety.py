@@ -13,6 +13,7 @@ import torch
 from kd.errors import RunError
 from kd.jobs.records import as_run_error
 from kd.run import train
+from kd.utils.files import temporary_path
 from tests.cli import TINY_CLI, run_cli
 from tests.paths import REPO
 
@@ -48,7 +49,7 @@ def test_non_finite_weights_are_never_saved(tmp_path: Path) -> None:
 def test_full_disk_is_reported_with_the_file_and_free_space(make_cfg) -> None:
     cfg = make_cfg("loss=ce")
     metrics = Path(cfg.paths.output_dir) / "metrics.json"
-    partial = metrics.with_name("metrics.json.tmp")  # metrics.json is written whole: through this file
+    partial = temporary_path(metrics)  # metrics.json is written whole: through this file
     partial.symlink_to("/dev/full")  # every write there fails with ENOSPC, as on a full disk
     with pytest.raises(OSError) as raised:
         train(cfg)

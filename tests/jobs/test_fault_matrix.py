@@ -1,0 +1,204 @@
+"""The fault matrix (docs/running.md#faults): a kill, a full disk or a corrupted file at each stage, then
+the same command again (``resume=true`` for ``kd.run``). Every case must end with the metrics of an
+uninterrupted run, no temporary file left anywhere, and ``kd.report`` counting one finished run and no
+failure.
+
+Kills are real SIGKILLs of a ``python -m kd.run`` process (``tests/faults.py``), at the worst moment of
+each stage: a file written whole to its temporary name, not yet renamed; or a training step as it
+begins. Full disks fail a write half-way with ENOSPC, in-process. The job trains the teacher, caches
+its outputs on val, test and every epoch's augmented training views, and checkpoints mid-epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kd.report.runs import find_runs
+from tests.cli import THREADS, run_cli
+from tests.faults import install
+from tests.paths import REPO
+
+JOB = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", f"threads={THREADS}",
+       "progress_bar=false", "loss=kd", "data.module.augment=true", "data.module.source.train_size=256",
+       "trainer.max_epochs=2", "trainer.limit_train_batches=1.0", "trainer.limit_val_batches=1.0",
+       "trainer.limit_test_batches=1.0", "checkpoint_every_n_steps=3"]  # 4 steps an epoch
+NOT_COMPARED = ("time/", "student/latency_ms", "teacher/latency_ms", "best_checkpoint", "resumed_from",
+                "train/samples_per_s", "teacher_ckpt")
+
+
+def compared(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if not k.startswith(NOT_COMPARED)}
+
+
+def kd_process(root: Path, name: str, *extra: str, fault: dict[str, Any] | None = None,
+               module: str = "kd.run") -> subprocess.CompletedProcess:
+    """``python -m <module>`` with the job's overrides into ``root``, under ``fault`` (tests/faults.py)."""
+    flags = [a for a in extra if a == "-m"]  # multirun: Hydra takes the flag before the overrides
+    extra = tuple(a for a in extra if a != "-m")
+    args = [*flags, *JOB, f"paths.log_dir={root}", f"hydra.run.dir={root}/runs/{name}", *extra] if module == "kd.run" else list(extra)
+    command = [sys.executable, "-m", "tests.faults", json.dumps(fault or {}), module, *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def finished_run(root: Path) -> dict[str, Any]:
+    """The one run ``kd.report`` finds under ``root/runs``: finished, not failed; its metrics."""
+    runs = find_runs([root / "runs"])
+    assert [r.error for r in runs] == [None], [(r.path, r.error) for r in runs]
+    assert runs[0].metrics is not None
+    return runs[0].metrics
+
+
+def no_temporaries(root: Path) -> None:
+    assert sorted(root.rglob("*.tmp")) == []
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("uninterrupted")
+    done = kd_process(root, "run")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = finished_run(root)
+    assert metrics["epochs"] == 2 and len(compared(metrics)) > 15
+    return metrics
+
+
+KILLS = {  # stage: where the SIGKILL lands
+    "teacher stage": {"kill_write": "teacher.ckpt"},
+    "cache build": {"kill_write": "val.pt"},
+    "augmented views": {"kill_write": "train@1*.pt"},
+    "job record": {"kill_write": "job.json"},
+    "student training": {"kill_step": 6},
+    "checkpoint write": {"kill_write": "resume.ckpt.*.tmp"},
+    "results": {"kill_write": "metrics.json"},
+}
+
+
+@pytest.mark.parametrize("stage", list(KILLS))
+def test_a_run_killed_at_each_stage_reruns_to_the_same_metrics(stage: str, tmp_path: Path, uninterrupted: dict) -> None:
+    killed = kd_process(tmp_path, "killed", fault=KILLS[stage])
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    again = kd_process(tmp_path, "again", "resume=true")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert compared(finished_run(tmp_path)) == compared(uninterrupted)
+    no_temporaries(tmp_path)
+
+
+FULL_DISK = {  # stage: the file whose write fills the disk
+    "teacher stage": "teacher.ckpt",
+    "cache entry": "test.pt",
+    "cache record": "val.json",
+    "augmented views": "train@0*.pt",
+    "job record": "job.json",
+    "checkpoint": "resume.ckpt.*.tmp",
+    "results": "metrics.json",
+}
+
+
+@pytest.mark.parametrize("stage", list(FULL_DISK))
+def test_a_full_disk_at_each_write_fails_cleanly_and_the_rerun_finishes(
+    stage: str, tmp_path: Path, uninterrupted: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        install({"full_disk": FULL_DISK[stage]}, patched.setattr)
+        code, err = run_cli(*JOB, f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path}/runs/full")
+    assert code == 3, err[-3000:]
+    assert "no space left on the device" in err and "Traceback" not in err, err[-3000:]
+    no_temporaries(tmp_path)
+    code, err = run_cli(*JOB, f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path}/runs/again", "resume=true")
+    assert code == 0, err[-3000:]
+    assert compared(finished_run(tmp_path)) == compared(uninterrupted)
+    no_temporaries(tmp_path)
+
+
+def garble(path: Path) -> None:
+    """Overwrite the middle of ``path`` (a bad sector, a bit flip in transfer): same size, wrong bytes."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    data[:8] = b"garbage!"
+    path.write_bytes(bytes(data))
+
+
+CORRUPTIONS = {  # what is corrupted after a run was killed at step 6: where to find it
+    "checkpoint": lambda root: [root / "runs/killed/checkpoints/resume.ckpt"],
+    "job record": lambda root: [root / "runs/killed/job.json"],
+    "cache entry": lambda root: sorted(root.glob("teacher_outputs/*/val.pt")),
+}
+
+
+@pytest.mark.parametrize("part", list(CORRUPTIONS))
+def test_a_corrupted_file_is_never_used_and_the_rerun_gets_the_same_metrics(
+    part: str, tmp_path: Path, uninterrupted: dict
+) -> None:
+    killed = kd_process(tmp_path, "killed", fault={"kill_step": 6})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    (target,) = CORRUPTIONS[part](tmp_path)
+    garble(target)
+    again = kd_process(tmp_path, "again", "resume=true")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    said = {"checkpoint": f"{target} cannot be read; trying an older checkpoint",
+            "job record": f"{target} cannot be read (JSONDecodeError); that run is not resumed",
+            "cache entry": "[kd] computing teacher outputs on the val split"}[part]
+    assert said in again.stdout, again.stdout[-3000:]
+    assert compared(finished_run(tmp_path)) == compared(uninterrupted)
+    no_temporaries(tmp_path)
+
+
+def test_a_sweep_killed_in_its_second_job_reruns_to_the_same_metrics(tmp_path: Path, uninterrupted: dict) -> None:
+    sweep = ["-m", "loss.temperature=2,4", f"hydra.sweep.dir={tmp_path}/runs/sweep"]  # job 1 is the uninterrupted job
+    killed = kd_process(tmp_path, "unused", *sweep, fault={"kill_step": 6, "job": 1})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    first = (tmp_path / "runs/sweep/0/metrics.json").read_bytes()
+    again = kd_process(tmp_path, "unused", *sweep[:2], f"hydra.sweep.dir={tmp_path}/runs/again", "resume=true")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert (tmp_path / "runs/sweep/0/metrics.json").read_bytes() == first  # the finished job was skipped
+    runs = find_runs([tmp_path / "runs"])
+    assert sorted(str(r.path.relative_to(tmp_path)) for r in runs) == ["runs/sweep/0", "runs/sweep/1"]
+    assert all(r.error is None for r in runs)
+    assert compared(json.loads((tmp_path / "runs/sweep/1/metrics.json").read_text())) == compared(uninterrupted)
+    no_temporaries(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, uninterrupted: dict) -> Path:
+    """The uninterrupted run's folder (read only: tests copy it)."""
+    return Path(uninterrupted["best_checkpoint"]).parents[1]
+
+
+def test_an_export_killed_as_it_writes_deploy_json_reruns_to_the_same_figures(finished: Path, tmp_path: Path) -> None:
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    for copy in (whole, killed):
+        shutil.copytree(finished, copy)
+    assert kd_process(tmp_path, "", str(whole), "--repeats", "1", module="kd.export").returncode == 0
+    died = kd_process(tmp_path, "", str(killed), "--repeats", "1", module="kd.export", fault={"kill_write": "deploy.json"})
+    assert died.returncode == -signal.SIGKILL and not (killed / "deploy.json").exists()
+    again = kd_process(tmp_path, "", str(killed), "--repeats", "1", module="kd.export")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    figures = [{name: {k: m[k] for k in ("test/acc", "size_mb")} for name, m in
+                json.loads((run / "deploy.json").read_text())["models"].items()} for run in (whole, killed)]
+    assert figures[0] == figures[1] and set(figures[0]) == {"student", "teacher", "student_int8"}
+    no_temporaries(tmp_path)
+
+
+def test_a_report_killed_as_it_writes_reruns_to_the_same_report(finished: Path, tmp_path: Path) -> None:
+    runs = finished.parent
+    assert kd_process(tmp_path, "", str(runs), "--out", str(tmp_path / "whole"), module="kd.report").returncode == 0
+    out = str(tmp_path / "killed")
+    died = kd_process(tmp_path, "", str(runs), "--out", out, module="kd.report", fault={"kill_write": "report.json"})
+    assert died.returncode == -signal.SIGKILL and not (tmp_path / "killed/report.json").exists()
+    assert kd_process(tmp_path, "", str(runs), "--out", out, module="kd.report").returncode == 0
+    reports = [json.loads((tmp_path / name / "report.json").read_text()) for name in ("whole", "killed")]
+    for report in reports:
+        report.pop("plots")
+    assert reports[0] == reports[1] and reports[0]["rows"] and not reports[0]["failed"]
+    no_temporaries(tmp_path)
