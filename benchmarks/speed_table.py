@@ -78,10 +78,15 @@ def sweep_table(result: dict[str, Any]) -> str:
 
 def startup_table(result: dict[str, Any]) -> str:
     m, imports = result["median_s"], result["import_breakdown_s"]
+    # results from before the job moved to kd.job timed `import kd.run`, which then imported the same
+    imported, what = (m["import_kd_job"], "`import kd.job`") if "import_kd_job" in m else (m["import_kd_run"], "`import kd.run`")
+    refusals = [f"| a refused config value (`loss.temperature=-1`), whole process | **{m['refusal']:.2f}** |",
+                f"| `python -m kd.run --help`, whole process | {m['help']:.2f} |"] if "refusal" in m else []
     return "\n".join([
-        "| process start → first optimiser step (`benchmarks/startup.py`, median) | seconds |",
+        "| start-up of `python -m kd.run` (`benchmarks/startup.py`, median) | seconds |",
         "|---|---|",
-        (f"| `import kd.run` alone | {m['import_kd_run']:.1f} (Lightning {imports['lightning']:.1f}, of which "
+        *refusals,
+        (f"| {what} (what a job imports) alone | {imported:.1f} (Lightning {imports['lightning']:.1f}, of which "
         f"torchmetrics.functional {imports['torchmetrics.functional']:.1f}; torch {imports['torch']:.1f}) |"),
         f"| KD job, teacher outputs cached | **{m['kd_cache_warm']:.1f}** |",
         f"| CE job (no teacher) | {m['ce']:.1f} |",

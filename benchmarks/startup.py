@@ -1,4 +1,4 @@
-"""Process start -> first optimisation step of ``python -m kd.run`` (target: <= 10 s on this machine).
+"""Start-up of ``python -m kd.run``: a refusal, ``--help``, and process start -> first optimisation step.
 
     .venv/bin/python benchmarks/startup.py [--repeats 3] [--threads 2]
 
@@ -6,8 +6,10 @@ Runs the default KD job (the default pair on Fashion-MNIST, W&B offline) for one
 ``--repeats`` times, in three situations: teacher outputs already cached (the usual case inside a
 sweep), the cache still to build, and the CE baseline (no teacher). The figure is the run's own
 ``time/start_to_first_step_s`` (kd.callbacks.FirstStepTime: from the kernel's process start time).
-Also times ``import kd.run`` alone and splits it by package (``python -X importtime``: the cumulative
-time of each package's first import, nested ones included in their parents'). The teacher checkpoint is a randomly initialised default teacher.
+Also times, as wall time of a whole process: a refused config value (``loss.temperature=-1``, refused by
+the config check before torch is imported) and ``--help``; and ``import kd.job`` (what a job imports)
+alone, split by package (``python -X importtime``: the cumulative time of each package's first import,
+nested ones included in their parents'). The teacher checkpoint is a randomly initialised default teacher.
 Writes benchmarks/results/startup-<cpu>.json.
 """
 
@@ -41,13 +43,21 @@ def first_step_seconds(work: Path, name: str, overrides: list[str], threads: int
     return json.loads((out / "metrics.json").read_text())["time/start_to_first_step_s"]
 
 
+def wall_seconds(args: list[str], status: int = 0) -> float:
+    """Wall time of ``python <args>`` as a whole process, which must exit with ``status``."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True)
+    assert done.returncode == status, done.stderr[-2000:]
+    return time.perf_counter() - start
+
+
 IMPORT_PARTS = ("torch", "lightning", "torchmetrics.functional", "torchmetrics.functional.text", "transformers",
                 "torchmetrics.functional.image", "torchvision", "wandb", "hydra", "timm", "kd")
 
 
 def import_breakdown() -> dict[str, float]:
-    """Seconds each package in IMPORT_PARTS takes when ``import kd.run`` first imports it."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import kd.run"], cwd=ROOT, check=True,
+    """Seconds each package in IMPORT_PARTS takes when ``import kd.job`` first imports it."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import kd.job"], cwd=ROOT, check=True,
                           capture_output=True, text=True)
     seconds = {}
     for line in done.stderr.splitlines():
@@ -65,12 +75,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="kd-startup-"))
     teacher = random_teacher(work / "teacher.pt")
     kd_job = ["data=fashion_mnist", "loss=kd", f"teacher.ckpt={teacher}", "data.module.augment=false"]
-    results: dict[str, list[float]] = {"import_kd_run": [], "kd_cache_cold": [], "kd_cache_warm": [], "ce": []}
+    results: dict[str, list[float]] = {"refusal": [], "help": [], "import_kd_job": [], "kd_cache_cold": [],
+                                       "kd_cache_warm": [], "ce": []}
     first_step_seconds(work, "prime", kd_job, args.threads)  # fills the shared cache the warm runs read
     for i in range(args.repeats):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import kd.run"], cwd=ROOT, check=True)
-        results["import_kd_run"].append(time.perf_counter() - start)
+        results["refusal"].append(wall_seconds(["-m", "kd.run", "loss=kd", "loss.temperature=-1",
+                                                f"paths.log_dir={work}"], status=2))
+        results["help"].append(wall_seconds(["-m", "kd.run", "--help"]))
+        results["import_kd_job"].append(wall_seconds(["-c", "import kd.job"]))
         results["kd_cache_cold"].append(first_step_seconds(work, f"cold{i}", kd_job, args.threads, f"cache{i}"))
         results["kd_cache_warm"].append(first_step_seconds(work, f"warm{i}", kd_job, args.threads))
         results["ce"].append(first_step_seconds(work, f"ce{i}", ["data=fashion_mnist", "loss=ce"], args.threads))

@@ -30,9 +30,9 @@ from omegaconf import OmegaConf
 
 import tests.launch.test_sweep_files as sweep_files
 from kd.errors import ConfigError
+from kd.job import train
 from kd.jobs.validate import problems, uncovered
 from kd.model_outputs import ModelOutputs
-from kd.run import train
 from kd.training import build_loss
 from tests.cli import TINY_CLI, run_cli
 from tests.conftest import CONF_DIR, TINY, compose_config

@@ -13,8 +13,8 @@ import torch
 from omegaconf import OmegaConf
 
 from kd.errors import ConfigError
+from kd.job import train
 from kd.jobs.compatibility import loss_modalities
-from kd.run import train
 from kd.training import build_loss
 from tests.cli import THREADS, run_cli
 from tests.conftest import CONF_DIR, TEXT_TINY
@@ -208,7 +208,7 @@ def test_summary_shows_the_baseline_run_of_the_same_job(tmp_path: Path, capsys: 
 def test_the_baseline_command_keeps_every_override_but_the_teacher_s_and_the_run_folder(tmp_path: Path) -> None:
     from omegaconf import open_dict
 
-    from kd.run import baseline_overrides
+    from kd.job import baseline_overrides
     from tests.conftest import compose_config
 
     cfg = compose_config(["data=synthetic", "loss=kd"], tmp_path)
@@ -219,3 +219,24 @@ def test_the_baseline_command_keeps_every_override_but_the_teacher_s_and_the_run
     assert baseline_overrides(cfg) == [
         "loss=ce", f"student={cfg.student.name}", "seed=3", "paths.log_dir=/x", "paths.teacher_weights_dir=/t",
         "hydra.searchpath=[file:///my/conf]", "trainer.max_epochs=2"]
+
+
+HEAVY = ("torch", "lightning", "torchmetrics", "timm", "transformers", "torchvision", "wandb")
+
+
+@pytest.mark.parametrize(("args", "status", "said"), [
+    (["loss=kd", "loss.temperature=-1"], 2, "loss.temperature=-1: must be a number > 0"),
+    (["data=fashion_mnist_5k", "optim.optimizer.lr=0"], 2, "optim.optimizer.lr=0: must be a number > 0"),
+    (["--help"], 0, ""),
+])
+def test_a_refused_value_and_help_answer_before_torch_is_imported(tmp_path, args: list[str], status: int, said: str) -> None:
+    """The config check runs before kd imports torch, Lightning or a model library (docs/speed.md#start-up)."""
+    extra = [] if args == ["--help"] else [f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run"]
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "kd.run", *args, *extra], cwd=CONF_DIR.parent,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == status, done.stderr[-3000:]
+    assert said in done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "hydra" in imported and "kd.jobs.validate" in imported or args == ["--help"]
+    assert sorted(imported & set(HEAVY)) == []
+    assert not (tmp_path / "run").exists()  # refused before Hydra made the run folder

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
          "list": "a list", "dict": "a mapping", "any": "any value", "file": "an existing file"}
@@ -78,6 +78,7 @@ class Rule:
     help: str = ""
     enters: frozenset[str] | None = None
     legacy: Legacy | None = None
+    imports: ClassVar[bool] = False  # whether checking a value imports code (checked after the plain rules)
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` breaks this rule, or None."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from hydra.utils import get_object
 
@@ -24,6 +24,7 @@ class TargetList(Rule):
     """
 
     base: str = ""
+    imports: ClassVar[bool] = True  # each _target_ is imported and built
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` breaks this rule (the first bad item, by its place), or None."""

@@ -37,16 +37,17 @@ class Leaf:
     target: Callable[..., Any] | None = None
 
 
-def leaves(node: Any, prefix: str = "", target: Callable[..., Any] | None = None) -> list[Leaf]:
-    """Every leaf under ``node``; lists and mappings that a rule covers whole count as leaves."""
+def leaves(node: Any, prefix: str = "", target: Callable[..., Any] | None = None, locate: bool = True) -> list[Leaf]:
+    """Every leaf under ``node``; lists and mappings that a rule covers whole count as leaves. With
+    ``locate``, each leaf knows the ``_target_`` it is an argument of (imported to read its annotations)."""
     if isinstance(node, DictConfig) and not (prefix and _whole(prefix)):
         found = []
-        inner = _locate(node, prefix) if "_target_" in node else None
+        inner = _locate(node, prefix) if locate and "_target_" in node else None
         for name in node:
             if name in HYDRA_KEYS or (not prefix and name == "hydra"):
                 continue
             key = f"{prefix}.{name!s}" if prefix else str(name)
-            found += leaves(node._get_node(name), key, inner)
+            found += leaves(node._get_node(name), key, inner, locate)
         return found
     return [Leaf(prefix, _raw(node), target)]
 
@@ -98,10 +99,11 @@ def mentioned(key: str, raw: Any) -> list[str]:
     return out
 
 
-def constraints(cfg: DictConfig) -> tuple[dict[str, list[Any]], dict[str, list[str]], list[Leaf]]:
+def constraints(cfg: DictConfig, imports: bool = True) -> tuple[dict[str, list[Any]], dict[str, list[str]], list[Leaf]]:
     """Rules and annotations by the key they constrain (references pass theirs to their source),
-    the keys of derived values with the keys they come from, and all leaves."""
-    all_leaves = leaves(cfg)
+    the keys of derived values with the keys they come from, and all leaves. Without ``imports``: the
+    rules that import nothing only (no ``_target_`` is imported)."""
+    all_leaves = leaves(cfg, locate=imports)
     points_to = {leaf.key: src for leaf in all_leaves if (src := source_of(leaf.key, leaf.raw))}
 
     def owner(key: str) -> str:
@@ -115,16 +117,19 @@ def constraints(cfg: DictConfig) -> tuple[dict[str, list[Any]], dict[str, list[s
     derived: dict[str, list[str]] = {}
     for leaf in all_leaves:
         annotation = parameter_annotation(leaf.target, leaf.key.rsplit('.', 1)[-1])
-        checks = [c for c in (rule_for(leaf.key), annotation if checkable(annotation) else None) if c is not None]
+        rule = rule_for(leaf.key)
+        rule = rule if rule is None or imports or not rule.imports else None
+        checks = [c for c in (rule, annotation if checkable(annotation) else None) if c is not None]
         by_key.setdefault(owner(leaf.key), []).extend(checks)
         if leaf.key not in points_to and (refs := mentioned(leaf.key, leaf.raw)):
             derived[leaf.key] = [owner(r) for r in refs]
     return by_key, derived, all_leaves
 
 
-def problems(cfg: DictConfig) -> dict[str, tuple[Any, str, str]]:
-    """``{key: (value, what is wrong, what the key means)}`` for every value that breaks a constraint."""
-    by_key, derived, _ = constraints(cfg)
+def problems(cfg: DictConfig, imports: bool = True) -> dict[str, tuple[Any, str, str]]:
+    """``{key: (value, what is wrong, what the key means)}`` for every value that breaks a constraint
+    (without ``imports``: a rule that imports nothing)."""
+    by_key, derived, _ = constraints(cfg, imports)
     found: dict[str, tuple[Any, str, str]] = {}
     for key, checks in by_key.items():
         try:
@@ -149,8 +154,12 @@ def uncovered(cfg: DictConfig) -> list[str]:
 
 
 def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
-    """Raise one :class:`ConfigError` naming every bad value (keys set by ``overrides`` first)."""
-    found = problems(cfg)
+    """Raise one :class:`ConfigError` naming every bad value (keys set by ``overrides`` first).
+
+    The rules that import nothing come first: a value they refuse is refused before torch, Lightning
+    or a model's module is imported (within a second); then the ``_target_`` annotations and the rules
+    that build objects."""
+    found = problems(cfg, imports=False) or problems(cfg)
     if not found:
         return
     typed = [str(o).lstrip("+~").split("=", 1)[0] for o in overrides]

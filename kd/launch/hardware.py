@@ -2,8 +2,8 @@
 
 :func:`decide_hardware` looks once at the device (a CUDA GPU, else the CPU), the cores this process
 may use, whether bf16 arithmetic is native there, and how torchvision's operators were made
-importable (``kd.utils.torchvision_compat``, run when ``kd`` is imported, before Lightning and timm
-import torchvision). Configs read the bf16 decision through ``${bf16_if_native:...}``
+importable (``kd.utils.torchvision_compat``, run just before torchvision is first imported, by
+Lightning, timm or torchmetrics). Configs read the bf16 decision through ``${bf16_if_native:...}``
 (``kd.utils.precision``); ``python -m kd.run`` prints :meth:`Hardware.line` and ``metrics.json``
 keeps :meth:`Hardware.record`.
 """
@@ -16,9 +16,6 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
 
-import torch
-
-from kd.utils import torchvision_compat
 from kd.utils.machine import cpuinfo
 
 # CPU flags of native bf16 arithmetic: AVX-512 BF16, AMX, Arm's bf16 (which CPUs have them: docs/speed.md).
@@ -55,7 +52,12 @@ class Hardware:
 def decide_hardware(accelerator: str = "auto") -> Hardware:
     """The hardware of a job on ``accelerator`` (``trainer.accelerator``), decided once per process."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    import torch  # here, not at import: the config check runs before torch is needed (docs/speed.md#start-up)
+
+    from kd.utils import torchvision_compat
+
     ops = torchvision_compat.STATUS or "not checked"
+
     if str(accelerator) in GPU_ACCELERATORS and torch.cuda.is_available():
         native = torch.cuda.is_bf16_supported()
         basis = "the GPU supports bf16" if native else "the GPU lacks bf16"

@@ -18,7 +18,11 @@ class DropAdvertisements(logging.Filter):
 
 
 def quiet_library_noise() -> None:
-    """Install the filters (idempotent). Real warnings of Lightning, torch and W&B still print."""
+    """Install the filters (idempotent). Real warnings of Lightning, torch and W&B still print.
+
+    Lightning's messages print once, through its own console handler: Lightning is imported after
+    Hydra set up logging (``kd.run`` checks the config first), so they would also reach Hydra's handlers."""
+    logging.getLogger("lightning").propagate = False
     warnings.filterwarnings("ignore", message=LEAFSPEC_DEPRECATION)
     logger = logging.getLogger(LIGHTNING_LOGGER)
     if not any(isinstance(f, DropAdvertisements) for f in logger.filters):

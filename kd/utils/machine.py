@@ -8,8 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
-
 # Flags that decide which kernels run: AVX-512 and its bf16 extension (AMD EPYC, Intel), AMX (Intel Xeon).
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
 
@@ -28,6 +26,8 @@ def cpuinfo() -> dict[str, str]:
 
 def machine() -> dict[str, Any]:
     """CPU model (family/model), flags, usable cores and torch version: stored with every result."""
+    import torch  # its callers (benchmarks, export) have it loaded; kd's config check must not wait for it
+
     info = cpuinfo()
     flags = set(info.get("flags", "").split())
     name = info.get("model name") or platform.processor() or platform.machine()

@@ -132,7 +132,7 @@ def test_sharegpt_is_read_record_by_record_up_to_its_cut_off_end() -> None:
 
 
 def test_a_users_file_trains_a_tiny_student(tmp_path: Path) -> None:
-    from kd.run import train
+    from kd.job import train
 
     rows = [{"prompt": f"what is {i} plus {i}?", "response": f"{i} plus {i} is {2 * i}."} for i in range(40)]
     path = write_jsonl(tmp_path / "sums.jsonl", rows)
@@ -146,7 +146,7 @@ def test_a_users_file_trains_a_tiny_student(tmp_path: Path) -> None:
 
 
 def test_on_policy_distillation_answers_the_chat_prompts(tmp_path: Path) -> None:
-    from kd.run import train
+    from kd.job import train
 
     path = write_jsonl(tmp_path / "sums.jsonl", [{"prompt": f"{i}?", "response": f"{i}."} for i in range(20)])
     cfg = compose_config(["data=chat_file", f"data.module.source.path={path}", "data.module.block_size=64",

@@ -63,7 +63,7 @@ def test_an_empty_text_is_refused_before_tokenising() -> None:
 
 
 def test_a_run_reports_its_train_test_duplicates(make_cfg) -> None:
-    from kd.run import train
+    from kd.job import train
 
     metrics = train(make_cfg("loss=kd"))
     assert metrics["data/train_test_duplicates"] == 0  # synthetic images: every one drawn anew

@@ -82,7 +82,7 @@ def test_bad_image_files_are_named(tmp_path: Path) -> None:
 
 
 def test_a_tiny_student_distils_on_a_users_arrays(tmp_path: Path) -> None:
-    from kd.run import train
+    from kd.job import train
     from tests.conftest import compose_config
 
     images, labels = sorted_by_class(300, 3)

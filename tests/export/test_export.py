@@ -12,7 +12,7 @@ from kd.export.__main__ import main as export_main
 from kd.export.onnx_model import run as run_onnx
 from kd.export.onnx_model import session
 from kd.export.run_folder import FinishedRun
-from kd.run import train
+from kd.job import train
 from kd.taps import call_model
 
 

@@ -15,9 +15,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from kd.data.batches import PositionSeededBatches
+from kd.job import train
 from kd.jobs.resume import latest_checkpoint
 from kd.report.runs import find_runs
-from kd.run import train
 from kd.training import best_checkpoint
 from tests.cli import THREADS, snapshot
 from tests.paths import REPO

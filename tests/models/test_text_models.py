@@ -13,10 +13,10 @@ from transformers import AutoTokenizer
 
 import kd  # noqa: F401  (torchvision compatibility step before transformers)
 from kd.errors import ConfigError
+from kd.job import train
 from kd.jobs.compatibility import check_loss_modality, check_shared_vocabulary
 from kd.models.names import resolve_model_path
 from kd.models.text import load_tokenizer, pretrained_classifier, random_bert
-from kd.run import train
 from kd.taps import FeatureTaps
 from kd.teacher.weights import teacher_optim, teacher_weights_dir
 

@@ -70,7 +70,7 @@ def chat_run(tmp_path: Path, *overrides: str):
 
 
 def test_students_learn_the_teachers_answers_and_are_scored_against_them(tmp_path: Path, capsys) -> None:
-    from kd.run import train
+    from kd.job import train
 
     cfg = chat_run(tmp_path, "loss=fkl", "data.responses=teacher", "teacher_outputs.top_k=8", "teacher_outputs.cache=true",
                    "data.generation.exact_match=true")
@@ -105,7 +105,7 @@ def test_students_learn_the_teachers_answers_and_are_scored_against_them(tmp_pat
     ],
 )
 def test_bad_teacher_answer_settings_are_refused_before_any_work(tmp_path: Path, overrides, message) -> None:
-    from kd.run import train
+    from kd.job import train
 
     with pytest.raises(ConfigError, match=message):
         train(chat_run(tmp_path, "loss=fkl", "data.responses=teacher", *overrides))
@@ -113,7 +113,7 @@ def test_bad_teacher_answer_settings_are_refused_before_any_work(tmp_path: Path,
 
 
 def test_teacher_answers_need_prompts(make_cfg) -> None:
-    from kd.run import train
+    from kd.job import train
     from tests.lm.test_lm import LM_TINY
 
     with pytest.raises(ConfigError, match=r"data.responses=teacher: data=\w+ has no prompts for the teacher to answer"):

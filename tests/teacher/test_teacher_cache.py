@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from kd.data.augment_config import STANDARD
 from kd.data.batches import batch_loader
 from kd.errors import ConfigError
-from kd.run import train
+from kd.job import train
 from kd.taps import to_channels_last
 from kd.teacher.cache import cache_identity
 from kd.teacher.cache_files import read_entry, write_entry

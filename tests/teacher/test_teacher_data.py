@@ -9,8 +9,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from kd.errors import ConfigError
+from kd.job import train
 from kd.jobs.validate import check_config
-from kd.run import train
 from kd.teacher.cache import cache_identity
 from kd.teacher.weights import data_identity, teacher_stage_config, teacher_weights_dir
 

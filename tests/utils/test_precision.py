@@ -7,9 +7,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from kd.job import train
 from kd.launch import hardware
 from kd.launch.hardware import decide_hardware
-from kd.run import train
 from kd.utils import precision
 
 ZEN3 = {"model name": "AMD EPYC", "flags": "fpu sse2 avx avx2 fma"}  # family 25 model 1: no bf16 instructions

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from kd.errors import RunError
+from kd.job import train
 from kd.jobs.records import as_run_error
-from kd.run import train
 from kd.utils.files import temporary_path
 from tests.cli import TINY_CLI, run_cli
 from tests.paths import REPO
