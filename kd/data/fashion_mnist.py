@@ -11,7 +11,7 @@ import torch
 
 from kd.data.batches import IndexedTensors
 from kd.data.locations import data_path
-from kd.data.splits import split_indices
+from kd.data.splits import split_indices, stratified_subset
 from kd.errors import ConfigError
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -84,7 +84,8 @@ class FashionMNIST:
         download: fetch the files into ``data_dir`` with torchvision first (needs internet).
         val_size: images held out of the 60k training set for model selection.
         split_seed: seed of the train/validation split.
-        train_subset: use only this many training images (quick experiments), or None for all.
+        train_subset: use only this many training images, every class in its share (stratified, drawn
+            with ``split_seed``), or None for all.
     """
 
     input_shape = (1, 28, 28)
@@ -114,8 +115,8 @@ class FashionMNIST:
         files = find_files(self.data_dir)
         x, y = load_split(files["train_images"], files["train_labels"])
         train_idx, val_idx = split_indices(len(y), self.val_size, self.split_seed)
-        if self.train_subset is not None:
-            train_idx = train_idx[: self.train_subset]
+        if self.train_subset is not None:  # every class in its share, drawn at random (split_seed)
+            train_idx = train_idx[stratified_subset(y[train_idx].tolist(), self.train_subset, self.split_seed)]
         return {
             "train": IndexedTensors(x[train_idx], y[train_idx]),
             "val": IndexedTensors(x[val_idx], y[val_idx]),

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from kd.data.batches import SplitLoaders
-from kd.data.splits import stratified_split
+from kd.data.splits import stratified_split, stratified_subset
 from kd.data.text_sources import TextSet
 from kd.errors import ConfigError
 from kd.models.text import load_tokenizer
@@ -59,7 +59,8 @@ class TextDataModule(SplitLoaders, L.LightningDataModule):
         val_fraction: share of each class held out for model selection.
         test_fraction: share of each class held out for the final test.
         split_seed: seed of the split.
-        train_subset: use only the first this-many training texts (tests, quick runs), or None.
+        train_subset: use only this many training texts, every class in its share (stratified, drawn
+            with ``split_seed``), or None.
     """
 
     def __init__(
@@ -109,9 +110,8 @@ class TextDataModule(SplitLoaders, L.LightningDataModule):
         texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
         tokenizer = self.tokenizer
         for name, idx in stratified_split(labels, self.val_fraction, self.test_fraction, self.split_seed).items():
-            if name == "train" and self.train_subset is not None:
-                order = torch.randperm(len(idx), generator=torch.Generator().manual_seed(self.split_seed))
-                idx = sorted(idx[i] for i in order[: self.train_subset].tolist())
+            if name == "train" and self.train_subset is not None:  # every class in its share
+                idx = [idx[i] for i in stratified_subset([labels[i] for i in idx], self.train_subset, self.split_seed)]
             # only the texts a split keeps are tokenised (train_subset: a fraction of the work)
             ids = tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length)["input_ids"] if idx else []
             self.splits[name] = TokenizedTexts(ids, [labels[i] for i in idx], tokenizer.pad_token_id or 0)

@@ -28,7 +28,7 @@ from kd.jobs.scale_out import process_count
 from kd.lm.evaluation import check_generation, context_length
 from kd.taps import call_model
 from kd.task import task_of_config
-from kd.teacher.cache import cache_settings, check_cache_request, top_k_temperature
+from kd.teacher.cache_plan import cache_settings, check_cache_request, top_k_temperature
 from kd.teacher.generations import generation_settings
 from kd.teacher.responses import check_teacher_responses, uses_teacher_responses
 from kd.teacher.weights import check_teacher_stage, pretrained_weights_file, teacher_optim, trains_teacher

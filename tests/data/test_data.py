@@ -64,6 +64,20 @@ def test_fashion_mnist_splits_from_files(tmp_path: Path) -> None:
     assert len(FashionMNIST(str(tmp_path), val_size=10, train_subset=7).load()["train"]) == 7
 
 
+def test_a_fashion_mnist_subset_holds_every_class_in_its_share_even_from_a_class_sorted_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 20)  # sorted by class: the first 60 images are classes 0-2 only
+    write_idx(tmp_path / f"{FILES['train_images']}.gz", rng.integers(0, 256, (200, 28, 28)))
+    write_idx(tmp_path / f"{FILES['train_labels']}.gz", labels)
+    write_idx(tmp_path / f"{FILES['test_images']}.gz", rng.integers(0, 256, (20, 28, 28)))
+    write_idx(tmp_path / FILES["test_labels"], np.arange(20) % 10, compress=False)
+    train = FashionMNIST(str(tmp_path), val_size=20, train_subset=60).load()["train"]
+    counts = torch.bincount(train.labels, minlength=10)
+    assert counts.sum() == 60 and counts.min() >= 5 and counts.max() <= 7  # 6 each, within rounding
+    again = FashionMNIST(str(tmp_path), val_size=20, train_subset=60).load()["train"]
+    assert torch.equal(again.inputs, train.inputs)  # the same subset each time (split_seed)
+
+
 def test_missing_files_error_says_how_to_get_them(tmp_path: Path) -> None:
     with pytest.raises(DataFilesMissing) as err:
         FashionMNIST(str(tmp_path)).load()

@@ -72,6 +72,10 @@ def test_train_subset_and_example_inputs() -> None:
     module = TextDataModule(rotten_tomatoes, TOKENIZER, max_length=64, train_subset=50)
     module.setup()
     assert module.train_size == 50 and len(module.splits["test"]) == 1275
+    shares = torch.bincount(module.splits["train"].labels, minlength=2) / 50  # every class in its share
+    full = TextDataModule(rotten_tomatoes, TOKENIZER, max_length=64)
+    full.setup()
+    assert torch.allclose(shares, torch.bincount(full.splits["train"].labels, minlength=2) / full.train_size, atol=0.02)
     example = module.example_inputs(3)
     assert set(example) == {"input_ids", "attention_mask"} and example["input_ids"].shape[0] == 3
     assert torch.equal(example["attention_mask"], torch.ones_like(example["input_ids"]))

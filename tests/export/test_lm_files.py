@@ -38,7 +38,7 @@ def llama(tie: bool = True, spread: float = 0.5) -> nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize(("dtype", "tie", "tolerance"), [("f32", True, 1e-5), ("f32", False, 1e-5), ("f16", True, 0.05)])
+@pytest.mark.parametrize(("dtype", "tie", "tolerance"), [("f32", False, 1e-5), ("f16", True, 0.05)])  # tied and untied heads
 def test_a_gguf_student_loads_in_transformers_with_the_same_logits_and_tokenizer(
     tmp_path: Path, dtype: str, tie: bool, tolerance: float
 ) -> None:

@@ -3,8 +3,9 @@ the same command again (``resume=true`` for ``kd.run``). Every case must end wit
 uninterrupted run, no temporary file left anywhere, and ``kd.report`` counting one finished run and no
 failure.
 
-Kills are real SIGKILLs of a ``python -m kd.run`` process (``tests/faults.py``), at the worst moment of
-each stage: a file written whole to its temporary name, not yet renamed; or a training step as it
+Kills are real SIGKILLs of a ``python -m kd.run`` (``kd.export``, ``kd.report``) process
+(``tests/faults.py``), at the worst moment of each stage; the reruns and the uninterrupted runs they are
+compared with run in this process: a file written whole to its temporary name, not yet renamed; or a training step as it
 begins. Full disks fail a write half-way with ENOSPC, in-process. The job trains the teacher, caches
 its outputs on val, test and every epoch's augmented training views, and checkpoints mid-epoch.
 """
@@ -22,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from kd.export.__main__ import main as export_main
+from kd.report.__main__ import main as report_main
 from kd.report.runs import find_runs
 from tests.cli import THREADS, run_cli
 from tests.faults import install
@@ -50,6 +53,13 @@ def kd_process(root: Path, name: str, *extra: str, fault: dict[str, Any] | None 
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
+def rerun(root: Path, name: str, *extra: str) -> tuple[int, str]:
+    """The same job again, in this process (the kills need a process of their own; the reruns do not)."""
+    flags = [a for a in extra if a == "-m"]
+    extra = tuple(a for a in extra if a != "-m")
+    return run_cli(*flags, *JOB, f"paths.log_dir={root}", f"hydra.run.dir={root}/runs/{name}", *extra)
+
+
 def finished_run(root: Path) -> dict[str, Any]:
     """The one run ``kd.report`` finds under ``root/runs``: finished, not failed; its metrics."""
     runs = find_runs([root / "runs"])
@@ -65,8 +75,8 @@ def no_temporaries(root: Path) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("uninterrupted")
-    done = kd_process(root, "run")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    code, err = rerun(root, "run")
+    assert code == 0, err[-3000:]
     metrics = finished_run(root)
     assert metrics["epochs"] == 2 and len(compared(metrics)) > 15
     return metrics
@@ -87,8 +97,8 @@ KILLS = {  # stage: where the SIGKILL lands
 def test_a_run_killed_at_each_stage_reruns_to_the_same_metrics(stage: str, tmp_path: Path, uninterrupted: dict) -> None:
     killed = kd_process(tmp_path, "killed", fault=KILLS[stage])
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
-    again = kd_process(tmp_path, "again", "resume=true")
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    code, err = rerun(tmp_path, "again", "resume=true")
+    assert code == 0, err[-3000:]
     assert compared(finished_run(tmp_path)) == compared(uninterrupted)
     no_temporaries(tmp_path)
 
@@ -110,11 +120,11 @@ def test_a_full_disk_at_each_write_fails_cleanly_and_the_rerun_finishes(
 ) -> None:
     with monkeypatch.context() as patched:
         install({"full_disk": FULL_DISK[stage]}, patched.setattr)
-        code, err = run_cli(*JOB, f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path}/runs/full")
+        code, err = rerun(tmp_path, "full")
     assert code == 3, err[-3000:]
     assert "no space left on the device" in err and "Traceback" not in err, err[-3000:]
     no_temporaries(tmp_path)
-    code, err = run_cli(*JOB, f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path}/runs/again", "resume=true")
+    code, err = rerun(tmp_path, "again", "resume=true")
     assert code == 0, err[-3000:]
     assert compared(finished_run(tmp_path)) == compared(uninterrupted)
     no_temporaries(tmp_path)
@@ -138,18 +148,20 @@ CORRUPTIONS = {  # what is corrupted after a run was killed at step 6: where to 
 
 @pytest.mark.parametrize("part", list(CORRUPTIONS))
 def test_a_corrupted_file_is_never_used_and_the_rerun_gets_the_same_metrics(
-    part: str, tmp_path: Path, uninterrupted: dict
+    part: str, tmp_path: Path, uninterrupted: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:
     killed = kd_process(tmp_path, "killed", fault={"kill_step": 6})
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
     (target,) = CORRUPTIONS[part](tmp_path)
     garble(target)
-    again = kd_process(tmp_path, "again", "resume=true")
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    capsys.readouterr()
+    code, err = rerun(tmp_path, "again", "resume=true")
+    out = capsys.readouterr().out
+    assert code == 0, err[-3000:]
     said = {"checkpoint": f"{target} cannot be read; trying an older checkpoint",
             "job record": f"{target} cannot be read (JSONDecodeError); that run is not resumed",
             "cache entry": "[kd] computing teacher outputs on the val split"}[part]
-    assert said in again.stdout, again.stdout[-3000:]
+    assert said in out, out[-3000:]
     assert compared(finished_run(tmp_path)) == compared(uninterrupted)
     no_temporaries(tmp_path)
 
@@ -159,8 +171,8 @@ def test_a_sweep_killed_in_its_second_job_reruns_to_the_same_metrics(tmp_path: P
     killed = kd_process(tmp_path, "unused", *sweep, fault={"kill_step": 6, "job": 1})
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
     first = (tmp_path / "runs/sweep/0/metrics.json").read_bytes()
-    again = kd_process(tmp_path, "unused", *sweep[:2], f"hydra.sweep.dir={tmp_path}/runs/again", "resume=true")
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    code, err = rerun(tmp_path, "unused", *sweep[:2], f"hydra.sweep.dir={tmp_path}/runs/again", "resume=true")
+    assert code == 0, err[-3000:]
     assert (tmp_path / "runs/sweep/0/metrics.json").read_bytes() == first  # the finished job was skipped
     runs = find_runs([tmp_path / "runs"])
     assert sorted(str(r.path.relative_to(tmp_path)) for r in runs) == ["runs/sweep/0", "runs/sweep/1"]
@@ -179,11 +191,10 @@ def test_an_export_killed_as_it_writes_deploy_json_reruns_to_the_same_figures(fi
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     for copy in (whole, killed):
         shutil.copytree(finished, copy)
-    assert kd_process(tmp_path, "", str(whole), "--repeats", "1", module="kd.export").returncode == 0
+    export_main([str(whole), "--repeats", "1"])
     died = kd_process(tmp_path, "", str(killed), "--repeats", "1", module="kd.export", fault={"kill_write": "deploy.json"})
     assert died.returncode == -signal.SIGKILL and not (killed / "deploy.json").exists()
-    again = kd_process(tmp_path, "", str(killed), "--repeats", "1", module="kd.export")
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    export_main([str(killed), "--repeats", "1"])
     figures = [{name: {k: m[k] for k in ("test/acc", "size_mb")} for name, m in
                 json.loads((run / "deploy.json").read_text())["models"].items()} for run in (whole, killed)]
     assert figures[0] == figures[1] and set(figures[0]) == {"student", "teacher", "student_int8"}
@@ -192,11 +203,11 @@ def test_an_export_killed_as_it_writes_deploy_json_reruns_to_the_same_figures(fi
 
 def test_a_report_killed_as_it_writes_reruns_to_the_same_report(finished: Path, tmp_path: Path) -> None:
     runs = finished.parent
-    assert kd_process(tmp_path, "", str(runs), "--out", str(tmp_path / "whole"), module="kd.report").returncode == 0
+    report_main([str(runs), "--out", str(tmp_path / "whole")])
     out = str(tmp_path / "killed")
     died = kd_process(tmp_path, "", str(runs), "--out", out, module="kd.report", fault={"kill_write": "report.json"})
     assert died.returncode == -signal.SIGKILL and not (tmp_path / "killed/report.json").exists()
-    assert kd_process(tmp_path, "", str(runs), "--out", out, module="kd.report").returncode == 0
+    report_main([str(runs), "--out", out])
     reports = [json.loads((tmp_path / name / "report.json").read_text()) for name in ("whole", "killed")]
     for report in reports:
         report.pop("plots")
