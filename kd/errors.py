@@ -35,14 +35,15 @@ def free_space(path: Path) -> str:
         return "free space unknown"
 
 
-def describe_write_error(err: OSError, output_dir: Path) -> str | None:
-    """One paragraph for an OSError from writing outputs (full disk, read-only, no permission), else None."""
+RUN_ADVICE = "Free space, or put outputs elsewhere with paths.log_dir=<folder> (or hydra.run.dir=<folder>)."
+
+
+def describe_write_error(err: OSError, output_dir: Path, advice: str = RUN_ADVICE) -> str | None:
+    """One paragraph for an OSError from writing outputs (full disk, read-only, no permission), else None;
+    ``advice``: what to do (a run's by default)."""
     reason = DISK_ERRNOS.get(err.errno or 0)
     if reason is None:
         return None
     where = err.filename or output_dir
     target = where if err.filename else f"in {output_dir}"
-    return (
-        f"could not write {target}: {reason} ({free_space(Path(str(where)))}). Free space, or put outputs "
-        "elsewhere with paths.log_dir=<folder> (or hydra.run.dir=<folder>)."
-    )
+    return f"could not write {target}: {reason} ({free_space(Path(str(where)))}). {advice}"

@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from kd.errors import ConfigError
+from kd.errors import ConfigError, describe_write_error
 from kd.export.gguf_file import GGUF_DTYPES
 from kd.export.language_model import language_model_files
 from kd.export.measure import accuracy_and_difference, latencies, ms_per_token, rows, size_mb
@@ -196,11 +196,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     try:
         result = export_run(args)
+        show(result)
+        print(f"wrote {write(args.run, result)} and {args.run / 'deploy'}/")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    show(result)
-    print(f"wrote {write(args.run, result)} and {args.run / 'deploy'}/")
+    except OSError as err:  # a full disk: one paragraph, no half-written file (the same command finishes it)
+        advice = "Free space and run the same command again, or export a copy of the run folder on another disk."
+        if (message := describe_write_error(err, args.run / "deploy", advice)) is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from kd.errors import describe_write_error
 from kd.report.table import best_configurations, header, row_cells, write_report
 from kd.task import TASKS_BY_NAME
 
@@ -18,7 +19,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("roots", type=Path, nargs="+", help="multirun folders, or any folders holding run folders")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the first root)")
     args = parser.parse_args(argv)
-    result = write_report(args.roots, args.out)
+    try:
+        result = write_report(args.roots, args.out)
+    except OSError as err:  # a full disk: one paragraph, no half-written report.json
+        advice = "Free space and run the same command again, or write the report elsewhere with --out <folder>."
+        if (message := describe_write_error(err, args.out or args.roots[0], advice)) is None:
+            raise
+        raise SystemExit(f"error: {message}") from None
     rows, out = result["rows"], args.out or args.roots[0]
     # on the console the first two columns of each task (test/acc, val/acc_best; test/ppl, val/ppl_best)
     tasks = {row["task"] for row in rows}

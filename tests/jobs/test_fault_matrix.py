@@ -213,3 +213,22 @@ def test_a_report_killed_as_it_writes_reruns_to_the_same_report(finished: Path, 
         report.pop("plots")
     assert reports[0] == reports[1] and reports[0]["rows"] and not reports[0]["failed"]
     no_temporaries(tmp_path)
+
+
+def test_a_full_disk_in_export_and_report_fails_cleanly_and_the_same_command_finishes(
+    finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run, ignore=shutil.ignore_patterns("deploy*"))
+    for command, written in ((lambda: export_main([str(run), "--repeats", "1", "--quantize", "none"]), run / "deploy.json"),
+                             (lambda: report_main([str(run), "--out", str(tmp_path / "report")]), tmp_path / "report/report.json")):
+        with monkeypatch.context() as patched:
+            install({"full_disk": written.name}, patched.setattr)
+            with pytest.raises(SystemExit) as exit_:
+                command()
+        assert exit_.value.code != 0 and "no space left on the device" in capsys.readouterr().err + str(exit_.value.code)
+        assert not written.exists()
+        no_temporaries(tmp_path)
+        command()  # the same command, the disk freed
+        assert json.loads(written.read_text())
+    no_temporaries(tmp_path)
