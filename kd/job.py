@@ -46,7 +46,7 @@ from kd.training import build_loss, fit_and_test, set_threads
 from kd.utils.cores import check_oversubscription
 from kd.utils.files import remove_stale_temporaries
 from kd.utils.library_noise import quiet_library_noise
-from kd.utils.precision import emulated_bf16_warning
+from kd.utils.precision import apply_auto_precision, emulated_bf16_warning
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -57,6 +57,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     models (``kd.jobs.preflight``), the job record (``job.json``), then the teacher stage and the student.
     """
     check_config(cfg, OmegaConf.select(cfg, "run.overrides") or [])
+    precision_line = apply_auto_precision(cfg)  # before anything reads a precision or an identity
     loss = build_loss(cfg.loss)
     check_loss_modality(cfg)
     check_shared_vocabulary(cfg, with_teacher=loss.needs_teacher)
@@ -66,6 +67,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(warning, flush=True)
     if is_rank_zero():
         print(decide_hardware(str(OmegaConf.select(cfg, "trainer.accelerator") or "auto")).line(), flush=True)
+        if precision_line:
+            print(precision_line, flush=True)
         if warning := emulated_bf16_warning(cfg):
             print(warning, flush=True)
     plan = plan_resume(cfg)  # every rank reaches the same plan: rank 0 writes nothing before training starts

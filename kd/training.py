@@ -31,6 +31,7 @@ from kd.module import DistillModule
 from kd.task import task_of_config
 from kd.teacher_source import CacheEntry
 from kd.utils.files import write_text_atomically
+from kd.utils.precision import stage_precision
 from kd.utils.secrets import redact, save_config
 
 
@@ -100,7 +101,8 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
         if type(logger).__name__ == "WandbLogger":  # the dashboard's per-run summary: the best, not the last
             task = task_of_config(cfg)
             logger.experiment.define_metric(task.best_metric, summary=task.mode)
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_progress_bar=progress_bar)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_progress_bar=progress_bar,
+                       precision=stage_precision(cfg, "student"))
 
 
 def finish_wandb(trainer: L.Trainer) -> None:

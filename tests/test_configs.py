@@ -1,4 +1,5 @@
-"""Every option of every config group composes, and every object in it instantiates."""
+"""Every option of every config group composes, passes the config check with every key typed
+(``kd/config/schema.py``), and every object in it instantiates."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from omegaconf import OmegaConf
 
 from kd.errors import ConfigError
 from kd.jobs.scale_out import check_scale_out, strategy_name
+from kd.jobs.validate import problems, uncovered
 from kd.losses.weighted_sum import WeightedSum
 from kd.taps import call_model
 from kd.task import MODALITIES
 from kd.training import build_loss
+from kd.utils.precision import apply_auto_precision
 from tests.conftest import CONF_DIR, MODALITY_BASES, slow_if_pretrained
 
 # conf/sweep holds multirun settings added with +sweep=<name>: tests/launch/test_sweep_files.py checks those.
@@ -81,6 +84,9 @@ def test_option_composes_and_instantiates(make_cfg, group: str, option: str) -> 
         modality = OmegaConf.select(cfg, f"{group}.modality")
         if modality in ("text", "lm"):  # the option under test overrides its base's choice
             cfg = make_cfg(f"{group}={option}", base=MODALITY_BASES[modality])
+    assert problems(cfg) == {}
+    assert uncovered(cfg) == []  # a key with neither a rule in kd/config/schema.py nor a typed parameter
+    apply_auto_precision(cfg)  # as a job does first: trainer.precision and net.dtype `auto` decided
     check_instantiates(group, cfg)
 
 
@@ -97,7 +103,8 @@ def test_a_teacher_reuses_its_model_config(make_cfg) -> None:
     """conf/teacher/resnet18.yaml is conf/student/resnet18.yaml plus how the teacher is trained."""
     cfg = make_cfg("student=resnet18", "teacher=resnet18", base=[])
     teacher = OmegaConf.to_container(cfg.teacher)
-    assert {k: teacher.pop(k) for k in ("ckpt", "seed", "epochs")} == {"ckpt": None, "seed": 0, "epochs": 10}
+    assert {k: teacher.pop(k) for k in ("ckpt", "seed", "epochs", "precision")} == {"ckpt": None, "seed": 0, "epochs": 10,
+                                                                                   "precision": None}
     assert teacher == OmegaConf.to_container(cfg.student)
     assert "net:" not in (CONF_DIR / "teacher" / "resnet18.yaml").read_text()
 

@@ -64,6 +64,8 @@ class Rule:
         help: what the key means, added to the message.
         enters: the identities the key enters (``JOB``, ...); None = those of the group holding it.
         legacy: its value in records written before it existed.
+        decided_by_kd: values kd replaces before the ``_target_`` gets them (``auto``), so the target's
+            annotation does not judge them.
     """
 
     kind: str | tuple[str, ...]
@@ -78,6 +80,7 @@ class Rule:
     help: str = ""
     enters: frozenset[str] | None = None
     legacy: Legacy | None = None
+    decided_by_kd: tuple[Any, ...] = ()
     imports: ClassVar[bool] = False  # whether checking a value imports code (checked after the plain rules)
 
     def problem(self, value: Any) -> str | None:

@@ -125,7 +125,8 @@ MODEL = {  # for student.* and teacher.*
     "net.intermediate_size": Int(1), "net.max_position_embeddings": Int(1),
     "net.attn_implementation": Choice("eager", "sdpa"), "net.attention_dropout": Share(),
     "net.drop_rate": Share(), "net.num_kv_heads": Int(1), "net.tie_word_embeddings": Bool(),
-    "net.dtype": Choice("float32", "bfloat16", help="parameter dtype"),
+    "net.dtype": Choice("float32", "bfloat16", "auto", decided_by_kd=("auto",),
+                        help="parameter dtype; auto: bfloat16 where its stage takes bf16"),
     "net.depth": Int(1, help="layers of a CIFAR-style network (resnet: 6n+2, wrn: 6n+4, vgg: 8/11/13/16/19)"),
     "net.widths": ListOf(Int(1), help="stem and stage widths"), "net.width": Float(gt=0, help="multiplies the base widths"),
     "net.expansion": Int(1), "net.version": Choice(1, 2), "net.dropout": Share(),
@@ -135,7 +136,9 @@ TEACHER_STAGE = {"teacher.ckpt": Checkpoint(null=True, help="trained teacher wei
            "teacher.pretrained": Bool(help="use the network as loaded (a pretrained model), no teacher stage"),
            "teacher.seed": Int(0, null=True, help="the teacher stage's seed; null = seed", enters=DISTILLATION | {TEACHER}),
            "teacher.epochs": Int(0, help="epochs when the teacher is trained here (0 with pretrained: true)",
-                                 enters=DISTILLATION | {TEACHER})}
+                                 enters=DISTILLATION | {TEACHER}),
+           "teacher.precision": Choice(None, "auto", *PRECISIONS, enters=DISTILLATION, legacy=Legacy(None, when="teacher"),
+                                       help="the teacher stage's precision; null = trainer.precision")}
 OPTIM = {  # for optim.* and teacher.optim.*
     "optimizer.lr": Float(gt=0, help="learning rate"), "optimizer.momentum": Float(ge=0, lt=1),
     "optimizer.nesterov": Bool(), "optimizer.weight_decay": Float(ge=0), "optimizer.eps": Float(gt=0),
@@ -187,7 +190,8 @@ TRAINER = {
     "trainer.strategy.auto_wrap_policy.module_classes": ListOf(Table()),
     "trainer.max_epochs": Int(1, help="training epochs"), "trainer.max_steps": Int(-1, enters=STUDENT_RUN | {TEACHER}),
     "trainer.val_check_interval": Float(gt=0, null=True, help="validate every n steps (an int) or share of an epoch"),
-    "trainer.precision": Choice(*PRECISIONS, enters=EVERY), "trainer.log_every_n_steps": Int(0),
+    "trainer.precision": Choice("auto", *PRECISIONS, enters=EVERY, decided_by_kd=("auto",),
+                                help="auto: per model kind and CPU, docs/speed.md#precision-auto"), "trainer.log_every_n_steps": Int(0),
     "trainer.num_sanity_val_steps": Int(-1), "trainer.enable_model_summary": Bool(),
     "trainer.deterministic": Choice(True, False, "warn"), "trainer.default_root_dir": Str(),
     "trainer.limit_train_batches": Float(ge=0, null=True, enters=STUDENT_RUN | {TEACHER}),

@@ -139,7 +139,10 @@ def problems(cfg: DictConfig, imports: bool = True) -> dict[str, tuple[Any, str,
         if value is ABSENT:  # a reference to a key this config lacks: the model/data checks say why
             continue
         value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        decided = any(isinstance(c, Rule) and value in c.decided_by_kd for c in checks)  # e.g. auto
         for check in checks:
+            if decided and not isinstance(check, Rule):
+                continue
             problem = check.problem(value) if isinstance(check, Rule) else annotation_problem(value, check)
             if problem is not None:
                 found[key] = (value, problem, check.help if isinstance(check, Rule) else "")

@@ -3,7 +3,7 @@
 :func:`decide_hardware` looks once at the device (a CUDA GPU, else the CPU), the cores this process
 may use, whether bf16 arithmetic is native there, and how torchvision's operators were made
 importable (``kd.utils.torchvision_compat``, run just before torchvision is first imported, by
-Lightning, timm or torchmetrics). Configs read the bf16 decision through ``${bf16_if_native:...}``
+Lightning, timm or torchmetrics). ``trainer.precision: auto`` reads the bf16 decision
 (``kd.utils.precision``); ``python -m kd.run`` prints :meth:`Hardware.line` and ``metrics.json``
 keeps :meth:`Hardware.record`.
 """

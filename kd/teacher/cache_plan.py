@@ -16,11 +16,12 @@ from kd.losses.weighted_sum import WeightedSum
 from kd.task import task_of_config
 from kd.teacher.outputs import check_feature_taps
 from kd.teacher.views import view_epochs
+from kd.utils.precision import stage_precision
 
 
 def teacher_precision(cfg: DictConfig) -> str | int | None:
-    """``teacher_outputs.precision``, or the trainer's precision where it is null."""
-    return OmegaConf.select(cfg, "teacher_outputs.precision") or cfg.trainer.get("precision")
+    """``teacher_outputs.precision``, or the student's (``trainer.precision``, ``auto`` decided) where it is null."""
+    return OmegaConf.select(cfg, "teacher_outputs.precision") or stage_precision(cfg, "student")
 
 
 def cache_settings(cfg: DictConfig) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from kd.models.checkpoints import load_weights
 from kd.training import fit_and_test
 from kd.utils.files import write_atomically
 from kd.utils.hashing import config_identity, identity_hash
+from kd.utils.precision import stage_precision
 
 
 def data_identity(cfg: DictConfig) -> dict[str, Any]:
@@ -47,7 +48,8 @@ def teacher_identity(cfg: DictConfig) -> dict[str, Any]:
         "epochs": cfg.teacher.epochs,
         "data": data_identity(cfg),
         "optim": OmegaConf.to_container(teacher_optim(cfg), resolve=True),
-        "trainer": {k: cfg.trainer.get(k) for k in keys_entering("trainer", TEACHER)},
+        "trainer": {k: stage_precision(cfg, "teacher") if k == "precision" else cfg.trainer.get(k)
+                    for k in keys_entering("trainer", TEACHER)},
         "seed": teacher_seed(cfg),
         "channels_last": cfg.get("channels_last", False),
     }
@@ -100,6 +102,7 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, folder: P
         tcfg.student = cfg.teacher
         tcfg.optim = teacher_optim(cfg)
         tcfg.trainer.max_epochs = cfg.teacher.epochs
+        tcfg.trainer.precision = stage_precision(cfg, "teacher")
         tcfg.paths.output_dir = str(folder)
         tcfg.job_type = "teacher"
         tcfg.trainer.update(SINGLE_PROCESS)  # the other ranks of a multi-process job wait for it

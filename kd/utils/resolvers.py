@@ -6,7 +6,6 @@ from omegaconf import OmegaConf
 
 from kd.launch.launchers import threads_per_job
 from kd.task import task_for
-from kd.utils.precision import bf16_if_native
 
 
 def one_minus(value: float | str) -> float:
@@ -24,4 +23,3 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("one_minus", one_minus, replace=True)
     OmegaConf.register_new_resolver("threads_per_job", threads_per_job, replace=True)
     OmegaConf.register_new_resolver("task", task_field, replace=True)
-    OmegaConf.register_new_resolver("bf16_if_native", bf16_if_native, replace=True)
