@@ -133,12 +133,10 @@ def test_a_language_model_student_exports_with_perplexity_and_ms_per_token(tmp_p
         expected = FinishedRun(run).student()(input_ids=ids).logits
         assert torch.allclose(loaded(input_ids=ids).logits, expected, atol=1e-5)
     assert student["hugging_face"]["size_mb"] > 0
-    # the GGUF file (f32) gives the same logits through transformers' GGUF loader
+    # the GGUF file (f32): its round trip through transformers' GGUF loader is tests/export/test_lm_files.py's
     gguf = student["gguf"]
-    assert gguf["file"] == "deploy/student.gguf" and gguf["dtype"] == "f32" and gguf["size_mb"] > 0
-    from_gguf = AutoModelForCausalLM.from_pretrained(run / "deploy", gguf_file="student.gguf", dtype=torch.float32)
-    with torch.no_grad():
-        assert torch.allclose(from_gguf.eval()(input_ids=ids).logits, expected, atol=1e-5)
+    assert gguf["file"] == "deploy/student.gguf" and gguf["dtype"] == "f32"
+    assert gguf["size_mb"] == pytest.approx((run / gguf["file"]).stat().st_size / 1e6, abs=1e-3)
     # the KV-cache generator: its greedy tokens are PyTorch's, and each token costs less than without the cache
     with_past = student["with_past"]
     assert with_past["file"] == "deploy/student.with_past.onnx" and (run / with_past["file"]).is_file()
