@@ -43,6 +43,7 @@ class Task:
     scale: float  # 100 for accuracies shown in %
     plot_prefix: str
     quantization: str  # kd.export's INT8 method under ``--quantize auto``: static (calibrated) or dynamic
+    model_kind: str  # what trainer.precision: auto decides by (kd.utils.precision): image, text or language model
     answer_columns: tuple[str, ...] = ()  # scores of answers to held-out prompts, where the data has prompts
 
     @property
@@ -68,8 +69,8 @@ _CLASSIFICATION: dict[str, Any] = dict(
     latency_label="CPU latency per batch (ms)", label="test accuracy (%)", scale=100.0, plot_prefix="report_",
 )
 TASKS: dict[str, Task] = {  # by data.modality
-    "image": Task(**_CLASSIFICATION, quantization="static"),
-    "text": Task(**_CLASSIFICATION, quantization="dynamic"),
+    "image": Task(**_CLASSIFICATION, quantization="static", model_kind="image"),
+    "text": Task(**_CLASSIFICATION, quantization="dynamic", model_kind="text"),
     "lm": Task(
         name="lm", monitor="val/ppl", summary=("val/ppl_best", "test/ppl", "test/bpb", "test/acc"),
         columns=("test/ppl", "val/ppl_best", "test/bpb", "test/acc", "test/agreement", "test/kl", "test/kl_topk",
@@ -77,7 +78,7 @@ TASKS: dict[str, Task] = {  # by data.modality
         answer_columns=("test/rougeL_teacher", "test/rougeL_ref", "test/exact_match", "test/answer_tokens"),
         headline="test/ppl", teacher_metric="test/teacher_ppl", latency="ms_per_token",
         latency_label="generation latency per token (ms)", label="test perplexity", scale=1.0,
-        plot_prefix="report_lm_", quantization="dynamic",
+        plot_prefix="report_lm_", quantization="dynamic", model_kind="language model",
     ),
 }
 MODALITIES = tuple(TASKS)

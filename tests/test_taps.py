@@ -10,6 +10,7 @@ from torch import nn
 
 from kd.errors import ConfigError
 from kd.taps import FeatureTaps
+from kd.utils.precision import apply_auto_precision
 from tests.conftest import CONF_DIR, MODALITY_BASES, slow_if_pretrained
 
 
@@ -108,6 +109,7 @@ MODEL_OPTIONS = [(g, p.stem) for g in ("teacher", "student") for p in sorted((CO
 def test_every_model_config_declares_valid_taps(make_cfg, group: str, option: str) -> None:
     modality = make_cfg(f"{group}={option}", base=[])[group].modality
     cfg = make_cfg(f"{group}={option}", base=MODALITY_BASES[modality])
+    apply_auto_precision(cfg)  # as a job does first: a net.dtype `auto` decided
     model = instantiate(cfg[group].net).eval()
     if modality == "image":
         inputs = torch.randn(2, cfg.data.in_chans, 28, 28)

