@@ -284,7 +284,7 @@ def run_in_process(args: argparse.Namespace, names: list[str]) -> tuple[dict, di
         times, first_loss = [], None
         for i, batch in enumerate(batches):
             start = time.perf_counter()
-            with autocast_for(args.precision):
+            with autocast_for(args.precision, torch.device("cpu")):
                 loss = step(batch, i)
             times.append(time.perf_counter() - start)
             first_loss = float(loss) if first_loss is None else first_loss

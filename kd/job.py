@@ -34,7 +34,7 @@ from kd.jobs.records import (
 from kd.jobs.resume import apply_plan, plan_resume, write_job_record
 from kd.jobs.scale_out import check_scale_out, processes_per_machine
 from kd.jobs.validate import check_config
-from kd.launch.hardware import decide_hardware
+from kd.launch.hardware import decide_hardware, job_device
 from kd.launch.launchers import failed_job_value
 from kd.launch.processes import is_rank_zero
 from kd.task import task_of_config
@@ -88,6 +88,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     sequence_kd = bool(cfg.loss.get("teacher_generations")) or uses_teacher_responses(cfg)
     if loss.needs_teacher or sequence_kd or answers_scored_against_teacher(cfg):
         teacher, teacher_ckpt = prepare_teacher(cfg, datamodule)
+        teacher.to(job_device(str(OmegaConf.select(cfg, "trainer.accelerator") or "auto")))  # its own passes run there
         if uses_teacher_responses(cfg):
             generations = use_teacher_responses(cfg, datamodule, teacher, teacher_ckpt)
         elif sequence_kd:

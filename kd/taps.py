@@ -23,6 +23,18 @@ def to_channels_last(inputs: Inputs) -> Inputs:
     return inputs
 
 
+def to_device(inputs: Inputs, device: torch.device) -> Inputs:
+    """A tensor or keyword inputs (a mapping of tensors) on ``device``."""
+    if isinstance(inputs, Mapping):
+        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    return inputs.to(device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 def unknown_module_error(model: nn.Module, path: str, alias: str) -> ConfigError:
     names = [name for name, _ in model.named_modules() if name]
     close = difflib.get_close_matches(path, names, n=3)

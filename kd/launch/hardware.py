@@ -48,6 +48,15 @@ class Hardware:
         return asdict(self)
 
 
+def job_device(accelerator: str = "auto") -> Any:
+    """The ``torch.device`` this process trains on (``trainer.accelerator``): its GPU (``LOCAL_RANK``) where
+    the hardware is a CUDA GPU, else the CPU. The teacher's own passes (cache, views, generations) run there."""
+    import torch
+
+    hardware = decide_hardware(accelerator)
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if hardware.device == "cuda" else torch.device("cpu")
+
+
 @cache
 def decide_hardware(accelerator: str = "auto") -> Hardware:
     """The hardware of a job on ``accelerator`` (``trainer.accelerator``), decided once per process."""

@@ -15,6 +15,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from kd.taps import model_device
 from kd.utils.progress import Progress
 
 
@@ -31,6 +32,7 @@ def answer_prompts(
     for row, prompt in enumerate(prompts):
         ids[row, width - len(prompt) :] = torch.as_tensor(prompt)
         mask[row, width - len(prompt) :] = 1
+    ids, mask = ids.to(model_device(model)), mask.to(model_device(model))
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0 else {"do_sample": False}
     was_training = model.training
     model.eval()
@@ -42,7 +44,7 @@ def answer_prompts(
     finally:
         model.train(was_training)
     answers = []
-    for row in out[:, width:].tolist():
+    for row in out[:, width:].cpu().tolist():
         answers.append(row[: row.index(stop)] if stop in row else row)
     return answers
 

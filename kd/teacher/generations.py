@@ -24,6 +24,7 @@ from torch import nn
 from kd.data.lm import TokenBlocks
 from kd.errors import ConfigError
 from kd.launch.processes import built_by_rank_zero
+from kd.taps import model_device
 from kd.teacher.weights import data_identity
 from kd.utils.files import write_text_atomically
 from kd.utils.hashing import identity_hash
@@ -55,7 +56,7 @@ def continue_blocks(teacher: nn.Module, blocks: torch.Tensor, settings: dict[str
     extra = {"temperature": settings["temperature"], "top_k": 0, "top_p": 1.0} if sampled else {}
     out = []
     for start in range(0, len(blocks), settings["batch_size"]):
-        prompt = blocks[start : start + settings["batch_size"], :prompt_len]
+        prompt = blocks[start : start + settings["batch_size"], :prompt_len].to(model_device(teacher))
         ids = cast(Any, teacher).generate(  # a Hugging Face model; nn.Module types attributes as Tensor | Module
             input_ids=prompt,
             attention_mask=torch.ones_like(prompt),
@@ -65,7 +66,7 @@ def continue_blocks(teacher: nn.Module, blocks: torch.Tensor, settings: dict[str
             pad_token_id=getattr(teacher.config, "pad_token_id", None) or 0,
             **extra,
         )
-        out += ids.tolist()
+        out += ids.cpu().tolist()
         print(f"[kd] teacher generations: {min(start + len(prompt), len(blocks))}/{len(blocks)} blocks", flush=True)
     return out
 

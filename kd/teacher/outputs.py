@@ -20,7 +20,7 @@ from torch import nn
 from kd.data.batches import batch_loader
 from kd.errors import ConfigError, RunError
 from kd.model_outputs import ModelOutputs, TopK
-from kd.taps import FeatureTaps, to_channels_last
+from kd.taps import FeatureTaps, model_device, to_channels_last, to_device
 from kd.teacher.top_k import top_k_summary
 from kd.utils.progress import Progress
 
@@ -89,9 +89,9 @@ def check_feature_taps(features: Sequence[str], layers: Mapping[str, str] | None
         )
 
 
-def autocast_for(precision: str | int | None) -> Any:
-    """bf16 autocast for Lightning's ``bf16-mixed``/``bf16-true`` precision, else nothing."""
-    return torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in str(precision) else nullcontext()
+def autocast_for(precision: str | int | None, device: torch.device) -> Any:
+    """bf16 autocast on ``device``'s type for Lightning's ``bf16-mixed``/``bf16-true`` precision, else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if "bf16" in str(precision) else nullcontext()
 
 
 @torch.no_grad()
@@ -108,7 +108,8 @@ def compute_teacher_outputs(
     precision: str | int | None = None,
     channels_last: bool = False,
 ) -> dict[str, Any]:
-    """One eval-mode pass of ``teacher`` over ``dataset`` in order: the tensors to store.
+    """One eval-mode pass of ``teacher`` over ``dataset`` in order, on the teacher's device (the job's:
+    ``kd.launch.hardware.job_device``): the tensors to store, on the CPU.
 
     Args:
         teacher: the frozen teacher (put in eval mode here).
@@ -131,6 +132,7 @@ def compute_teacher_outputs(
     teacher.eval()
     if channels_last:
         teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format
+    device = model_device(teacher)
     logits, indices, rests, label_lps = [], [], [], []
     stored: dict[str, list[torch.Tensor]] = {alias: [] for alias in features}
     kl_sum, positions, done = 0.0, 0, 0
@@ -144,21 +146,23 @@ def compute_teacher_outputs(
                     "teacher_outputs.features caches fixed-shape (image) taps only; text taps vary in length "
                     "with each batch's padding. Set teacher_outputs.features=[] for text teachers."
                 )
+            inputs = to_device(inputs, device)
             if channels_last:
                 inputs = to_channels_last(inputs)
-            with autocast_for(precision):
+            with autocast_for(precision, device):
                 out = taps(inputs)
             batch_logits = out.logits
             if top_k is not None:
-                values, top, rest, label_lp, error = top_k_summary(batch_logits, batch["labels"], top_k, temperature, storage)
+                labels = batch["labels"].to(device)
+                values, top, rest, label_lp, error = top_k_summary(batch_logits, labels, top_k, temperature, storage)
                 kl_sum, positions = kl_sum + error, positions + rest.numel()
-                label_lps.append(label_lp)
-                indices.append(top.to(torch.int32))
-                rests.append(rest)
+                label_lps.append(label_lp.cpu())
+                indices.append(top.to(torch.int32).cpu())
+                rests.append(rest.cpu())
                 batch_logits = values
-            logits.append(batch_logits.float().to(storage))
+            logits.append(batch_logits.float().to(storage).cpu())
             for alias in features:
-                stored[alias].append(out.features[alias].float().to(storage))
+                stored[alias].append(out.features[alias].float().to(storage).cpu())
             done += len(batch["labels"])
             progress.update(done)
     progress.close()

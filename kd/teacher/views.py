@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from kd.data.batches import PositionSeededBatches
-from kd.taps import call_model, to_channels_last
+from kd.taps import call_model, model_device, to_channels_last, to_device
 from kd.teacher.outputs import STORAGE_DTYPES, autocast_for
 from kd.utils.hashing import identity_hash
 
@@ -39,7 +39,8 @@ def compute_view_outputs(
     precision: str | int | None = None,
     channels_last: bool = False,
 ) -> dict[str, Any]:
-    """The teacher's logits on epoch ``epoch``'s augmented training batches, by sample index.
+    """The teacher's logits on epoch ``epoch``'s augmented training batches, by sample index (computed on
+    the teacher's device, the job's; stored on the CPU).
 
     Args:
         teacher: the frozen teacher (put in eval mode here).
@@ -57,6 +58,7 @@ def compute_view_outputs(
     teacher.eval()
     if channels_last:
         teacher.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub omits memory_format
+    device = model_device(teacher)
     logits = torch.zeros(len(dataset), num_classes, dtype=STORAGE_DTYPES[dtype])
     view_seeds = torch.full((len(dataset),), -1, dtype=torch.long)
     sampler = PositionSeededBatches(len(dataset), batch_size, seed)
@@ -64,10 +66,11 @@ def compute_view_outputs(
     with torch.random.fork_rng():  # the sampler seeds the global generator; the caller's state is kept
         for indices in sampler:
             batch = augment(dataset[indices])
-            inputs = to_channels_last(batch["inputs"]) if channels_last else batch["inputs"]
-            with autocast_for(precision):
+            inputs = to_device(batch["inputs"], device)
+            inputs = to_channels_last(inputs) if channels_last else inputs
+            with autocast_for(precision, device):
                 out = call_model(teacher, inputs)
-            logits[batch["index"]] = out.float().to(logits.dtype)
+            logits[batch["index"]] = out.float().to(logits.dtype).cpu()
             view_seeds[batch["index"]] = indices.view_seed
     return {"logits": logits, "features": {}, "view_seed": view_seeds}
 
