@@ -32,11 +32,11 @@ from kd.jobs.records import (
     root_cause,
 )
 from kd.jobs.resume import apply_plan, plan_resume, write_job_record
-from kd.jobs.scale_out import check_scale_out, processes_per_machine
+from kd.jobs.scale_out import check_scale_out
 from kd.jobs.validate import check_config
 from kd.launch.hardware import decide_hardware, job_device
 from kd.launch.launchers import failed_job_value
-from kd.launch.processes import is_rank_zero
+from kd.launch.processes import is_rank_zero, processes_per_machine
 from kd.task import task_of_config
 from kd.teacher.cache import prepare_cached_teacher
 from kd.teacher.generations import use_teacher_generations

@@ -30,6 +30,7 @@ from kd.models.checkpoints import load_weights
 from kd.module import DistillModule
 from kd.task import task_of_config
 from kd.teacher_source import CacheEntry
+from kd.utils.cores import cores_per_process
 from kd.utils.files import write_text_atomically
 from kd.utils.precision import stage_precision
 from kd.utils.secrets import redact, save_config
@@ -215,9 +216,9 @@ def fit_and_test(
 
 
 def set_threads(threads: int | None, processes: int = 1) -> int:
-    """Use ``threads`` torch threads, or the cores this process may run on shared among the
-    ``processes`` of the job on this machine (oversubscribed cores run many times slower)."""
-    count = threads or max(1, len(os.sched_getaffinity(0)) // processes)
+    """Use ``threads`` torch threads, or this process's share of the cores among the ``processes`` of the
+    job on this machine (``kd.utils.cores.cores_per_process``; oversubscribed cores run many times slower)."""
+    count = threads or cores_per_process(processes)
     torch.set_num_threads(count)
     if processes > 1:  # Lightning's DDP would set its own count unless OMP_NUM_THREADS is set; the ranks inherit it
         os.environ["OMP_NUM_THREADS"] = str(count)

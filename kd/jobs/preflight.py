@@ -24,7 +24,7 @@ from torch import nn
 from kd.data.checks import check_classification_data
 from kd.errors import ConfigError, RunError, describe_write_error
 from kd.jobs.records import root_cause
-from kd.jobs.scale_out import process_count
+from kd.launch.processes import process_count
 from kd.lm.evaluation import check_generation, context_length
 from kd.taps import call_model
 from kd.task import task_of_config

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kd.errors import ConfigError
 from kd.launch.launchers import check_launcher_starts
+from kd.launch.processes import process_count
 
 
 def strategy_name(cfg: DictConfig) -> str:
@@ -16,19 +17,6 @@ def strategy_name(cfg: DictConfig) -> str:
     if OmegaConf.is_dict(strategy):
         strategy = str(strategy.get("_target_", "")).rsplit(".", 1)[-1].removesuffix("Strategy")
     return str(strategy).lower()
-
-
-def processes_per_machine(cfg: DictConfig) -> int:
-    """Training processes on each machine: ``trainer.devices`` when it is a count or a list, else 1."""
-    devices = cfg.trainer.get("devices", 1)
-    if OmegaConf.is_list(devices):
-        return len(devices)
-    return devices if isinstance(devices, int) and devices > 0 else 1
-
-
-def process_count(cfg: DictConfig) -> int:
-    """Training processes of the job: processes per machine times ``trainer.num_nodes``."""
-    return processes_per_machine(cfg) * int(cfg.trainer.get("num_nodes", 1) or 1)
 
 
 def check_scale_out(cfg: DictConfig) -> None:

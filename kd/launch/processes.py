@@ -13,7 +13,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
+
+from kd.errors import ConfigError
+from kd.launch.hardware import decide_hardware
 
 T = TypeVar("T")
 # The trainer settings of a stage that runs in rank 0's process alone (the teacher stage); the
@@ -28,6 +31,32 @@ SINGLE_PROCESS = {
 _RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 # Command-line flags of a Hydra app that take a value and must reach the other ranks too.
 _HYDRA_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
+
+
+def processes_per_machine(cfg: Any) -> int:
+    """Training processes on each machine, counted as Lightning's accelerator counts ``trainer.devices``: a
+    count, a list or a string of GPU ids; ``auto`` (and ``-1`` on GPUs) is every visible GPU, 1 on a CPU."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
+    from omegaconf import OmegaConf
+
+    devices: Any = cfg.trainer.get("devices", 1)
+    devices = OmegaConf.to_container(devices) if OmegaConf.is_list(devices) else devices
+    on_gpu = decide_hardware(str(cfg.trainer.get("accelerator") or "auto")).device == "cuda"
+    accelerator = CUDAAccelerator if on_gpu else CPUAccelerator
+    if devices == "auto":
+        return int(accelerator.auto_device_count())
+    try:
+        parsed = accelerator.parse_devices(devices)
+    except (TypeError, ValueError, MisconfigurationException) as error:
+        where = "GPU ids or a count of GPUs" if on_gpu else "a count of processes >= 1 (-1 means every GPU, and this job runs on the CPU)"
+        raise ConfigError(f"trainer.devices={devices!r}: give {where}, or auto ({error})") from None
+    return len(parsed) if isinstance(parsed, list) else int(parsed or 1)
+
+
+def process_count(cfg: Any) -> int:
+    """Training processes of the job: processes per machine times ``trainer.num_nodes``."""
+    return processes_per_machine(cfg) * int(cfg.trainer.get("num_nodes", 1) or 1)
 
 
 def global_rank() -> int:

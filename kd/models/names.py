@@ -10,16 +10,16 @@ A GGUF model is converted once (15-25 s: transformers dequantises it to full pre
 
 from __future__ import annotations
 
-import fcntl
 import importlib
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import torch
 
 from kd.errors import ConfigError
-from kd.utils.files import replaced_atomically
+from kd.utils.files import build_lock, replaced_atomically
 
 GGUF_PREFIX = "gguf:"
 
@@ -50,15 +50,21 @@ def converted(name: str, with_weights: bool = True) -> Path:
     folder, file = gguf_source(name)
     target = pretrained_dir() / f"{folder.name}-{Path(file).stem}"
     target.mkdir(parents=True, exist_ok=True)
-    with open(target / ".lock", "w") as lock:  # parallel jobs convert once
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "tokenizer_config.json").is_file():
-            from transformers import AutoTokenizer
+    def missing() -> bool:
+        return not (target / "tokenizer_config.json").is_file() or (with_weights and not (target / "model.safetensors").is_file())
 
-            AutoTokenizer.from_pretrained(folder, gguf_file=file).save_pretrained(target)
-        if with_weights and not (target / "model.safetensors").is_file():
-            _convert_weights(folder, file, target)
-        fcntl.flock(lock, fcntl.LOCK_UN)
+    if missing():
+        with build_lock(target / ".lock"):  # parallel jobs convert once
+            if not (target / "tokenizer_config.json").is_file():
+                from transformers import AutoTokenizer
+
+                staging = Path(tempfile.mkdtemp(dir=target))  # moved in with tokenizer_config.json last: readers' sign
+                AutoTokenizer.from_pretrained(folder, gguf_file=file).save_pretrained(staging)
+                for saved in sorted(staging.iterdir(), key=lambda p: p.name == "tokenizer_config.json"):
+                    os.replace(saved, target / saved.name)
+                staging.rmdir()
+            if with_weights and not (target / "model.safetensors").is_file():
+                _convert_weights(folder, file, target)
     return target
 
 

@@ -6,7 +6,6 @@ Settings live under ``teacher_outputs`` in the config (see conf/train.yaml and d
 
 from __future__ import annotations
 
-import fcntl
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,6 +31,7 @@ from kd.teacher.cache_plan import (
 from kd.teacher.outputs import CachedTeacherOutputs, cache_folder, compute_teacher_outputs
 from kd.teacher.views import compute_view_outputs, view_entry, view_epochs, view_record
 from kd.teacher_source import CacheEntry
+from kd.utils.files import build_lock
 from kd.utils.hashing import config_identity, file_sha256, identity_hash
 
 
@@ -44,7 +44,7 @@ def cache_identity(
     split of teacher generations (sequence-level KD) on their file."""
     return {
         "teacher": cfg.teacher.name,
-        "teacher_checkpoint": str(Path(teacher_ckpt).resolve()),
+        "teacher_sha256": file_sha256(teacher_ckpt),  # the teacher by content: a moved or remounted file keeps its cache
         "teacher_net": OmegaConf.to_container(cfg.teacher.net, resolve=True),
         "data": identity_view(config_identity(cfg.data), "data", CACHE),  # the samples, not how they are batched
         "view": "unaugmented",
@@ -95,17 +95,19 @@ def prepare_cached_teacher(
     identity = cache_identity(cfg, teacher_ckpt, settings, temperature, train_texts)
     folder = cache_folder(cfg.paths.teacher_outputs_dir, cfg.teacher.name, cfg.data.name, identity_hash(identity, 12))
     folder.mkdir(parents=True, exist_ok=True)
-    teacher_sha = file_sha256(teacher_ckpt)
+    teacher_sha = identity["teacher_sha256"]
     build = is_rank_zero()  # several processes: rank 0 builds, the others read once it has
 
     def read_or_build() -> dict[CacheEntry, CachedTeacherOutputs] | None:
-        with open(folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            found = {
-                s: _load_or_build(cfg, datamodule, teacher, folder, s, identity, teacher_sha, settings, build)
-                for s in splits
-            }
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        def load(entries: list[CacheEntry], building: bool) -> dict[CacheEntry, CachedTeacherOutputs | None]:
+            return {s: _load_or_build(cfg, datamodule, teacher, folder, s, identity, teacher_sha, settings, building)
+                    for s in entries}
+
+        found = load(splits, False)  # entries are renamed into place whole and checked on read: no lock
+        missing = [s for s, outputs in found.items() if outputs is None]
+        if missing and build:
+            with build_lock(folder / ".lock"):  # the jobs of a sweep build each entry once
+                found.update(load(missing, True))
         return None if None in found.values() else cast(dict[CacheEntry, CachedTeacherOutputs], found)
 
     cached = (

@@ -12,7 +12,6 @@ teacher's distributions over the generated blocks (cached like any training spli
 
 from __future__ import annotations
 
-import fcntl
 import json
 from pathlib import Path
 from typing import Any, cast
@@ -26,8 +25,8 @@ from kd.errors import ConfigError
 from kd.launch.processes import built_by_rank_zero
 from kd.taps import model_device
 from kd.teacher.weights import data_identity
-from kd.utils.files import write_text_atomically
-from kd.utils.hashing import identity_hash
+from kd.utils.files import build_lock, write_text_atomically
+from kd.utils.hashing import file_sha256, identity_hash
 
 DEFAULTS = {"prompt_tokens": 16, "temperature": 1.0, "batch_size": 16}
 FORMAT = 2  # 2: prompts and continuations stored apart, the prompt's labels ignored (1: whole texts)
@@ -78,7 +77,7 @@ def use_teacher_generations(cfg: DictConfig, datamodule: Any, teacher: nn.Module
     corpus = datamodule.splits["train"]
     identity = {
         "teacher": cfg.teacher.name,
-        "teacher_checkpoint": str(teacher_ckpt),
+        "teacher_sha256": file_sha256(teacher_ckpt) if teacher_ckpt else None,  # content, not path
         "data": data_identity(cfg),
         "teacher_net": OmegaConf.to_container(cfg.teacher.net, resolve=True),
         **{k: settings[k] for k in ("prompt_tokens", "temperature")},
@@ -91,24 +90,26 @@ def use_teacher_generations(cfg: DictConfig, datamodule: Any, teacher: nn.Module
     path = folder / f"{cfg.teacher.name}-{cfg.data.name}-{identity_hash(identity, 12)}.json"
     tokenizer = datamodule.tokenizer
 
+    def read() -> dict[str, Any] | None:  # written whole by rename: reading needs no lock
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+        return stored if {k: stored.get(k) for k in expected} == json.loads(json.dumps(expected, default=str)) else None
+
     def read_or_generate(generate: bool) -> dict[str, Any] | None:
-        with open(folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            stored = json.loads(path.read_text()) if path.is_file() else {}
-            if {k: stored.get(k) for k in expected} == json.loads(json.dumps(expected, default=str)):
-                print(f"[kd] teacher generations read from {path}", flush=True)
-            elif generate:
-                torch.manual_seed(cfg.seed)
-                how = f"sampled at temperature {settings['temperature']:g}" if settings["temperature"] > 0 else "greedy"
-                print(f"[kd] teacher generations ({how}): continuing {len(corpus)} training blocks -> {path}", flush=True)
-                ids = continue_blocks(teacher, corpus.blocks, settings)
-                cut = settings["prompt_tokens"]
-                stored = {**expected, "prompts": [tokenizer.decode(row[:cut]) for row in ids],
-                          "continuations": [tokenizer.decode(row[cut:]) for row in ids]}
-                write_text_atomically(path, json.dumps(stored, default=str))
-            else:
-                stored = None
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        stored = read()
+        if stored is None and generate:
+            with build_lock(folder / ".lock"):  # parallel jobs generate once
+                if (stored := read()) is None:
+                    torch.manual_seed(cfg.seed)
+                    how = f"sampled at temperature {settings['temperature']:g}" if settings["temperature"] > 0 else "greedy"
+                    print(f"[kd] teacher generations ({how}): continuing {len(corpus)} training blocks -> {path}", flush=True)
+                    ids = continue_blocks(teacher, corpus.blocks, settings)
+                    cut = settings["prompt_tokens"]
+                    generated = {**expected, "prompts": [tokenizer.decode(row[:cut]) for row in ids],
+                                 "continuations": [tokenizer.decode(row[cut:]) for row in ids]}
+                    write_text_atomically(path, json.dumps(generated, default=str))
+                    return generated
+        if stored is not None:
+            print(f"[kd] teacher generations read from {path}", flush=True)
         return stored
 
     # several processes: rank 0 generates, the others read once it has

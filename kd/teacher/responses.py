@@ -12,7 +12,6 @@ cached like any training split (keyed by this file), with the same exact-tail ru
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
@@ -26,7 +25,8 @@ from kd.errors import ConfigError
 from kd.launch.processes import built_by_rank_zero
 from kd.lm.answers import answer_prompts, stop_and_pad
 from kd.teacher.weights import data_identity
-from kd.utils.hashing import identity_hash
+from kd.utils.files import build_lock
+from kd.utils.hashing import file_sha256, identity_hash
 from kd.utils.progress import Progress
 
 DEFAULTS = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": 64, "per_prompt": 1, "seed": 0, "batch_size": 16}
@@ -119,7 +119,7 @@ def use_teacher_responses(cfg: DictConfig, datamodule: Any, teacher: nn.Module, 
     sampled = settings["temperature"] > 0
     identity = {
         "teacher": cfg.teacher.name,
-        "teacher_checkpoint": str(teacher_ckpt),
+        "teacher_sha256": file_sha256(teacher_ckpt) if teacher_ckpt else None,  # content, not path
         "teacher_net": OmegaConf.to_container(cfg.teacher.net, resolve=True),
         "data": data_identity(cfg),
         "settings": {k: settings[k] for k in ("temperature", "top_p", "max_new_tokens", "per_prompt")},
@@ -133,26 +133,27 @@ def use_teacher_responses(cfg: DictConfig, datamodule: Any, teacher: nn.Module, 
     path = folder / f"{cfg.teacher.name}-{cfg.data.name}-{identity_hash(identity, 12)}.jsonl"
     partial = path.with_suffix(".partial.jsonl")
 
+    def read() -> list[str] | None:  # renamed into place whole: reading needs no lock
+        lines = path.read_text().split("\n") if path.is_file() else []
+        if lines and json.loads(lines[0]) == header:
+            print(f"[kd] teacher responses read from {path}", flush=True)
+            return [text for line in lines[1:] if line for text in json.loads(line)["responses"]]
+        return None
+
     def read_or_generate(generate: bool) -> list[str] | None:
-        with open(folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                lines = path.read_text().split("\n") if path.is_file() else []
-                if lines and json.loads(lines[0]) == header:
-                    print(f"[kd] teacher responses read from {path}", flush=True)
-                    return [text for line in lines[1:] if line for text in json.loads(line)["responses"]]
-                if not generate:
-                    return None
-                how = (f"sampled at temperature {settings['temperature']:g}, top-p {settings['top_p']:g}" if sampled
-                       else "greedy")
-                print(f"[kd] teacher responses ({how}, up to {settings['max_new_tokens']} tokens, "
-                      f"{settings['per_prompt']} per prompt): answering {len(prompts)} training prompts -> {path}",
-                      flush=True)
-                answers = generate_responses(teacher, prompts, settings, datamodule.tokenizer, partial, header)
-                os.replace(partial, path)
+        if (answers := read()) is not None or not generate:
+            return answers
+        with build_lock(folder / ".lock"):  # parallel jobs answer once
+            if (answers := read()) is not None:
                 return answers
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            how = (f"sampled at temperature {settings['temperature']:g}, top-p {settings['top_p']:g}" if sampled
+                   else "greedy")
+            print(f"[kd] teacher responses ({how}, up to {settings['max_new_tokens']} tokens, "
+                  f"{settings['per_prompt']} per prompt): answering {len(prompts)} training prompts -> {path}",
+                  flush=True)
+            answers = generate_responses(teacher, prompts, settings, datamodule.tokenizer, partial, header)
+            os.replace(partial, path)
+            return answers
 
     # several processes: rank 0 generates, the others read once it has
     answers = built_by_rank_zero(read_or_generate, f"the teacher responses {path}",

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from kd.data.batches import PositionSeededBatches
+from kd.launch.processes import process_count
 from kd.taps import call_model, model_device, to_channels_last, to_device
 from kd.teacher.outputs import STORAGE_DTYPES, autocast_for
 from kd.utils.hashing import identity_hash
@@ -85,7 +86,7 @@ def view_epochs(cfg: Any, datamodule: Any, loss: Any, requested: bool) -> tuple[
         return [], f"{type(datamodule).__name__} has no {' or '.join(missing)} to replay its views and key them by"
     if loss.reads_teacher_features:
         return [], f"augmented views are cached as logits only, and loss terms {loss.active} read teacher features"
-    if (cfg.trainer.get("devices") not in (1, "1", None, "auto")) or int(cfg.trainer.get("num_nodes") or 1) > 1:
+    if process_count(cfg) > 1:
         return [], "augmented views are cached for single-process training only"
     epochs = int(cfg.trainer.get("max_epochs") or -1)
     steps, per_epoch = int(cfg.trainer.get("max_steps") or -1), _batches_per_epoch(cfg, datamodule)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import copy
-import fcntl
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,7 +22,7 @@ from kd.losses.ce import HardLabelCE
 from kd.losses.weighted_sum import WeightedSum
 from kd.models.checkpoints import load_weights
 from kd.training import fit_and_test
-from kd.utils.files import write_atomically
+from kd.utils.files import build_lock, write_atomically
 from kd.utils.hashing import config_identity, identity_hash
 from kd.utils.precision import stage_precision
 
@@ -164,14 +163,15 @@ def prepare_teacher(cfg: DictConfig, datamodule: L.LightningDataModule) -> tuple
             failed = Path(cfg.paths.output_dir) / "failed.json"
             wait_for_rank_zero(lambda: ckpt if ckpt.is_file() else None, f"the teacher {ckpt}", failed)
         else:
-            with open(folder / ".lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                if not ckpt.is_file():
-                    if stage_cfg is not cfg:
-                        datamodule = instantiate(stage_cfg.data.module)
-                    _train_teacher(stage_cfg, datamodule, folder)
-                else:
-                    print(f"[kd] reusing trained teacher {ckpt}", flush=True)
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            trained = False
+            if not ckpt.is_file():  # written whole by rename: finding it needs no lock
+                with build_lock(folder / ".lock"):  # parallel jobs train it once
+                    if not ckpt.is_file():
+                        if stage_cfg is not cfg:
+                            datamodule = instantiate(stage_cfg.data.module)
+                        _train_teacher(stage_cfg, datamodule, folder)
+                        trained = True
+            if not trained:
+                print(f"[kd] reusing trained teacher {ckpt}", flush=True)
     load_teacher_weights(net, ckpt, cfg.teacher.name)
     return net, ckpt

@@ -9,6 +9,17 @@ from pathlib import Path
 MEASURED = "measurements: docs/speed.md#cores"
 
 
+def cores_per_process(processes: int) -> int:
+    """The cores one of ``processes`` training processes on this machine may use: SLURM's
+    ``SLURM_CPUS_PER_TASK`` for a task that ``srun`` started (each task has its own CPUs), else this
+    process's allowed cores shared among the processes (Lightning starts them all from this one)."""
+    per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if per_task.isdigit() and int(per_task) > 0 and "SLURM_PROCID" in os.environ:
+        return int(per_task)
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, allowed // processes)
+
+
 def cpu_times(cpus: list[int], stat: Path = Path("/proc/stat")) -> dict[int, tuple[int, int]]:
     """``{cpu: (busy, total)}`` jiffies of ``cpus`` from /proc/stat (``{}`` where it cannot be read)."""
     times: dict[int, tuple[int, int]] = {}

@@ -9,6 +9,8 @@ removes those whose writer ran on this host and is gone, and kd calls it where a
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import re
 import socket
@@ -76,3 +78,29 @@ def remove_stale_temporaries(*roots: str | Path) -> list[Path]:
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
+
+
+# errno values of a file system that refuses flock (Lustre mounted without -o flock, some NFS set-ups)
+_NO_FLOCK = {getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP", "ENOSYS", "EINVAL") if hasattr(errno, name)}
+
+
+@contextlib.contextmanager
+def build_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` while building a file that readers find whole (by
+    rename) and check, so jobs build it once; readers need no lock. Where the file system refuses
+    ``flock``, build without it and say so: two jobs may then build the same file, which costs time,
+    not correctness (docs/scaling_out.md#shared-file-systems)."""
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as error:
+            if error.errno not in _NO_FLOCK:
+                raise
+            print(f"[kd] {path}: this file system refuses file locks ({error.strerror}); building without one, "
+                  "so parallel jobs may build the same file (docs/scaling_out.md#shared-file-systems)", flush=True)
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

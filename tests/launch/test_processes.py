@@ -3,6 +3,7 @@ role, the checks at start-up, the command Lightning re-runs for the other ranks.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -13,8 +14,11 @@ from omegaconf import open_dict
 
 from kd.data.batches import IndexedTensors, PositionSeededBatches, batch_loader
 from kd.errors import ConfigError
-from kd.jobs.scale_out import check_scale_out, process_count
+from kd.jobs.scale_out import check_scale_out
 from kd.launch import processes
+from kd.launch.hardware import decide_hardware
+from kd.launch.processes import process_count, processes_per_machine
+from kd.utils.cores import cores_per_process
 from tests.conftest import CONF_DIR
 
 
@@ -74,6 +78,45 @@ def test_trainer_ddp_is_two_processes_with_a_global_batch_that_must_divide() -> 
     with pytest.raises(ConfigError, match=r"data.module.batch_size=63 .* 2 training processes .* multiple of 2"):
         check_scale_out(compose_cfg("trainer=ddp", "data.module.batch_size=63"))
     assert process_count(compose_cfg("trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")) == 8
+
+
+@pytest.fixture
+def gpus(monkeypatch: pytest.MonkeyPatch):
+    """``gpus(n)``: the hardware decision sees a CUDA machine with ``n`` visible GPUs (nothing runs on them)."""
+    def use(count: int) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a GPU")
+        decide_hardware.cache_clear()
+
+    yield use
+    decide_hardware.cache_clear()
+
+
+def test_processes_are_counted_as_lightning_counts_devices(gpus) -> None:
+    """``auto`` and ``-1`` are every GPU of the machine, not one process (rank 1 would crash at its first step)."""
+    gpus(4)
+    for devices, expected in (("auto", 4), (-1, 4), (2, 2), ("[0,3]", 2), ("'0,1,2'", 3)):
+        assert processes_per_machine(compose_cfg("trainer=ddp", f"trainer.devices={devices}")) == expected, devices
+    assert process_count(compose_cfg("trainer=ddp", "trainer.devices=auto", "trainer.num_nodes=2")) == 8
+    assert processes_per_machine(compose_cfg("trainer=ddp", "trainer.devices=auto", "trainer.accelerator=cpu")) == 1
+    gpus(0)  # a CPU machine: Lightning's CPU accelerator takes a count of processes, and auto is 1
+    assert processes_per_machine(compose_cfg("trainer.devices=auto")) == 1
+    assert processes_per_machine(compose_cfg("trainer=ddp", "trainer.devices=3")) == 3
+    with pytest.raises(ConfigError, match=r"trainer.devices=-1: give a count of processes >= 1 \(-1 means every GPU"):
+        processes_per_machine(compose_cfg("trainer=ddp", "trainer.devices=-1"))
+
+
+def test_a_task_started_by_srun_takes_its_own_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``srun`` each task has ``--cpus-per-task`` CPUs; they are not divided again among the tasks."""
+    allowed = len(os.sched_getaffinity(0))
+    for name in ("SLURM_CPUS_PER_TASK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    assert cores_per_process(2) == max(1, allowed // 2)  # Lightning starts both processes from this one
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    assert cores_per_process(4) == 8
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="FSDP runs where CUDA is")

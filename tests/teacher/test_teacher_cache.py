@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -423,3 +424,31 @@ def test_a_teacher_without_a_weights_file_runs_live_or_is_refused_under_cache_tr
     cfg.teacher_outputs.cache = True
     with pytest.raises(ConfigError, match="teacher_outputs.cache=true, but the teacher has no weights file"):
         prepare_cached_teacher(cfg, datamodule, loss, teacher, None)
+
+
+def test_a_teacher_file_moved_elsewhere_keeps_its_cache(make_cfg, capsys, tmp_path: Path) -> None:
+    """The cache knows the teacher by its bytes (SHA-256), not by its path: a copy on another mount reads it."""
+    first = make_cfg("loss=kd", *FULL, "teacher_outputs.cache=true")
+    metrics = train(first)
+    assert "computing teacher outputs on the train split" in capsys.readouterr().out
+    moved = tmp_path / "elsewhere" / "teacher.ckpt"
+    moved.parent.mkdir()
+    shutil.copy(metrics["teacher_ckpt"], moved)
+    again = train(make_cfg("loss=kd", *FULL, "teacher_outputs.cache=true", f"teacher.ckpt={moved}"))
+    out = capsys.readouterr().out
+    assert "computing teacher outputs" not in out and "teacher outputs for train, val, test read from" in out
+    assert again["teacher_ckpt"] == str(moved) and len(list(Path(first.paths.teacher_outputs_dir).iterdir())) == 1
+
+
+def test_jobs_that_find_the_teacher_and_its_outputs_take_no_lock(make_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readers of a trained teacher and of whole cache entries (renamed into place, checked on read) never
+    wait on the build lock, so the parallel jobs of a sweep read at once."""
+    train(make_cfg("loss=kd", *FULL, "teacher_outputs.cache=true"))
+
+    def no_lock(path: Path) -> None:
+        raise AssertionError(f"a reader took the build lock {path}")
+
+    monkeypatch.setattr("kd.teacher.cache.build_lock", no_lock)
+    monkeypatch.setattr("kd.teacher.weights.build_lock", no_lock)
+    metrics = train(make_cfg("loss=kd", *FULL, "teacher_outputs.cache=true", "seed=1"))
+    assert metrics["job_type"] == "distill"

@@ -1,4 +1,5 @@
-"""Atomic writes (kd/utils/files.py): a write that fails leaves neither a temporary file nor a half file."""
+"""Atomic writes (kd/utils/files.py): a write that fails leaves neither a temporary file nor a half file; the
+build lock, and file systems that refuse it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from kd.teacher.cache_files import write_entry
+from kd.utils import files
 from kd.utils.files import remove_stale_temporaries, temporary_path, write_atomically, write_text_atomically
 
 
@@ -49,3 +51,26 @@ def test_only_the_temporaries_of_writers_gone_from_this_host_are_removed(tmp_pat
         path.write_text("half")
     assert remove_stale_temporaries(tmp_path) == [left]
     assert not left.exists() and own.exists() and elsewhere.exists()
+
+
+def test_a_file_system_without_locks_builds_anyway_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    def refuse(handle: object, operation: int) -> None:  # Lustre mounted without -o flock
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    built = []
+    with files.build_lock(tmp_path / ".lock"):
+        built.append("locked")
+    monkeypatch.setattr(files.fcntl, "flock", refuse)
+    with files.build_lock(tmp_path / ".lock"):
+        built.append("unlocked")
+    assert built == ["locked", "unlocked"]
+    assert "this file system refuses file locks (No locks available); building without one" in capsys.readouterr().out
+
+    def broken(handle: object, operation: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(files.fcntl, "flock", broken)
+    with pytest.raises(OSError, match="Input/output error"), files.build_lock(tmp_path / ".lock"):
+        built.append("never")
+    assert built == ["locked", "unlocked"]
