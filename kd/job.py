@@ -61,7 +61,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loss = build_loss(cfg.loss)
     check_loss_modality(cfg)
     check_shared_vocabulary(cfg, with_teacher=loss.needs_teacher)
-    check_scale_out(cfg)
+    check_scale_out(cfg, loss)
     threads = set_threads(cfg.get("threads"), processes_per_machine(cfg))  # cores shared among this machine's ranks
     if processes_per_machine(cfg) == 1 and (warning := check_oversubscription(threads)):
         print(warning, flush=True)

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from kd.errors import ConfigError
 from kd.launch.launchers import check_launcher_starts
 from kd.launch.processes import process_count
+from kd.losses.weighted_sum import WeightedSum
 
 
 def strategy_name(cfg: DictConfig) -> str:
@@ -19,10 +20,17 @@ def strategy_name(cfg: DictConfig) -> str:
     return str(strategy).lower()
 
 
-def check_scale_out(cfg: DictConfig) -> None:
+def check_scale_out(cfg: DictConfig, loss: WeightedSum | None = None) -> None:
     """Sharded training needs CUDA; the global batch must split evenly; the launcher must be able to start
-    the processes (``kd.launch.launchers``)."""
+    the processes (``kd.launch.launchers``); a loss term that keeps per-process state (its
+    ``single_process_only`` says why) runs in one process."""
     strategy, processes = strategy_name(cfg), process_count(cfg)
+    for name in loss.active if loss is not None and processes > 1 else []:
+        if why := getattr(loss.fns[name], "single_process_only", None):
+            raise ConfigError(
+                f"loss.terms.{name} ({type(loss.fns[name]).__name__}) cannot train in {processes} processes: {why}. "
+                "Run it in one process (trainer.devices=1 trainer.num_nodes=1), or choose another loss."
+            )
     if strategy.startswith("fsdp") and not torch.cuda.is_available():
         raise ConfigError(
             f"trainer.strategy={strategy} (trainer=fsdp): sharded training runs on CUDA GPUs only (Lightning's "

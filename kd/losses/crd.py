@@ -43,6 +43,9 @@ class ContrastiveRepresentation(nn.Module):
     """
 
     needs_teacher = True
+    # kd.jobs.scale_out refuses it in a multi-process job, saying why:
+    single_process_only = ("its memory banks are buffers, and DDP copies rank 0's to every process at each step, "
+                           "discarding the other processes' updates")
     memory_s: torch.Tensor  # buffers (register_buffer)
     memory_t: torch.Tensor
     z: torch.Tensor

@@ -88,6 +88,7 @@ def test_views_leave_out_exactly_the_keys_that_do_not_enter(configs: list[Any]) 
 
 def test_the_cache_identity_has_the_samples_not_their_batching(configs: list[Any], tmp_path: Path) -> None:
     settings = {"dtype": "float16", "top_k": None, "features": []}
+    (tmp_path / "teacher.ckpt").write_bytes(b"weights")
     identity = cache_identity(configs[0], tmp_path / "teacher.ckpt", settings)
     assert "batch_size" not in identity["data"]["module"] and "augment" not in identity["data"]["module"]
     source = identity["data"]["module"]["source"]

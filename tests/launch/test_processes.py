@@ -164,3 +164,17 @@ def test_the_other_ranks_rerun_this_job_alone(monkeypatch, tmp_path) -> None:
         assert HydraConfig.get().run.dir == str(tmp_path / "multirun/3")
     finally:
         HydraConfig.instance().cfg = None  # other tests run without Hydra's app state
+
+
+def test_crd_is_refused_by_name_in_a_multi_process_job() -> None:
+    """CRD's memory banks are buffers: DDP would copy rank 0's over every other process's updates."""
+    from kd.training import build_loss
+
+    cfg = compose_cfg("trainer=ddp", "loss=crd")
+    with pytest.raises(ConfigError, match=r"loss.terms.crd \(ContrastiveRepresentation\) cannot train in 2 processes: "
+                                          r"its memory banks are buffers.*trainer.devices=1"):
+        check_scale_out(cfg, build_loss(cfg.loss))
+    one = compose_cfg("loss=crd")
+    check_scale_out(one, build_loss(one.loss))  # one process: allowed
+    ddp_kd = compose_cfg("trainer=ddp", "loss=kd")
+    check_scale_out(ddp_kd, build_loss(ddp_kd.loss))

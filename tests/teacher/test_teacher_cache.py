@@ -162,7 +162,9 @@ def test_stale_cache_after_teacher_change_is_rebuilt(make_cfg, capsys) -> None:
     torch.save({k: v + 0.05 if v.is_floating_point() else v for k, v in state.items()}, ckpt)  # "retrained"
     capsys.readouterr()
     rebuilt = train(make_cfg("loss=kd", "teacher_outputs.dtype=float32", "teacher_outputs.cache=true"))
-    assert "is stale: teacher_sha256 changed: rebuilding it" in capsys.readouterr().out
+    # the cache knows the teacher by its SHA-256: other weights, another entry, computed anew
+    assert "computing teacher outputs on the train split" in capsys.readouterr().out
+    assert len(list(Path(cfg.paths.teacher_outputs_dir).iterdir())) == 2
     live = train(make_cfg("loss=kd", "teacher_outputs.cache=false"))
     assert_same_metrics(rebuilt, live)
 
@@ -302,16 +304,20 @@ def test_text_cache_equals_live_teacher(make_cfg) -> None:
         train(make_cfg("loss=hidden", "teacher_outputs.features=[hidden1]", "teacher_outputs.cache=true", base=TEXT_TINY))
 
 
-def test_cache_key_follows_what_changes_teacher_outputs(make_cfg) -> None:
-    base = make_cfg()
+def test_cache_key_follows_what_changes_teacher_outputs(make_cfg, tmp_path: Path) -> None:
+    base = make_cfg("trainer.precision=32-true")
     settings = {"dtype": "float16", "top_k": None, "features": []}
-    key = json.dumps(cache_identity(base, Path("t.ckpt"), settings), sort_keys=True)
+    t, u, copy_of_t = tmp_path / "t.ckpt", tmp_path / "u.ckpt", tmp_path / "elsewhere.ckpt"
+    for path, content in ((t, b"weights"), (u, b"other weights"), (copy_of_t, b"weights")):
+        path.write_bytes(content)
+    key = json.dumps(cache_identity(base, t, settings), sort_keys=True)
     for same in (["seed=3"], ["loss.temperature=9"], ["data.module.batch_size=32"], ["data.module.augment=true"],
                  ["teacher_outputs.precision=32-true"], ["trainer.precision=bf16-mixed", "teacher_outputs.precision=32-true"]):
-        assert json.dumps(cache_identity(make_cfg(*same), Path("t.ckpt"), settings), sort_keys=True) == key, same
+        assert json.dumps(cache_identity(make_cfg("trainer.precision=32-true", *same), t, settings), sort_keys=True) == key, same
     for other in (["trainer.precision=bf16-mixed"], ["teacher_outputs.precision=bf16-mixed"], ["data.module.source.noise=0.7"]):
-        assert json.dumps(cache_identity(make_cfg(*other), Path("t.ckpt"), settings), sort_keys=True) != key, other
-    assert cache_identity(base, Path("u.ckpt"), settings) != cache_identity(base, Path("t.ckpt"), settings)
+        assert json.dumps(cache_identity(make_cfg("trainer.precision=32-true", *other), t, settings), sort_keys=True) != key, other
+    assert cache_identity(base, u, settings) != cache_identity(base, t, settings)  # other weights
+    assert cache_identity(base, copy_of_t, settings) == cache_identity(base, t, settings)  # the same weights elsewhere
 
 
 def test_a_batch_view_is_a_pure_function_of_its_position_seed() -> None:

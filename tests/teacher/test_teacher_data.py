@@ -30,7 +30,7 @@ def test_the_teacher_learns_from_teacher_data_and_is_shared_with_that_data(make_
     assert OmegaConf.load(Path(small.paths.output_dir) / "config_resolved.yaml").data.module.source.train_size == 64
 
 
-def test_the_default_data_shares_the_full_data_sets_teacher(make_cfg) -> None:
+def test_the_default_data_shares_the_full_data_sets_teacher(make_cfg, tmp_path: Path) -> None:
     budget, full = make_cfg(base=[]), make_cfg("data=fashion_mnist", base=[])
     assert teacher_weights_dir(teacher_stage_config(budget)) == teacher_weights_dir(full)
     assert teacher_stage_config(full) is full  # no teacher_data: the teacher learns from data
@@ -38,7 +38,8 @@ def test_the_default_data_shares_the_full_data_sets_teacher(make_cfg) -> None:
     moved = make_cfg("data.teacher_data.module.source.data_dir=/elsewhere", base=[])
     assert data_identity(moved) == data_identity(budget)
     settings = {"dtype": "float16", "top_k": None, "features": []}
-    assert cache_identity(moved, Path("t.ckpt"), settings) == cache_identity(budget, Path("t.ckpt"), settings)
+    (teacher := tmp_path / "t.ckpt").write_bytes(b"weights")
+    assert cache_identity(moved, teacher, settings) == cache_identity(budget, teacher, settings)
 
 
 def test_teacher_data_of_another_task_is_refused(make_cfg) -> None:
