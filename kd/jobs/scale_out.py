@@ -25,10 +25,11 @@ def check_scale_out(cfg: DictConfig, loss: WeightedSum | None = None) -> None:
     the processes (``kd.launch.launchers``); a loss term that keeps per-process state (its
     ``single_process_only`` says why) runs in one process."""
     strategy, processes = strategy_name(cfg), process_count(cfg)
-    for name in loss.active if loss is not None and processes > 1 else []:
-        if why := getattr(loss.fns[name], "single_process_only", None):
+    terms = {name: loss.fns[name] for name in loss.active} if loss is not None and processes > 1 else {}
+    for name, term in terms.items():
+        if why := getattr(term, "single_process_only", None):
             raise ConfigError(
-                f"loss.terms.{name} ({type(loss.fns[name]).__name__}) cannot train in {processes} processes: {why}. "
+                f"loss.terms.{name} ({type(term).__name__}) cannot train in {processes} processes: {why}. "
                 "Run it in one process (trainer.devices=1 trainer.num_nodes=1), or choose another loss."
             )
     if strategy.startswith("fsdp") and not torch.cuda.is_available():
