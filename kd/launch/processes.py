@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -57,6 +58,16 @@ def processes_per_machine(cfg: Any) -> int:
 def process_count(cfg: Any) -> int:
     """Training processes of the job: processes per machine times ``trainer.num_nodes``."""
     return processes_per_machine(cfg) * int(cfg.trainer.get("num_nodes", 1) or 1)
+
+
+def run_stamp(time_format: str) -> str:
+    """``${run_stamp:%Y-%m-%d/%H-%M-%S-%f}`` (``hydra.run.dir``): the time now, formatted; in a task that
+    ``srun`` started with others (one job step of several tasks, each running the command),
+    ``slurm-<job id>/<step id>``, the same in every task, so the ranks share one run folder."""
+    job, step, tasks = (os.environ.get(k, "") for k in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NTASKS"))
+    if job and step and tasks.isdigit() and int(tasks) > 1 and "SLURM_PROCID" in os.environ:
+        return f"slurm-{job}/{step}"
+    return datetime.now().strftime(time_format)
 
 
 def global_rank() -> int:

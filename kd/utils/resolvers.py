@@ -5,6 +5,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from kd.launch.launchers import threads_per_job
+from kd.launch.processes import run_stamp
 from kd.task import task_for
 
 
@@ -23,3 +24,4 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("one_minus", one_minus, replace=True)
     OmegaConf.register_new_resolver("threads_per_job", threads_per_job, replace=True)
     OmegaConf.register_new_resolver("task", task_field, replace=True)
+    OmegaConf.register_new_resolver("run_stamp", run_stamp, replace=True)

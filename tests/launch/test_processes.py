@@ -178,3 +178,27 @@ def test_crd_is_refused_by_name_in_a_multi_process_job() -> None:
     check_scale_out(one, build_loss(one.loss))  # one process: allowed
     ddp_kd = compose_cfg("trainer=ddp", "loss=kd")
     check_scale_out(ddp_kd, build_loss(ddp_kd.loss))
+
+
+def test_the_tasks_of_one_srun_step_share_one_run_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``srun python -m kd.run trainer=ddp``: every task composes the config itself; the run folder must
+    not come from each task's own clock."""
+    for name in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NTASKS", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run_dir() -> str:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return str(compose(config_name="train", return_hydra_config=True).hydra.run.dir)
+
+    alone = run_dir()
+    assert alone.startswith("outputs/runs/") and alone.count("/") == 3 and alone != run_dir()  # the time, to the µs
+    monkeypatch.setenv("SLURM_JOB_ID", "4711")
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    folders = set()
+    for task in ("0", "1"):
+        monkeypatch.setenv("SLURM_PROCID", task)
+        folders.add(run_dir())
+    assert folders == {"outputs/runs/slurm-4711/0"}
+    monkeypatch.setenv("SLURM_NTASKS", "1")  # one task (a plain sbatch job): its own time again
+    assert run_dir() != "outputs/runs/slurm-4711/0"
