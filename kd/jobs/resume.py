@@ -155,11 +155,9 @@ def plan_resume(cfg: DictConfig) -> ResumePlan:
     identity = job_identity(cfg)
     if setting not in (True, "true"):
         return _explicit(cfg, Path(str(setting)), identity)
-    key, own = job_key(identity), Path(cfg.paths.output_dir).resolve()
-    earlier = []
+    key = job_key(identity)
+    earlier = []  # this job's own folder too: a requeued multirun job (submitit) starts again in it
     for record_path in Path(cfg.paths.log_dir).rglob(JOB_FILE):
-        if record_path.parent.resolve() == own:
-            continue
         try:
             record = json.loads(record_path.read_text())
             matches = record_key(record) == key
@@ -182,9 +180,13 @@ def apply_plan(cfg: DictConfig, plan: ResumePlan) -> dict[str, Any] | None:
     """Act on ``plan``: for ``skip`` copy the finished run's metrics here and return them; for
     ``continue`` point ``paths.output_dir`` at the earlier run. Returns None unless skipping."""
     own, writer = Path(cfg.paths.output_dir), is_rank_zero()  # several processes: rank 0 writes
+    in_place = plan.run_dir is not None and plan.run_dir.resolve() == own.resolve()  # a requeued job in its folder
     if plan.action == "skip":
         assert plan.run_dir is not None  # skip and continue plans name their run
         metrics = cast(dict[str, Any], finished_metrics(plan.run_dir))  # the plan read them
+        if in_place:
+            print(f"[kd] resume: this job already finished in {own}; nothing to do", flush=True)
+            return metrics
         metrics["reused_from"] = str(plan.run_dir)
         if writer:
             shutil.copy2(plan.run_dir / JOB_FILE, own / JOB_FILE)
@@ -195,7 +197,7 @@ def apply_plan(cfg: DictConfig, plan: ResumePlan) -> dict[str, Any] | None:
         assert plan.run_dir is not None
         if writer and (failure := plan.run_dir / FAILURE_FILE).is_file():  # the run goes on: no longer failed
             os.replace(failure, plan.run_dir / RESUMED_FAILURE_FILE)
-        if writer:
+        if writer and not in_place:
             (own / "resumed.json").write_text(
                 json.dumps({"continued_in": str(plan.run_dir), "checkpoint": str(plan.checkpoint)}) + "\n"
             )

@@ -63,10 +63,12 @@ def process_count(cfg: Any) -> int:
 def run_stamp(time_format: str) -> str:
     """``${run_stamp:%Y-%m-%d/%H-%M-%S-%f}`` (``hydra.run.dir``): the time now, formatted; in a task that
     ``srun`` started with others (one job step of several tasks, each running the command),
-    ``slurm-<job id>/<step id>``, the same in every task, so the ranks share one run folder."""
+    ``slurm-<job id>/<step id>``, the same in every task, so the ranks share one run folder; a requeued job
+    (``SLURM_RESTART_COUNT``) gets ``.restart<n>`` after it, a new folder (``resume=true`` finds the old one)."""
     job, step, tasks = (os.environ.get(k, "") for k in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NTASKS"))
     if job and step and tasks.isdigit() and int(tasks) > 1 and "SLURM_PROCID" in os.environ:
-        return f"slurm-{job}/{step}"
+        restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+        return f"slurm-{job}/{step}" + (f".restart{restarts}" if restarts not in ("", "0") else "")
     return datetime.now().strftime(time_format)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from omegaconf import open_dict
 
 from kd.export.__main__ import main as export_main
 from kd.report.__main__ import main as report_main
@@ -231,4 +232,27 @@ def test_a_full_disk_in_export_and_report_fails_cleanly_and_the_same_command_fin
         no_temporaries(tmp_path)
         command()  # the same command, the disk freed
         assert json.loads(written.read_text())
+    no_temporaries(tmp_path)
+
+
+def test_a_requeued_job_continues_in_its_own_folder(tmp_path: Path, uninterrupted: dict,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A multirun job that SLURM requeues (submitit) starts again in the same folder: with ``resume=true``
+    it continues from its own checkpoint there, instead of starting over from step 0."""
+    from kd.job import train
+    from tests.conftest import compose_config
+
+    killed = kd_process(tmp_path, "job", fault={"kill_step": 6})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:] + killed.stderr[-3000:]
+    own = tmp_path / "runs/job"
+    cfg = compose_config([*JOB, "resume=true"], tmp_path / "compose")
+    with open_dict(cfg):  # as the requeued job sees it: its own folder, the same log and teacher folders
+        cfg.paths.update(output_dir=str(own), log_dir=str(tmp_path), teacher_weights_dir=str(tmp_path / "teachers"),
+                         teacher_outputs_dir=str(tmp_path / "teacher_outputs"))
+    capsys.readouterr()
+    train(cfg)
+    assert f"[kd] resume: continuing {own} from {own}/checkpoints/resume.ckpt" in capsys.readouterr().out
+    assert compared(finished_run(tmp_path)) == compared(uninterrupted) and not (own / "resumed.json").exists()
+    train(cfg)  # requeued once more after it finished: nothing to do
+    assert f"[kd] resume: this job already finished in {own}; nothing to do" in capsys.readouterr().out
     no_temporaries(tmp_path)

@@ -183,7 +183,7 @@ def test_crd_is_refused_by_name_in_a_multi_process_job() -> None:
 def test_the_tasks_of_one_srun_step_share_one_run_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     """``srun python -m kd.run trainer=ddp``: every task composes the config itself; the run folder must
     not come from each task's own clock."""
-    for name in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NTASKS", "SLURM_PROCID"):
+    for name in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_RESTART_COUNT"):
         monkeypatch.delenv(name, raising=False)
 
     def run_dir() -> str:
@@ -200,5 +200,8 @@ def test_the_tasks_of_one_srun_step_share_one_run_folder(monkeypatch: pytest.Mon
         monkeypatch.setenv("SLURM_PROCID", task)
         folders.add(run_dir())
     assert folders == {"outputs/runs/slurm-4711/0"}
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # requeued: a new folder; resume=true finds the first
+    assert run_dir() == "outputs/runs/slurm-4711/0.restart1"
+    monkeypatch.delenv("SLURM_RESTART_COUNT")
     monkeypatch.setenv("SLURM_NTASKS", "1")  # one task (a plain sbatch job): its own time again
     assert run_dir() != "outputs/runs/slurm-4711/0"
