@@ -148,6 +148,7 @@ def test_a_run_asking_for_emulated_bf16_says_so_at_start_up(cpu, make_cfg, capsy
     assert "[kd] hardware: cpu AMD EPYC, " in out and "bf16 emulated (no avx512_bf16 or amx_bf16)" in out
     assert "[kd] precision auto (bf16 emulated: no avx512_bf16 or amx_bf16): trainer.precision=32-true (image student); " in out
     assert metrics["hardware"]["name"] == "AMD EPYC" and metrics["hardware"]["bf16_native"] is False
-    assert "trainer.precision=" not in out.split("[kd] warning: ")[1].split(", but")[0]  # the student runs fp32
+    (warning,) = [line for line in out.splitlines() if line.startswith("[kd] warning: teacher_outputs.precision")]
+    assert "trainer.precision=" not in warning.split(", but")[0]  # the student runs fp32
     assert out.index("[kd] warning: teacher_outputs") < out.index("[kd] computing teacher outputs")
     assert metrics["job_type"] == "distill"
