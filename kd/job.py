@@ -34,7 +34,7 @@ from kd.jobs.records import (
 from kd.jobs.resume import apply_plan, plan_resume, write_job_record
 from kd.jobs.scale_out import check_scale_out
 from kd.jobs.validate import check_config
-from kd.launch.hardware import decide_hardware, job_device
+from kd.launch.hardware import job_device, job_hardware
 from kd.launch.launchers import failed_job_value
 from kd.launch.processes import is_rank_zero, processes_per_machine
 from kd.task import task_of_config
@@ -62,11 +62,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_loss_modality(cfg)
     check_shared_vocabulary(cfg, with_teacher=loss.needs_teacher)
     check_scale_out(cfg, loss)
-    threads = set_threads(cfg.get("threads"), processes_per_machine(cfg))  # cores shared among this machine's ranks
-    if processes_per_machine(cfg) == 1 and (warning := check_oversubscription(threads)):
+    processes = processes_per_machine(cfg)
+    threads = set_threads(cfg.get("threads"), processes)  # cores shared among this machine's ranks
+    if processes == 1 and (warning := check_oversubscription(threads)):
         print(warning, flush=True)
     if is_rank_zero():
-        print(decide_hardware(str(OmegaConf.select(cfg, "trainer.accelerator") or "auto")).line(), flush=True)
+        print(job_hardware(cfg).line(), flush=True)
         if precision_line:
             print(precision_line, flush=True)
         if warning := emulated_bf16_warning(cfg):
@@ -88,7 +89,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     sequence_kd = bool(cfg.loss.get("teacher_generations")) or uses_teacher_responses(cfg)
     if loss.needs_teacher or sequence_kd or answers_scored_against_teacher(cfg):
         teacher, teacher_ckpt = prepare_teacher(cfg, datamodule)
-        teacher.to(job_device(str(OmegaConf.select(cfg, "trainer.accelerator") or "auto")))  # its own passes run there
+        teacher.to(job_device(str(cfg.trainer.get("accelerator") or "auto")))  # its own passes run there
         if uses_teacher_responses(cfg):
             generations = use_teacher_responses(cfg, datamodule, teacher, teacher_ckpt)
         elif sequence_kd:

@@ -19,7 +19,7 @@ from torch import nn
 
 from kd.callbacks import EpochSummary
 from kd.cost import first_batch, latency_ms, like_parameters, size_on_disk_mb
-from kd.launch.hardware import decide_hardware
+from kd.launch.hardware import job_hardware
 from kd.launch.processes import is_rank_zero, pin_worker_command
 from kd.lm.answers import stop_and_pad
 from kd.lm.evaluation import report_language_model
@@ -200,7 +200,7 @@ def fit_and_test(
         {
             "job_type": cfg.get("job_type"),
             "task": task_of_config(cfg).name,
-            "hardware": decide_hardware(str(cfg.trainer.get("accelerator", "auto"))).record(),
+            "hardware": job_hardware(cfg).record(),
             "student/params": count_parameters(student),
             "teacher/params": count_parameters(teacher) if teacher is not None else None,
             "time/fit_s": round(fit_seconds, 2),

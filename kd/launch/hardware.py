@@ -48,6 +48,11 @@ class Hardware:
         return asdict(self)
 
 
+def job_hardware(cfg: Any) -> Hardware:
+    """The hardware of the job ``cfg`` describes (its ``trainer.accelerator``)."""
+    return decide_hardware(str(cfg.trainer.get("accelerator") or "auto"))
+
+
 def job_device(accelerator: str = "auto") -> Any:
     """The ``torch.device`` this process trains on (``trainer.accelerator``): its GPU (``LOCAL_RANK``) where
     the hardware is a CUDA GPU, else the CPU. The teacher's own passes (cache, views, generations) run there."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from kd.errors import ConfigError
-from kd.launch.hardware import decide_hardware
+from kd.launch.hardware import job_hardware
 
 T = TypeVar("T")
 # The trainer settings of a stage that runs in rank 0's process alone (the teacher stage); the
@@ -43,7 +43,7 @@ def processes_per_machine(cfg: Any) -> int:
 
     devices: Any = cfg.trainer.get("devices", 1)
     devices = OmegaConf.to_container(devices) if OmegaConf.is_list(devices) else devices
-    on_gpu = decide_hardware(str(cfg.trainer.get("accelerator") or "auto")).device == "cuda"
+    on_gpu = job_hardware(cfg).device == "cuda"
     accelerator = CUDAAccelerator if on_gpu else CPUAccelerator
     if devices == "auto":
         return int(accelerator.auto_device_count())

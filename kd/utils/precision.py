@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from kd.launch.hardware import BF16_FLAGS, Hardware, decide_hardware
+from kd.launch.hardware import BF16_FLAGS, decide_hardware, job_hardware
 from kd.task import task_for
 
 AUTO = "auto"
@@ -24,16 +24,14 @@ class Pick:
 
     student: str  # Lightning precision of the student's stage
     teacher: str  # of the teacher's (its training stage and, for frozen pretrained teachers, its weights)
-    reason: str  # the measurement behind it (docs/speed.md#precision-auto)
 
 
-# Model kind (kd.task: Task.model_kind) -> the pick. Emulated bf16 ran 5-20x slower than fp32 on an
-# AVX2-only CPU for every kind.
+# Model kind (kd.task: Task.model_kind) -> the pick; the measurements: docs/speed.md#precision-auto.
+# Emulated bf16 ran 5-20x slower than fp32 on an AVX2-only CPU for every kind.
 PICKS = {
-    "image": Pick("32-true", "bf16-mixed", "bf16 was no faster for the default student; the resnet20 teacher "
-                  "stage trained 1.5-1.9x faster at equal accuracy (Intel AMX, AMD EPYC)"),
-    "text": Pick("bf16-mixed", "bf16-mixed", "MiniLM steps 2.8x faster under bf16 autocast on Intel AMX"),
-    "language model": Pick("bf16-mixed", "bf16-mixed", "the cut student's steps 1.4-1.9x faster on Intel AMX"),
+    "image": Pick("32-true", "bf16-mixed"),  # student no faster in bf16; teacher stage 1.5-1.9x at equal accuracy
+    "text": Pick("bf16-mixed", "bf16-mixed"),  # MiniLM steps 2.8x faster on Intel AMX
+    "language model": Pick("bf16-mixed", "bf16-mixed"),  # the cut student's steps 1.4-1.9x faster on Intel AMX
 }
 
 
@@ -47,14 +45,10 @@ def native_bf16(accelerator: str = "auto") -> bool:
     return decide_hardware(str(accelerator)).bf16_native
 
 
-def _hardware(cfg: DictConfig) -> Hardware:
-    return decide_hardware(str(OmegaConf.select(cfg, "trainer.accelerator") or "auto"))
-
-
 def auto_precision(cfg: DictConfig, role: str) -> str:
     """The precision ``auto`` picks for ``cfg``'s ``role`` model (student or teacher) on this device."""
     pick = PICKS[model_kind(cfg, role)]
-    return getattr(pick, role) if _hardware(cfg).bf16_native else "32-true"
+    return getattr(pick, role) if job_hardware(cfg).bf16_native else "32-true"
 
 
 def stage_precision(cfg: DictConfig, role: str) -> str | int:
@@ -70,36 +64,35 @@ def apply_auto_precision(cfg: DictConfig) -> str | None:
     student's), ``teacher.precision`` (the teacher stage's, where it differs; null follows
     ``trainer.precision``) and a ``net.dtype: auto`` (bfloat16 where its stage takes bf16). Returns the
     start-up line, or None."""
-    teacher_asked = OmegaConf.select(cfg, "teacher.precision")
-    autos = {"trainer.precision": ("student", cfg.trainer.get("precision") == AUTO),
-             "teacher.precision": ("teacher", teacher_asked == AUTO or (teacher_asked is None and cfg.trainer.get("precision") == AUTO))}
-    autos.update({f"{role}.net.dtype": (role, OmegaConf.select(cfg, f"{role}.net.dtype") == AUTO) for role in ("student", "teacher")})
-    if not any(is_auto for _, is_auto in autos.values()):
+    student_auto, teacher_asked = cfg.trainer.get("precision") == AUTO, OmegaConf.select(cfg, "teacher.precision")
+    dtypes = [role for role in ("student", "teacher") if OmegaConf.select(cfg, f"{role}.net.dtype") == AUTO]
+    if not (student_auto or teacher_asked == AUTO or dtypes):
         return None
     chosen = {role: stage_precision(cfg, role) for role in ("student", "teacher")}
-    if teacher_asked is None and chosen["teacher"] == chosen["student"]:  # null keeps following trainer.precision
-        autos["teacher.precision"] = ("teacher", False)
-    picked = []
+    writes: dict[str, tuple[str, str | int]] = {}  # key: (role, value)
+    if student_auto:
+        writes["trainer.precision"] = ("student", chosen["student"])
+    if teacher_asked == AUTO or (teacher_asked is None and student_auto and chosen["teacher"] != chosen["student"]):
+        writes["teacher.precision"] = ("teacher", chosen["teacher"])  # null keeps following trainer.precision
+    for role in dtypes:
+        writes[f"{role}.net.dtype"] = (role, "bfloat16" if "bf16" in str(chosen[role]) else "float32")
     with open_dict(cfg):
-        for key, (role, is_auto) in autos.items():
-            if not is_auto:
-                continue
-            value = ("bfloat16" if "bf16" in str(chosen[role]) else "float32") if key.endswith("dtype") else chosen[role]
+        for key, (_, value) in writes.items():
             OmegaConf.update(cfg, key, value, force_add=True)
-            picked.append(f"{key}={value} ({model_kind(cfg, role)} {role})")
-    hardware = _hardware(cfg)
+    picked = ", ".join(f"{key}={value} ({model_kind(cfg, role)} {role})" for key, (role, value) in writes.items())
+    hardware = job_hardware(cfg)
     basis = f"bf16 native: {hardware.bf16_basis}" if hardware.bf16_native else f"bf16 emulated: {hardware.bf16_basis}"
-    return f"[kd] precision auto ({basis}): {', '.join(picked)}; measurements: {MEASURED}"
+    return f"[kd] precision auto ({basis}): {picked}; measurements: {MEASURED}"
 
 
 def emulated_bf16_warning(cfg: DictConfig) -> str | None:
     """A warning naming the precision and dtype keys that ask for bf16 on a device without bf16 instructions."""
-    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator") or "auto")
     keys = {key: fp32 for key, fp32 in FP32.items() if "bf16" in str(OmegaConf.select(cfg, key)).replace("bfloat", "bf")}
-    if not keys or native_bf16(accelerator):
+    hardware = job_hardware(cfg)
+    if not keys or hardware.bf16_native:
         return None
     asked = ", ".join(f"{key}={OmegaConf.select(cfg, key)}" for key in keys)
-    name = decide_hardware(accelerator).name
+    name = hardware.name
     return (f"[kd] warning: {asked}, but {name} has no bf16 instructions ({', '.join(BF16_FLAGS[:2])}), so torch "
             f"emulates bf16 and runs slower, not faster: {MEASURED}. Set "
             f"{' and '.join(f'{key}={fp32}' for key, fp32 in keys.items())}, or trainer.precision=auto to take "
