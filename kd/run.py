@@ -12,6 +12,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from kd.jobs.help import answer_help
 from kd.utils.config_files import hydra_config_path
 
 
@@ -24,7 +25,12 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def cli() -> None:
-    """``python -m kd.run``: :func:`main`, plus the closest keys when Hydra refuses an override's key."""
+    """``python -m kd.run``: :func:`main`, plus the closest keys when Hydra refuses an override's key.
+
+    ``--help`` is answered by :mod:`kd.jobs.help` where it renders Hydra's help exactly, in half the time.
+    """
+    if answer_help(sys.argv[1:]):
+        return
     try:
         main()
     except SystemExit as exit_:

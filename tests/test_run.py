@@ -240,3 +240,35 @@ def test_a_refused_value_and_help_answer_before_torch_is_imported(tmp_path, args
     assert "hydra" in imported and "kd.jobs.validate" in imported or args == ["--help"]
     assert sorted(imported & set(HEAVY)) == []
     assert not (tmp_path / "run").exists()  # refused before Hydra made the run folder
+
+
+@pytest.mark.parametrize("overrides", [[], ["loss=dkd", "loss.temperature=2"]])
+def test_kd_s_help_prints_what_hydra_s_own_help_prints(overrides: list[str]) -> None:
+    """kd.jobs.help renders Hydra's help template itself; a hydra.* override sends --help to Hydra."""
+    def help_of(*extra: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "kd.run", "--help", *overrides, *extra], cwd=CONF_DIR.parent,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    kd_s, hydra_s = help_of(), help_of("hydra.job.chdir=false")
+    assert kd_s == hydra_s
+    assert "\nloss: ab, at, " in kd_s and "\nstudent: " in kd_s and "\nhydra/" not in kd_s
+    assert ("temperature: 2" in kd_s) == bool(overrides)
+
+
+def test_help_with_a_mistyped_key_is_refused_with_the_closest_key() -> None:
+    done = subprocess.run([sys.executable, "-m", "kd.run", "--help", "loss.temprature=3"], cwd=CONF_DIR.parent,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "did you mean loss.temperature?" in done.stderr and done.stdout == ""
+
+
+def test_which_help_calls_kd_answers() -> None:
+    from kd.jobs.help import help_overrides
+
+    assert help_overrides(["--help"]) == [] and help_overrides(["loss=kd", "-h"]) == ["loss=kd"]
+    assert help_overrides(["loss=kd"]) is None                      # not a help call
+    assert help_overrides(["--help", "hydra.searchpath=[file:///x]"]) is None  # Hydra's: the search path changes
+    assert help_overrides(["--help", "--config-dir", "/x"]) is None
+    assert help_overrides(["--hydra-help"]) is None
