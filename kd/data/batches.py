@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sized
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any, cast
 
 import torch
@@ -15,12 +15,13 @@ from kd.utils.hashing import tensors_sha256
 
 
 class ViewBatch(list):
-    """A training batch's sample indices and ``view_seed``, the seed of its random view (augmentation),
-    fixed by the batch's position like everything else in :class:`PositionSeededBatches`."""
+    """A training batch's sample indices, ``view_seed`` (the seed of this process's random view of it:
+    augmentation) and ``step_seed`` (the seed every process shares for the step's decisions: whether
+    the step samples on-policy), both fixed by the batch's position as in :class:`PositionSeededBatches`."""
 
-    def __init__(self, indices: list[int], view_seed: int) -> None:
+    def __init__(self, indices: list[int], view_seed: int, step_seed: int) -> None:
         super().__init__(indices)
-        self.view_seed = view_seed
+        self.view_seed, self.step_seed = view_seed, step_seed
 
 
 class IndexedTensors(Dataset):
@@ -46,14 +47,15 @@ class IndexedTensors(Dataset):
         return tensors_sha256([self.inputs, self.labels])
 
 
-def position_seed(seed: int, epoch: int, batch: int = -1, rank: int = 0) -> int:
+def position_seed(seed: int, epoch: int, batch: int = -1, rank: int = 0, stream: str = "") -> int:
     """A 63-bit seed that depends only on the run's seed, the epoch, the batch's place in it and the
-    process's rank (multi-process training; rank 0 draws what a single process draws).
+    process's rank (multi-process training; rank 0 draws what a single process draws), or, for a named
+    ``stream``, on the first three alone (one seed that every process draws the same from).
 
     Hashed, because torch's generator gives similar first draws for nearby seeds (consecutive
     epochs would otherwise start with nearly the same order).
     """
-    key = f"{seed}/{epoch}/{batch}" + (f"/{rank}" if rank else "")
+    key = f"{seed}/{epoch}/{batch}" + (f"/{stream}" if stream else f"/{rank}" if rank else "")
     digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
 
@@ -72,7 +74,8 @@ class PositionSeededBatches(Sampler[list[int]]):
     out batch ``b`` it seeds torch's global RNG with ``position_seed(seed, e, b, rank)``, so everything
     random in that training step (dropout, negative sampling) is fixed by its position; the batch
     carries the same number as its ``view_seed``, from which the augmentation draws with its own
-    generator (so the view does not depend on what else used the global RNG, e.g. Lightning
+    generator, and a ``step_seed`` without the rank, from which every process draws the step's shared
+    decisions (:class:`kd.lm.on_policy.StudentSamples`) alike (so the view does not depend on what else used the global RNG, e.g. Lightning
     prefetching the next batch, and the teacher's outputs on it can be computed ahead).
     With :meth:`state_dict` (how many batches of which epoch were handed out) this makes a run
     resumed from a mid-epoch checkpoint take exactly the steps an uninterrupted run takes.
@@ -110,7 +113,8 @@ class PositionSeededBatches(Sampler[list[int]]):
             self.handed_out = batch + 1
             torch.manual_seed(seed := position_seed(self.seed, epoch, batch, self.rank))
             indices = order[batch * self.batch_size : (batch + 1) * self.batch_size]
-            yield ViewBatch(torch.tensor_split(indices, self.world)[self.rank].tolist(), seed)
+            step_seed = position_seed(self.seed, epoch, batch, stream="step")
+            yield ViewBatch(torch.tensor_split(indices, self.world)[self.rank].tolist(), seed, step_seed)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "handed_out": self.handed_out, "seed": self.seed}
@@ -140,17 +144,35 @@ def batch_loader(dataset: Dataset, batch_size: int, shuffle: bool, share: tuple[
     Shuffled loaders are :class:`ResumableLoader` over :class:`PositionSeededBatches`, seeded with
     ``torch.initial_seed()`` (the stage's seed, as ``seed_everything`` set it). ``share`` is this
     process's ``(rank, world size)`` (default: :func:`process_share`): training batches are split
-    among the processes; an unshuffled split is cut into ``world`` contiguous parts, one each, so
-    every sample is evaluated exactly once.
+    among the processes; an unshuffled split is cut into ``world`` contiguous parts, one each, of the
+    same number of batches (:func:`even_evaluation_batches`).
     """
     rank, world = share or process_share()
     size = len(cast(Sized, dataset))  # map-style data sets with a length
     if shuffle:
         sampler = PositionSeededBatches(size, batch_size, torch.initial_seed(), rank, world)
         return ResumableLoader(dataset, sampler=sampler, batch_size=None, num_workers=0)
-    part = torch.tensor_split(torch.arange(size), world)[rank].tolist()
-    batches = BatchSampler(part, batch_size=batch_size, drop_last=False)
+    if world == 1:
+        batches: Iterable[list[int]] = BatchSampler(range(size), batch_size=batch_size, drop_last=False)
+    else:
+        batches = even_evaluation_batches(size, batch_size, rank, world)
     return DataLoader(dataset, sampler=batches, batch_size=None, num_workers=0)
+
+
+def even_evaluation_batches(size: int, batch_size: int, rank: int, world: int) -> list[list[int]]:
+    """Process ``rank``'s evaluation batches: its contiguous part of ``range(size)``, cut into as many
+    batches of at most ``batch_size`` as the longest part needs, so that every process runs the same
+    number of evaluation steps (each step's logging is a collective; one step more on one process
+    would leave the others waiting) and every sample is evaluated exactly once."""
+    parts = torch.tensor_split(torch.arange(size), world)
+    count = -(-len(parts[0]) // batch_size)  # the first part is the longest
+    if len(parts[-1]) < count:
+        raise ConfigError(
+            f"data.module.eval_batch_size={batch_size}: {size} evaluation samples shared among {world} "
+            f"processes leave the last one fewer samples ({len(parts[-1])}) than the others' {count} batches; "
+            f"set data.module.eval_batch_size to at least 2, or use fewer processes"
+        )
+    return [chunk.tolist() for chunk in torch.tensor_split(parts[rank], count)]
 
 
 class SplitLoaders:

@@ -10,7 +10,7 @@ import lightning.pytorch as L
 import torch
 from torch.utils.data import Dataset
 
-from kd.data.batches import SplitLoaders
+from kd.data.batches import SplitLoaders, ViewBatch
 from kd.errors import ConfigError
 from kd.models.text import load_tokenizer
 from kd.utils.hashing import tensors_sha256
@@ -35,7 +35,10 @@ class TokenBlocks(Dataset):
         rows = self.blocks[index]
         inputs = {"input_ids": rows[:, :-1], "attention_mask": torch.ones_like(rows[:, :-1])}
         labels = rows[:, 1:] if self.ignored is None else rows[:, 1:].masked_fill(self.ignored[index], IGNORE_INDEX)
-        return {"inputs": inputs, "labels": labels, "index": index}
+        batch = {"inputs": inputs, "labels": labels, "index": index}
+        if isinstance(indices, ViewBatch):  # training batches: the step's seed, the same in every process
+            batch["step_seed"] = torch.tensor(indices.step_seed, dtype=torch.long)
+        return batch
 
     def fingerprint(self) -> str:
         """SHA-256 of the token ids and ignored labels (the teacher-output cache checks it)."""

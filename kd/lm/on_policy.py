@@ -53,7 +53,7 @@ class StudentSamples:
             self.check_length(block_size)
 
     def __call__(self, batch: dict[str, Any], student: nn.Module) -> dict[str, Any]:
-        if self.lmbda == 0.0 or (self.lmbda < 1.0 and torch.rand(()).item() >= self.lmbda):
+        if not self.samples_this_step(batch):
             return batch
         if self.answer_after_prompt is not None:
             return self.answers(batch, student, *self.answer_after_prompt)
@@ -65,6 +65,15 @@ class StudentSamples:
         labels[:, : self.prompt_tokens - 1] = IGNORE_INDEX
         inputs = {"input_ids": sequences[:, :-1], "attention_mask": torch.ones_like(sequences[:, :-1])}
         return {"inputs": inputs, "labels": labels, "sampled": True}
+
+    def samples_this_step(self, batch: dict[str, Any]) -> bool:
+        """Whether this batch is replaced: a draw from the batch's ``step_seed``, which every process of a
+        multi-process job shares, so they all call ``generate()`` together (else the global RNG)."""
+        if self.lmbda in (0.0, 1.0):
+            return self.lmbda == 1.0
+        seed = batch.get("step_seed")
+        generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        return bool(torch.rand((), generator=generator).item() < self.lmbda)
 
     def answers(self, batch: dict[str, Any], student: nn.Module, stop: int, pad: int) -> dict[str, Any]:
         """Each row's prompt (the tokens before its first scored label) and the student's sampled answer

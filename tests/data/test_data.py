@@ -133,3 +133,20 @@ def test_synthetic_images_are_deterministic() -> None:
     a, b = SyntheticImages(seed=1).load(), SyntheticImages(seed=1).load()
     torch.testing.assert_close(a["train"].inputs, b["train"].inputs)
     assert {k: len(v) for k, v in a.items()} == {"train": 512, "val": 128, "test": 128}
+
+
+@pytest.mark.parametrize(("size", "batch_size", "world"), [(9, 4, 2), (10, 4, 2), (13, 5, 3), (1001, 1000, 2), (7, 2, 4)])
+def test_every_process_gets_the_same_number_of_evaluation_batches(size: int, batch_size: int, world: int) -> None:
+    """Evaluation logging is a collective: one batch more on one process would leave the others waiting."""
+    data = IndexedTensors(torch.arange(float(size))[:, None], torch.arange(size))
+    per_process = [[b["index"].tolist() for b in batch_loader(data, batch_size, shuffle=False, share=(rank, world))]
+                   for rank in range(world)]
+    assert len({len(batches) for batches in per_process}) == 1
+    assert all(0 < len(b) <= batch_size for batches in per_process for b in batches)
+    assert sorted(i for batches in per_process for b in batches for i in b) == list(range(size))  # each once
+
+
+def test_evaluation_batches_that_cannot_be_even_are_refused_by_key() -> None:
+    data = IndexedTensors(torch.zeros(3, 1), torch.arange(3))
+    with pytest.raises(ConfigError, match=r"data.module.eval_batch_size=1: 3 evaluation samples shared among 2"):
+        batch_loader(data, 1, shuffle=False, share=(1, 2))

@@ -236,3 +236,22 @@ def test_an_empty_corpus_and_a_missing_corpus_package_are_named() -> None:
         text_files("/nonexistent", "**/*.rst.txt", package="python3.11-doc")
     with pytest.raises(ConfigError, match=r"apt-get install fortunes"):
         fortunes(root="/nonexistent")
+
+
+def test_every_process_decides_alike_whether_a_step_samples_on_policy() -> None:
+    """The decision draws from the batch's step seed, not from the global RNG each process seeds with its
+    rank: processes that disagreed would not all call generate() (FSDP's collectives would hang)."""
+    from kd.data.batches import PositionSeededBatches
+    from kd.data.lm import TokenBlocks
+    from kd.lm.on_policy import StudentSamples
+
+    blocks = TokenBlocks(torch.arange(64 * 5).reshape(64, 5))
+    decide = StudentSamples(lmbda=0.5, prompt_tokens=2).samples_this_step
+
+    def decisions(rank: int) -> list[bool]:
+        sampler = PositionSeededBatches(size=64, batch_size=2, seed=3, rank=rank, world=2)
+        return [decide(blocks[indices]) for indices in sampler]
+
+    rank0, rank1 = decisions(0), decisions(1)
+    assert rank0 == rank1 and 8 <= sum(rank0) <= 24  # 32 steps, about half of them sampled
+    assert decisions(0) == rank0  # fixed by the step's position
