@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import lightning.pytorch as L
+import torch
 
+from kd.finite import on_any_process
+from kd.launch.processes import is_rank_zero
 from kd.utils.files import temporary_path
 
 # Epoch-level values kd logs are synced Metrics or rank 0's own timings (multi-process training).
@@ -69,14 +76,21 @@ class ResumePoint(L.Callback):
     the previous resume point intact. The last step of an epoch is left to the epoch-end checkpoint.
     ``every_n_steps: 0`` turns the writing off.
 
+    **On a cluster's warning signal** (``on_signal``: submitit's USR2 before a SLURM time limit or on
+    preemption) it also writes one at the end of the step the signal arrived in (every process agrees
+    on that step), and then hands the signal to the handler that owned it: submitit, which requeues
+    the job; the requeued job continues from it (:func:`kd.jobs.resume.plan_resume`). It does so only
+    where such a handler is installed; elsewhere the signal keeps its default action.
+
     On resume it also hands the training loader its saved position (``kd.data.batches``): Lightning
     only does that when nothing built the loader before the checkpoint was restored, and a step-wise
     LR schedule does (``trainer.estimated_stepping_batches``).
     """
 
-    def __init__(self, dirpath: str, every_n_steps: int) -> None:
+    def __init__(self, dirpath: str, every_n_steps: int, on_signal: str | None = None) -> None:
         self.dirpath, self.every_n_steps = Path(dirpath), int(every_n_steps)
         self._loader_states: list[dict[str, Any]] = []
+        self.warning = WarningSignal(on_signal)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
@@ -86,11 +100,30 @@ class ResumePoint(L.Callback):
         loader, states, self._loader_states = trainer.train_dataloader, self._loader_states, []
         if states and loader is not None and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(states[0])
+        self.warning.arm()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         step, batch_idx = trainer.global_step, args[-1]
-        if self.every_n_steps <= 0 or step % self.every_n_steps or batch_idx + 1 >= trainer.num_training_batches:
+        last_of_epoch = batch_idx + 1 >= trainer.num_training_batches  # the epoch-end checkpoint follows
+        if not last_of_epoch and self.warning.received_anywhere(pl_module.device):
+            self.save(trainer)
+            print(f"[kd] {self.warning.name} received: resume point written at step {step}; "
+                  "handing the signal to the launcher (submitit requeues the job)", flush=True)
+            self.warning.hand_on()
+        if self.every_n_steps <= 0 or step % self.every_n_steps or last_of_epoch:
             return
+        self.save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.warning.received:  # came at an epoch's last step: last.ckpt is the resume point
+            self.warning.hand_on()
+        self.warning.disarm()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.warning.disarm()
+
+    def save(self, trainer: L.Trainer) -> None:
+        """Write ``resume.ckpt`` (every process takes part; rank 0 writes the file)."""
         self.dirpath.mkdir(parents=True, exist_ok=True)
         path = self.dirpath / "resume.ckpt"
         tmp = temporary_path(path)
@@ -101,6 +134,55 @@ class ResumePoint(L.Callback):
             raise
         if trainer.is_global_zero:  # several processes: rank 0 wrote the file (save_checkpoint waits for it)
             os.replace(tmp, path)
+
+
+class WarningSignal:
+    """A cluster's warning signal (``name``: ``USR2``, ...), noted when it arrives and handed on later to the
+    handler it replaced. Armed only where a Python handler owns the signal (submitit's, in a job it runs)."""
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+        self.received = False
+        self._replaced: tuple[signal.Signals, Callable[..., Any]] | None = None
+
+    def arm(self) -> None:
+        if self.name is None or threading.current_thread() is not threading.main_thread():
+            return
+        signum = signal.Signals[f"SIG{self.name}"]
+        owner = signal.getsignal(signum)
+        if not callable(owner) or self._replaced is not None:
+            return  # no launcher requeues on it: the signal keeps its default action
+        self._replaced, self.received = (signum, owner), False
+        signal.signal(signum, self._note)
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True
+
+    def received_anywhere(self, device: torch.device) -> bool:
+        """Whether any process got the signal (one all-reduce per step in an armed multi-process job)."""
+        if self._replaced is None:
+            return False
+        (anywhere,), _ = on_any_process([self.received], device)
+        return anywhere
+
+    def disarm(self) -> None:
+        if self._replaced is not None:
+            signal.signal(*self._replaced)
+            self._replaced = None
+
+    def hand_on(self) -> None:
+        """Give the signal to the handler it replaced (submitit: rank 0 requeues the job and exits); the
+        other processes of the job exit too, their part of the resume point written."""
+        replaced = self._replaced
+        self.disarm()
+        self.received = False
+        if replaced is None:
+            return
+        signum, owner = replaced
+        owner(signum, None)
+        if is_rank_zero():
+            return  # the owner chose not to stop (not submitit's requeue): training goes on
+        raise SystemExit(-1)  # as submitit's rank 0 does; SLURM requeues the whole job
 
 
 class TrainThroughput(L.Callback):

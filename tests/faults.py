@@ -7,7 +7,9 @@ one fault; :func:`install` injects it in this process (the full-disk cases run i
   file, before the rename that would make it the real one (the worst moment for a writer);
 - ``{"full_disk": "<glob>"}``: the write of a matching file fails half-way with ENOSPC;
 - ``{"kill_step": n, "job": j}``: SIGKILL as the student's training step ``n`` (its global step) begins,
-  in the ``j``-th job of a multirun (default: any job).
+  in the ``j``-th job of a multirun (default: any job);
+- ``{"signal_step": n, "signal": "SIGUSR2"}``: that signal instead (a cluster's warning), in a job's
+  first attempt only (not once SLURM restarted it: ``SLURM_RESTART_COUNT``).
 
 Files are written through ``kd.utils.files.replaced_atomically`` and Lightning's
 ``TorchCheckpointIO.save_checkpoint``; both are wrapped, kd's code is not changed.
@@ -74,13 +76,15 @@ def install(fault: dict[str, Any], patch: Callable[[Any, str, Any], None] = seta
 
     patch(TorchCheckpointIO, "save_checkpoint", faulty_save)
 
-    if "kill_step" in fault:
+    if "kill_step" in fault or "signal_step" in fault:
         step = DistillModule.training_step
+        at, sent = fault.get("kill_step", fault.get("signal_step")), signal.Signals[fault.get("signal", "SIGKILL")]
 
         def killed_step(self: DistillModule, batch: dict[str, Any], batch_idx: int) -> Any:
             trainer = getattr(self, "_trainer", None)  # None: preflight's dry run
-            if trainer is not None and trainer.global_step == fault["kill_step"] and _in_job(fault.get("job")):
-                os.kill(os.getpid(), signal.SIGKILL)
+            first_attempt = os.environ.get("SLURM_RESTART_COUNT", "0") == "0"  # a requeued job is not signalled again
+            if trainer is not None and trainer.global_step == at and _in_job(fault.get("job")) and first_attempt:
+                os.kill(os.getpid(), sent)
             return step(self, batch, batch_idx)
 
         patch(DistillModule, "training_step", killed_step)

@@ -203,6 +203,8 @@ TRAINER = {
     "callbacks.model_checkpoint.monitor": Str(), "callbacks.model_checkpoint.mode": Choice("min", "max"),
     "callbacks.model_checkpoint.save_last": Bool(), "callbacks.model_checkpoint.auto_insert_metric_name": Bool(),
     "callbacks.resume_point.every_n_steps": Int(0),
+    "callbacks.resume_point.on_signal": Choice("USR1", "USR2", "TERM", "INT", None, enters=NOWHERE,
+                                               help="the signal a resume point is written on before a requeue"),
     "logger.project": Str(), "logger.save_dir": Str(), "logger.offline": Bool(), "logger.job_type": Str(),
     "logger.name": Str(null=True), "logger.group": Str(null=True), "logger.tags": ListOf(Str()),
     "logger.log_model": Choice(True, False, "all"),

@@ -147,17 +147,38 @@ def _explicit(cfg: DictConfig, run_dir: Path, identity: dict[str, Any]) -> Resum
     return plan
 
 
+def slurm_restarts() -> int:
+    """How often SLURM restarted this job (requeued after a time limit or preemption): ``SLURM_RESTART_COUNT``."""
+    count = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return int(count) if count.isdigit() else 0
+
+
 def plan_resume(cfg: DictConfig) -> ResumePlan:
-    """Decide from ``cfg.resume`` what this job does; searches ``paths.log_dir`` for ``resume=true``."""
+    """Decide from ``cfg.resume`` what this job does; searches ``paths.log_dir`` for ``resume=true``.
+
+    A job SLURM restarted (``SLURM_RESTART_COUNT`` > 0) continues its earlier attempt without being
+    asked: it searches the folder that holds its own (a multirun's sweep folder, an ``srun`` job's
+    ``slurm-<job id>`` folder), where the attempt that got the requeue signal left its resume point.
+    """
     setting = cfg.get("resume", False)
     if setting in (False, None, "false"):
+        if restarts := slurm_restarts():
+            near = Path(cfg.paths.output_dir).parent
+            print(f"[kd] resume: SLURM restarted this job (SLURM_RESTART_COUNT={restarts}); continuing its "
+                  f"earlier attempt under {near}", flush=True)
+            return _search(cfg, near)
         return ResumePlan("fresh")
     identity = job_identity(cfg)
     if setting not in (True, "true"):
         return _explicit(cfg, Path(str(setting)), identity)
-    key = job_key(identity)
+    return _search(cfg, Path(cfg.paths.log_dir))
+
+
+def _search(cfg: DictConfig, root: Path) -> ResumePlan:
+    """The newest earlier run of this job under ``root``: finished (skip), else with a checkpoint (continue)."""
+    key = job_key(job_identity(cfg))
     earlier = []  # this job's own folder too: a requeued multirun job (submitit) starts again in it
-    for record_path in Path(cfg.paths.log_dir).rglob(JOB_FILE):
+    for record_path in root.rglob(JOB_FILE):
         try:
             record = json.loads(record_path.read_text())
             matches = record_key(record) == key
@@ -172,7 +193,7 @@ def plan_resume(cfg: DictConfig) -> ResumePlan:
     for run_dir in newest_first:  # loads checkpoints only until one is readable
         if checkpoint := latest_checkpoint(run_dir):
             return ResumePlan("continue", run_dir, checkpoint)
-    print(f"[kd] resume: no earlier run of this job with a checkpoint under {cfg.paths.log_dir}; starting it")
+    print(f"[kd] resume: no earlier run of this job with a checkpoint under {root}; starting it")
     return ResumePlan("fresh")
 
 

@@ -256,3 +256,27 @@ def test_a_requeued_job_continues_in_its_own_folder(tmp_path: Path, uninterrupte
     train(cfg)  # requeued once more after it finished: nothing to do
     assert f"[kd] resume: this job already finished in {own}; nothing to do" in capsys.readouterr().out
     no_temporaries(tmp_path)
+
+
+def test_a_slurm_job_signalled_before_its_end_is_requeued_and_continues_from_that_step(
+        tmp_path: Path, uninterrupted: dict) -> None:
+    """submitit's USR2 (a time limit near, or preemption) at step 4 of 8, through a stand-in sbatch, srun and
+    scontrol: kd writes a resume point at that step, submitit requeues the job, and the restarted job (same
+    command, no resume=true) continues from it in the same folder and ends as the uninterrupted run."""
+    from tests.launch.test_launchers import FAKE_SLURM
+
+    record = tmp_path / "sbatch"
+    env = {**os.environ, "PATH": f"{FAKE_SLURM}:{os.environ['PATH']}", "KD_FAKE_SLURM_RECORD": str(record),
+           "KD_FAKE_SLURM_FAULT": json.dumps({"signal_step": 4, "signal": "SIGUSR2"}), "PYTHONUNBUFFERED": "1"}
+    args = [*JOB, f"paths.log_dir={tmp_path}", "+sweep=submitit_slurm", f"hydra.sweep.dir={tmp_path}/runs/sweep",
+            "hydra.launcher.partition=cpu", "hydra.launcher.timeout_min=60", "hydra.launcher.cpus_per_task=1"]
+    done = subprocess.run([sys.executable, "-m", "kd.run", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    logs = "".join(p.read_text() for p in sorted((tmp_path / "runs/sweep/.submitit").rglob("*_log.*")))
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:] + logs[-5000:]
+    job = tmp_path / "runs/sweep/0"
+    assert "[kd] USR2 received: resume point written at step 5" in logs  # the end of the step it came in
+    assert "Requeued job" in logs and "SLURM_RESTART_COUNT=1" in logs
+    assert f"[kd] resume: continuing {job} from {job}/checkpoints/resume.ckpt" in logs
+    assert compared(finished_run(tmp_path)) == compared(uninterrupted)
+    no_temporaries(tmp_path)

@@ -177,3 +177,27 @@ def test_a_failed_run_that_is_resumed_and_finishes_is_reported_as_finished(tmp_p
     os.utime(failed_run / FAILURE_FILE, (1, 1))
     [run] = [r for r in find_runs([tmp_path]) if r.path == failed_run]
     assert run.error is None
+
+
+def test_a_job_slurm_restarted_continues_its_earlier_attempt_without_resume_true(tmp_path: Path, monkeypatch) -> None:
+    """An srun job requeued by SLURM runs in slurm-<job>/<step>.restart<n>: it finds the attempt before it in
+    slurm-<job>/<step> (the same job, with a resume point) and continues that one; a job never restarted starts."""
+    from omegaconf import open_dict
+
+    from kd.jobs.resume import plan_resume, write_job_record
+    from tests.conftest import compose_config
+
+    cfg = compose_config(["data=synthetic", "loss=kd"], tmp_path / "compose")
+    earlier, other = tmp_path / "runs/slurm-7/0", tmp_path / "runs/slurm-7/1"
+    for folder in (earlier, other):
+        (folder / "checkpoints").mkdir(parents=True)
+        torch.save({"step": 5}, folder / "checkpoints/resume.ckpt")
+    write_job_record(cfg, earlier)
+    other_cfg = compose_config(["data=synthetic", "loss=kd", "seed=1"], tmp_path / "compose1")
+    write_job_record(other_cfg, other)  # another job of the same allocation: not this one
+    with open_dict(cfg):
+        cfg.paths.update(output_dir=str(tmp_path / "runs/slurm-7/0.restart1"), log_dir=str(tmp_path / "elsewhere"))
+    assert plan_resume(cfg).action == "fresh"  # not restarted: resume=false means a new run
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    plan = plan_resume(cfg)
+    assert (plan.action, plan.run_dir, plan.checkpoint) == ("continue", earlier, earlier / "checkpoints/resume.ckpt")
