@@ -12,6 +12,13 @@ from torch import nn
 from kd.errors import ConfigError
 
 
+def in_own_dtype(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` with ``x`` cast to the dtype of the module's weights: an embedding kept in float32
+    (``kd.losses.embedding``) meets a connector in float64 under ``trainer.precision=64-true``."""
+    weight = next(module.parameters(), None)
+    return module(x if weight is None else x.to(weight.dtype))
+
+
 def _same_rank(student_shape: torch.Size, teacher_shape: torch.Size) -> None:
     if len(student_shape) != len(teacher_shape):
         raise ConfigError(

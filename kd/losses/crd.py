@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.errors import ConfigError
+from kd.losses.connectors import in_own_dtype
 from kd.losses.embedding import tap_embedding
 from kd.model_outputs import ModelOutputs
 
@@ -84,6 +85,7 @@ class ContrastiveRepresentation(nn.Module):
         self, anchor: torch.Tensor, bank: torch.Tensor, index: torch.Tensor, negatives: torch.Tensor, which: int
     ) -> torch.Tensor:
         """``(B, 1 + K)`` scores: each anchor against its own bank row, then the K shared negatives."""
+        anchor = anchor.to(bank.dtype)  # float64 banks under trainer.precision=64-true
         positive = (bank[index] * anchor).sum(-1, keepdim=True)  # (B, 1)
         negative = anchor @ bank[negatives].T  # (B, K): one gather of K rows, not B x K
         scores = torch.exp(torch.cat([positive, negative], dim=1) / self.nce_t)
@@ -99,8 +101,8 @@ class ContrastiveRepresentation(nn.Module):
             self.embed_t = nn.Linear(e_t.shape[1], self.feat_dim).to(e_s.device)
         assert self.embed_t is not None  # built with embed_s
         with torch.autocast(e_s.device.type, enabled=False):
-            v_s = F.normalize(self.embed_s(e_s.float()), dim=1)
-            v_t = F.normalize(self.embed_t(e_t.float()), dim=1)
+            v_s = F.normalize(in_own_dtype(self.embed_s, e_s).float(), dim=1)
+            v_t = F.normalize(in_own_dtype(self.embed_t, e_t).float(), dim=1)
         if student.index is None:
             if torch.is_grad_enabled():
                 raise ConfigError("crd needs the data set indices of each training batch (batch['index'])")

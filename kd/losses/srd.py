@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kd.errors import ConfigError
-from kd.losses.connectors import linear
+from kd.losses.connectors import in_own_dtype, linear
 from kd.losses.embedding import tap_embedding
 from kd.model_outputs import ModelOutputs
 
@@ -66,6 +66,6 @@ class SoftmaxRegression(nn.Module):
         h_s, h_t = tap_embedding(student, self.student_layer), tap_embedding(teacher, self.teacher_layer).detach()
         if self.connector is None:
             self.connector = linear(h_s.shape, h_t.shape).to(h_s.device)
-        mapped = self.connector(h_s).float()
-        logits = self._head[0](mapped).float()
+        mapped = in_own_dtype(self.connector, h_s).float()
+        logits = in_own_dtype(self._head[0], mapped).float()
         return self.feature_weight * F.mse_loss(mapped, h_t) + F.mse_loss(logits, teacher.logits.detach().float())

@@ -27,6 +27,17 @@ REPO = CONF_DIR.parent
 SYNTHETIC = ["data=synthetic", "teacher=tiny", "student=tiny", "+student.net.norm_layer=groupnorm1", "loss=kd",
              "trainer.max_epochs=3", "trainer.enable_model_summary=false", "data.module.source.train_size=1024",
              "checkpoint_every_n_steps=5", "progress_bar=false", "optim.optimizer.lr=0.02", "trainer.precision=64-true"]
+# Loss terms with learned parts, next to kd's soft targets: VID's regressors and variances, SRD's connector
+# (with the teacher's borrowed classifier) and a FitNets hint through a linear connector. They train with the
+# student, so the processes must average their gradients too; connectors with BatchNorm (conv_bn: AB, OFD,
+# ReviewKD, FT, FitNets' default) have per-process batch statistics, as BatchNorm students do.
+LEARNED = [
+    "+loss.terms.vid={weight:0.5,fn:{_target_:kd.losses.vid.VariationalInformation,student_layers:[stage2,stage3],"
+    "teacher_layers:[stage2,stage3]}}",
+    "+loss.terms.srd={weight:0.5,fn:{_target_:kd.losses.srd.SoftmaxRegression}}",
+    "+loss.terms.hint={weight:0.5,fn:{_target_:kd.losses.feature.FeatureHint,student_layer:stage3,teacher_layer:stage3,"
+    "connector:{_target_:kd.losses.connectors.linear,_partial_:true}}}",
+]
 # Two 1-thread processes of 32 samples each against one 2-thread process of 64 (the same cores), in
 # float64: continuous metrics equal to 1e-7 relative (AMD EPYC family 25 model 1), accuracies exactly.
 RELATIVE = 1e-5
@@ -51,11 +62,11 @@ def finish(proc: subprocess.Popen) -> str:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
     """Two processes of 32 samples each (training their teacher first), then one process with the global
-    batch of 64 against that teacher."""
+    batch of 64 against that teacher; kd's loss plus terms with learned parts (LEARNED)."""
     tmp = tmp_path_factory.mktemp("ddp")
-    out = {"ddp": (tmp / "ddp", finish(kd_run(tmp, "ddp", *SYNTHETIC, "trainer=ddp", "threads=1")))}
+    out = {"ddp": (tmp / "ddp", finish(kd_run(tmp, "ddp", *SYNTHETIC, *LEARNED, "trainer=ddp", "threads=1")))}
     (teacher,) = (tmp / "ddp-teachers").glob("*/teacher.ckpt")
-    out["single"] = (tmp / "single", finish(kd_run(tmp, "single", *SYNTHETIC, "threads=2", f"teacher.ckpt={teacher}")))
+    out["single"] = (tmp / "single", finish(kd_run(tmp, "single", *SYNTHETIC, *LEARNED, "threads=2", f"teacher.ckpt={teacher}")))
     return out
 
 

@@ -117,3 +117,23 @@ def test_crd_needs_indices_within_the_bank() -> None:
         crd(outputs(torch.tensor([0, 9]), s=f_s), outputs(torch.tensor([0, 9]), t=f_t), None)
     with pytest.raises(ConfigError, match="nce_k"):
         ContrastiveRepresentation(nce_k=0)
+
+
+def test_crd_and_srd_run_in_float64_as_trainer_precision_64_true_makes_them() -> None:
+    """Their embeddings are pooled in float32 (kd.losses.embedding); the heads, connectors and banks that
+    meet them are float64 once the precision plugin has converted the module."""
+    from kd.losses.srd import SoftmaxRegression
+
+    crd = ContrastiveRepresentation("s", "t", feat_dim=3, nce_k=2)
+    crd.bind_train_size(4)
+    f_s, f_t, index = torch.randn(2, 5, dtype=torch.float64), torch.randn(2, 6, dtype=torch.float64), torch.tensor([0, 3])
+    with torch.no_grad():
+        crd(outputs(s=f_s), outputs(t=f_t), None)  # dry run: builds the heads
+    crd.double()
+    assert torch.isfinite(crd(outputs(index, s=f_s), outputs(index, t=f_t), None))
+    srd = SoftmaxRegression("s", "t")
+    srd.bind_teacher(torch.nn.Linear(6, 2).double())
+    teacher = ModelOutputs(logits=torch.zeros(2, 2, dtype=torch.float64), features={"t": f_t})
+    srd(ModelOutputs(logits=torch.zeros(2, 2), features={"s": f_s}), teacher, None)  # builds the connector
+    srd.double()
+    assert torch.isfinite(srd(ModelOutputs(logits=torch.zeros(2, 2), features={"s": f_s}), teacher, None))
