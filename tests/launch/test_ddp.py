@@ -37,6 +37,7 @@ LEARNED = [
     "+loss.terms.srd={weight:0.5,fn:{_target_:kd.losses.srd.SoftmaxRegression}}",
     "+loss.terms.hint={weight:0.5,fn:{_target_:kd.losses.feature.FeatureHint,student_layer:stage3,teacher_layer:stage3,"
     "connector:{_target_:kd.losses.connectors.linear,_partial_:true}}}",
+    "teacher_outputs.features=[stage2,stage3,embedding]",  # cached with the logits, as the test below expects
 ]
 # Two 1-thread processes of 32 samples each against one 2-thread process of 64 (the same cores), in
 # float64: continuous metrics equal to 1e-7 relative (AMD EPYC family 25 model 1), accuracies exactly.
@@ -105,7 +106,7 @@ def test_a_job_whose_ranks_were_all_killed_resumes_to_the_same_metrics(runs, tmp
     ddp_dir, _ = runs["ddp"]
     teachers = [f"paths.teacher_weights_dir={ddp_dir.parent}/ddp-teachers",
                 f"paths.teacher_outputs_dir={ddp_dir.parent}/ddp-teacher_outputs"]
-    proc = kd_run(tmp_path, "killed", *SYNTHETIC, "trainer=ddp", "threads=1", *teachers, new_session=True)
+    proc = kd_run(tmp_path, "killed", *SYNTHETIC, *LEARNED, "trainer=ddp", "threads=1", *teachers, new_session=True)
     resume_point = tmp_path / "killed/checkpoints/resume.ckpt"
     epoch_end = None
     for line in proc.stdout:  # after the first epoch, wait for a mid-epoch resume point, then kill every rank
@@ -121,7 +122,7 @@ def test_a_job_whose_ranks_were_all_killed_resumes_to_the_same_metrics(runs, tmp
     assert not (tmp_path / "killed/metrics.json").exists()
     assert torch.load(resume_point, weights_only=True)["global_step"] % 16 != 0  # mid-epoch (16 steps each)
 
-    out = finish(kd_run(tmp_path, "again", *SYNTHETIC, "trainer=ddp", "threads=1", *teachers, "resume=true"))
+    out = finish(kd_run(tmp_path, "again", *SYNTHETIC, *LEARNED, "trainer=ddp", "threads=1", *teachers, "resume=true"))
     assert out.count(f"[kd] resume: continuing {tmp_path}/killed from") == 2  # each rank, the same checkpoint
     resumed = json.loads((tmp_path / "killed/metrics.json").read_text())
     uninterrupted = json.loads((ddp_dir / "metrics.json").read_text())
