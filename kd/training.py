@@ -114,6 +114,21 @@ def finish_wandb(trainer: L.Trainer) -> None:
         wandb.finish()
 
 
+SHARDED_NOT_MEASURED = (
+    "trainer=fsdp: the student's size, latency and generations are not measured after a sharded fit (rank 0 "
+    "alone would wait for the other processes' shards); measure them from the run's checkpoint with "
+    "python -m kd.export <run folder>"
+)
+
+
+def sharded(trainer: L.Trainer) -> bool:
+    """Whether the trainer's strategy splits the models among its processes (FSDP): then no process holds
+    whole models after ``fit``, and a forward pass on one process alone waits for the others forever."""
+    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+    return isinstance(trainer.strategy, FSDPStrategy | ModelParallelStrategy)
+
+
 def deployment_cost(module: DistillModule, datamodule: L.LightningDataModule, batch_size: int) -> dict[str, float]:
     """Size on disk and CPU latency per batch of ``batch_size`` test inputs, student and teacher."""
     inputs = first_batch(next(iter(datamodule.test_dataloader())), batch_size)
@@ -185,8 +200,11 @@ def fit_and_test(
         best = best_checkpoint(cast(ModelCheckpoint | None, trainer.checkpoint_callback))  # the first ModelCheckpoint
         (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
         test_seconds = time.perf_counter() - start
-        cost = deployment_cost(module, datamodule, cfg.get("latency_batch_size", 64)) if writer else {}
-        if generation and writer:  # language models: bits per byte, generations side by side, ms per token
+        measures = writer and not sharded(trainer)  # rank 0 alone: forward passes on whole models
+        cost = deployment_cost(module, datamodule, cfg.get("latency_batch_size", 64)) if measures else {}
+        if writer and not measures:
+            print(f"[kd] {SHARDED_NOT_MEASURED}", flush=True)
+        if generation and measures:  # language models: bits per byte, generations side by side, ms per token
             measured = {k: float(v) for k, v in test_metrics.items()}
             cost.update(
                 report_language_model(datamodule, student, teacher, generation, measured, output_dir, trainer.loggers)

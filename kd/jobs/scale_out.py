@@ -34,8 +34,8 @@ def check_scale_out(cfg: DictConfig, loss: WeightedSum | None = None) -> None:
             )
     if strategy.startswith("fsdp") and not torch.cuda.is_available():
         raise ConfigError(
-            f"trainer.strategy={strategy} (trainer=fsdp): sharded training runs on CUDA GPUs only (Lightning's "
-            "FSDPStrategy), and this machine has none. On CPU use trainer=ddp (data-parallel, gloo)."
+            f"trainer.strategy={strategy} (trainer=fsdp, experimental): sharded training runs on CUDA GPUs only "
+            "(Lightning's FSDPStrategy), and this machine has none. On CPU use trainer=ddp (data-parallel, gloo)."
         )
     batch = OmegaConf.select(cfg, "data.module.batch_size", default=None)
     if processes > 1 and isinstance(batch, int) and batch % processes:

@@ -169,7 +169,7 @@ def test_a_language_model_in_two_processes_matches_one_over_the_whole_split(tmp_
     (teacher,) = (tmp_path / "ddp-teachers").glob("*/teacher.ckpt")
     finish(kd_run(tmp_path, "single", *LM, "threads=2", f"teacher.ckpt={teacher}"))
     ddp, single = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("ddp", "single"))
-    # 16 test blocks in eval batches of 6: rank 0 evaluates 8 (6 + 2), rank 1 the other 8; the teacher's
+    # 16 test blocks, eval batches of at most 6: each rank evaluates 8 (two batches of 4); the teacher's
     # perplexity (no training involved) shows that both halves were counted, once.
     assert ddp["test/teacher_ppl"] == pytest.approx(single["test/teacher_ppl"], rel=1e-5)
     for key in ("test/ppl", "val/ppl_best", "test/kl_topk", "test/bpb"):

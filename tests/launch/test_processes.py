@@ -205,3 +205,17 @@ def test_the_tasks_of_one_srun_step_share_one_run_folder(monkeypatch: pytest.Mon
     monkeypatch.delenv("SLURM_RESTART_COUNT")
     monkeypatch.setenv("SLURM_NTASKS", "1")  # one task (a plain sbatch job): its own time again
     assert run_dir() != "outputs/runs/slurm-4711/0"
+
+
+def test_no_process_measures_whole_models_after_a_sharded_fit() -> None:
+    """After an FSDP fit no process holds whole models: rank 0's deployment cost and generations would wait
+    for the other processes' shards forever (they have gone on), so they are left to kd.export."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy
+
+    from kd.training import SHARDED_NOT_MEASURED, sharded
+
+    assert sharded(SimpleNamespace(strategy=FSDPStrategy()))
+    assert not sharded(SimpleNamespace(strategy=DDPStrategy())) and not sharded(SimpleNamespace(strategy=SingleDeviceStrategy()))
+    assert "python -m kd.export" in SHARDED_NOT_MEASURED
