@@ -123,7 +123,7 @@ def test_a_task_started_by_srun_takes_its_own_cpus(monkeypatch: pytest.MonkeyPat
 def test_fsdp_without_cuda_is_a_clear_error() -> None:
     cfg = compose_cfg("trainer=fsdp")
     assert cfg.trainer.strategy._target_ == "lightning.pytorch.strategies.FSDPStrategy"
-    with pytest.raises(ConfigError, match=r"trainer.strategy=fsdp \(trainer=fsdp\): .*CUDA GPUs only.*trainer=ddp"):
+    with pytest.raises(ConfigError, match=r"trainer.strategy=fsdp \(trainer=fsdp, experimental\): .*CUDA GPUs only.*trainer=ddp"):
         check_scale_out(cfg)
 
 
