@@ -20,7 +20,7 @@ from torch import nn
 from kd.callbacks import EpochSummary
 from kd.cost import first_batch, latency_ms, like_parameters, size_on_disk_mb
 from kd.launch.hardware import job_hardware
-from kd.launch.processes import is_rank_zero, pin_worker_command
+from kd.launch.processes import SHARDED_NOT_MEASURED, is_rank_zero, pin_worker_command, sharded
 from kd.lm.answers import stop_and_pad
 from kd.lm.evaluation import report_language_model
 from kd.lm.on_policy import StudentSamples, student_samples
@@ -112,21 +112,6 @@ def finish_wandb(trainer: L.Trainer) -> None:
         import wandb
 
         wandb.finish()
-
-
-SHARDED_NOT_MEASURED = (
-    "trainer=fsdp: the student's size, latency and generations are not measured after a sharded fit (rank 0 "
-    "alone would wait for the other processes' shards); measure them from the run's checkpoint with "
-    "python -m kd.export <run folder>"
-)
-
-
-def sharded(trainer: L.Trainer) -> bool:
-    """Whether the trainer's strategy splits the models among its processes (FSDP): then no process holds
-    whole models after ``fit``, and a forward pass on one process alone waits for the others forever."""
-    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
-
-    return isinstance(trainer.strategy, FSDPStrategy | ModelParallelStrategy)
 
 
 def deployment_cost(module: DistillModule, datamodule: L.LightningDataModule, batch_size: int) -> dict[str, float]:

@@ -145,3 +145,18 @@ def pin_worker_command() -> None:
     sys.argv = [sys.argv[0], *_hydra_flags(sys.argv[1:]), *hydra_cfg.overrides.task, "hydra.mode=RUN"]
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+SHARDED_NOT_MEASURED = (
+    "trainer=fsdp: the student's size, latency and generations are not measured after a sharded fit (rank 0 "
+    "alone would wait for the other processes' shards); measure them from the run's checkpoint with "
+    "python -m kd.export <run folder>"
+)
+
+
+def sharded(trainer: Any) -> bool:
+    """Whether the trainer's strategy splits the models among its processes (FSDP): then no process holds
+    whole models after ``fit``, and a forward pass on one process alone waits for the others forever."""
+    from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+
+    return isinstance(trainer.strategy, FSDPStrategy | ModelParallelStrategy)

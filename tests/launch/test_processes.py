@@ -214,7 +214,7 @@ def test_no_process_measures_whole_models_after_a_sharded_fit() -> None:
 
     from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy, SingleDeviceStrategy
 
-    from kd.training import SHARDED_NOT_MEASURED, sharded
+    from kd.launch.processes import SHARDED_NOT_MEASURED, sharded
 
     assert sharded(SimpleNamespace(strategy=FSDPStrategy()))
     assert not sharded(SimpleNamespace(strategy=DDPStrategy())) and not sharded(SimpleNamespace(strategy=SingleDeviceStrategy()))
