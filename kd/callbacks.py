@@ -110,6 +110,7 @@ class ResumePoint(L.Callback):
             print(f"[kd] {self.warning.name} received: resume point written at step {step}; "
                   "handing the signal to the launcher (submitit requeues the job)", flush=True)
             self.warning.hand_on()
+            return  # this step's resume point is written
         if self.every_n_steps <= 0 or step % self.every_n_steps or last_of_epoch:
             return
         self.save(trainer)

@@ -27,7 +27,8 @@ def main(cfg: DictConfig) -> float | None:
 def cli() -> None:
     """``python -m kd.run``: :func:`main`, plus the closest keys when Hydra refuses an override's key.
 
-    ``--help`` is answered by :mod:`kd.jobs.help` where it renders Hydra's help exactly, in half the time.
+    ``--help`` is answered by :mod:`kd.jobs.help` where it renders Hydra's help exactly, without Hydra's
+    repository copies (docs/speed.md#start-up).
     """
     if answer_help(sys.argv[1:]):
         return

@@ -74,9 +74,10 @@ class PositionSeededBatches(Sampler[list[int]]):
     out batch ``b`` it seeds torch's global RNG with ``position_seed(seed, e, b, rank)``, so everything
     random in that training step (dropout, negative sampling) is fixed by its position; the batch
     carries the same number as its ``view_seed``, from which the augmentation draws with its own
-    generator, and a ``step_seed`` without the rank, from which every process draws the step's shared
-    decisions (:class:`kd.lm.on_policy.StudentSamples`) alike (so the view does not depend on what else used the global RNG, e.g. Lightning
-    prefetching the next batch, and the teacher's outputs on it can be computed ahead).
+    generator (so the view does not depend on what else used the global RNG, e.g. Lightning
+    prefetching the next batch, and the teacher's outputs on it can be computed ahead). It also carries
+    a ``step_seed`` without the rank, from which every process draws the step's shared decisions alike
+    (:class:`kd.lm.on_policy.StudentSamples`).
     With :meth:`state_dict` (how many batches of which epoch were handed out) this makes a run
     resumed from a mid-epoch checkpoint take exactly the steps an uninterrupted run takes.
     Lightning calls :meth:`set_epoch` before each epoch.

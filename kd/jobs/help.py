@@ -36,18 +36,18 @@ def app_config_groups(repository: object) -> str:
     """The ``group: option, option`` lines of every non-Hydra group, as Hydra's ``format_config_groups``."""
     from hydra.core.object_type import ObjectType
 
-    def groups_under(parent: str) -> list[str]:
-        found = []
+    def groups_under(parent: str) -> dict[str, list[str]]:
+        """Every group under ``parent`` that holds configs, with their names."""
+        found = {}
         for group in repository.get_group_options(parent, ObjectType.GROUP):  # type: ignore[attr-defined]
             name = f"{parent}/{group}" if parent else group
-            if repository.get_group_options(name, ObjectType.CONFIG):  # type: ignore[attr-defined]
-                found.append(name)
-            found.extend(groups_under(name))
+            if options := repository.get_group_options(name, ObjectType.CONFIG):  # type: ignore[attr-defined]
+                found[name] = options
+            found.update(groups_under(name))
         return found
 
-    groups = sorted(name for name in groups_under("") if not (name == "hydra" or name.startswith("hydra/")))
-    return "".join(f"{name}: {', '.join(sorted(repository.get_group_options(name, ObjectType.CONFIG)))}\n"  # type: ignore[attr-defined]
-                   for name in groups)
+    groups = {name: options for name, options in groups_under("").items() if name.split("/")[0] != "hydra"}
+    return "".join(f"{name}: {', '.join(sorted(groups[name]))}\n" for name in sorted(groups))
 
 
 def help_text(overrides: list[str]) -> str | None:

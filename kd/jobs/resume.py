@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kd.config.migrations import upgrade_identity
 from kd.errors import ConfigError
-from kd.launch.processes import is_rank_zero
+from kd.launch.processes import is_rank_zero, slurm_restarts
 from kd.utils.files import write_text_atomically
 from kd.utils.hashing import config_identity, identity_hash
 
@@ -145,12 +145,6 @@ def _explicit(cfg: DictConfig, run_dir: Path, identity: dict[str, Any]) -> Resum
             "last.ckpt) to continue from; start it again without resume."
         )
     return plan
-
-
-def slurm_restarts() -> int:
-    """How often SLURM restarted this job (requeued after a time limit or preemption): ``SLURM_RESTART_COUNT``."""
-    count = os.environ.get("SLURM_RESTART_COUNT", "0")
-    return int(count) if count.isdigit() else 0
 
 
 def plan_resume(cfg: DictConfig) -> ResumePlan:

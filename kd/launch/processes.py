@@ -60,6 +60,12 @@ def process_count(cfg: Any) -> int:
     return processes_per_machine(cfg) * int(cfg.trainer.get("num_nodes", 1) or 1)
 
 
+def slurm_restarts() -> int:
+    """How often SLURM restarted this job (requeued after a time limit or preemption): ``SLURM_RESTART_COUNT``."""
+    count = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return int(count) if count.isdigit() else 0
+
+
 def run_stamp(time_format: str) -> str:
     """``${run_stamp:%Y-%m-%d/%H-%M-%S-%f}`` (``hydra.run.dir``): the time now, formatted; in a task that
     ``srun`` started with others (one job step of several tasks, each running the command),
@@ -67,8 +73,8 @@ def run_stamp(time_format: str) -> str:
     (``SLURM_RESTART_COUNT``) gets ``.restart<n>`` after it, a new folder (``resume=true`` finds the old one)."""
     job, step, tasks = (os.environ.get(k, "") for k in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NTASKS"))
     if job and step and tasks.isdigit() and int(tasks) > 1 and "SLURM_PROCID" in os.environ:
-        restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
-        return f"slurm-{job}/{step}" + (f".restart{restarts}" if restarts not in ("", "0") else "")
+        restarts = slurm_restarts()
+        return f"slurm-{job}/{step}" + (f".restart{restarts}" if restarts else "")
     return datetime.now().strftime(time_format)
 
 
