@@ -30,7 +30,7 @@ SYNTHETIC = ["data=synthetic", "teacher=tiny", "student=tiny", "+student.net.nor
 # Loss terms with learned parts, next to kd's soft targets: VID's regressors and variances, SRD's connector
 # (with the teacher's borrowed classifier) and a FitNets hint through a linear connector. They train with the
 # student, so the processes must average their gradients too; connectors with BatchNorm (conv_bn: AB, OFD,
-# ReviewKD, FT, FitNets' default) have per-process batch statistics, as BatchNorm students do.
+# ReviewKD, FT, FitNets' default) have per-process batch statistics, as BatchNorm students do (BATCHNORM_CONNECTORS).
 LEARNED = [
     "+loss.terms.vid={weight:0.5,fn:{_target_:kd.losses.vid.VariationalInformation,student_layers:[stage2,stage3],"
     "teacher_layers:[stage2,stage3]}}",
@@ -130,10 +130,52 @@ def test_a_job_whose_ranks_were_all_killed_resumes_to_the_same_metrics(runs, tmp
         assert resumed[key] == pytest.approx(uninterrupted[key], rel=1e-6), key
 
 
+# Loss terms whose learned connectors hold BatchNorm: conv_bn (AB, OFD, ICKD, FitNets' `auto` between maps),
+# FT's paraphraser and translator, ReviewKD's fusions. Their BatchNorm normalises each process's 32 samples,
+# not the global 64 (torch has no SyncBatchNorm on CPU), so two processes end near one, not equal to it.
+# The student (GroupNorm) sees that only through the connectors' gradients: measured on AMD EPYC family 26
+# model 2 over seeds 0-2, val/kl and test/kl differed by 0.3-4.5 % relative (the bound: 20 %), while
+# accuracies over 128 synthetic samples moved by up to 6 samples in seed 0 and not at all in seeds 1-2,
+# too few samples to bound. The connectors are parts of the module that DDP wraps (their gradients are
+# averaged as the student's are), so the checkpoint holds their BatchNorm statistics.
+BATCHNORM_CONNECTORS = [
+    "+loss.terms.ab={weight:0.003,fn:{_target_:kd.losses.ab.ActivationBoundary,student_layers:[preact2,preact3],"
+    "teacher_layers:[preact2,preact3]}}",
+    "+loss.terms.ofd={weight:0.001,fn:{_target_:kd.losses.ofd.OverhaulFeature,student_layers:[preact2,preact3],"
+    "teacher_layers:[preact2,preact3]}}",
+    "+loss.terms.ickd={weight:0.5,fn:{_target_:kd.losses.ickd.InterChannelCorrelation,student_layers:[stage3],"
+    "teacher_layers:[stage3]}}",
+    "+loss.terms.hint={weight:0.5,fn:{_target_:kd.losses.feature.FeatureHint,student_layer:stage2,"
+    "teacher_layer:stage2,connector:{_target_:kd.losses.connectors.auto,_partial_:true}}}",
+    "+loss.terms.ft={weight:1.0,fn:{_target_:kd.losses.ft.FactorTransfer,student_layer:stage3,teacher_layer:stage3}}",
+    "+loss.terms.review={weight:0.5,fn:{_target_:kd.losses.review.KnowledgeReview,student_layers:[stage1,stage2,stage3],"
+    "teacher_layers:[preact1,preact2,preact3]}}",
+]
+
+
+@pytest.mark.slow
+def test_connectors_with_batchnorm_train_alike_in_every_process(tmp_path: Path) -> None:
+    ddp_log = finish(kd_run(tmp_path, "ddp", *SYNTHETIC, *BATCHNORM_CONNECTORS, "trainer=ddp", "threads=1"))
+    assert ddp_log.count("[kd] training teacher tiny") == 1 and ddp_log.count("epoch 3/3") == 1
+    (teacher,) = (tmp_path / "ddp-teachers").glob("*/teacher.ckpt")
+    finish(kd_run(tmp_path, "single", *SYNTHETIC, *BATCHNORM_CONNECTORS, "threads=2", f"teacher.ckpt={teacher}"))
+    ddp, single = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("ddp", "single"))
+    assert ddp["test/teacher_acc"] == single["test/teacher_acc"]  # the same teacher over the whole split
+    for key in ("val/kl", "test/kl"):
+        assert ddp[key] == pytest.approx(single[key], rel=0.2), key
+    state = torch.load(tmp_path / "ddp/checkpoints/last.ckpt", weights_only=False)["state_dict"]
+    for term in ("ab", "ofd", "ickd", "hint", "ft", "review"):
+        assert any(key.startswith(f"loss.fns.{term}.") and key.endswith("running_mean") for key in state), term
+
+
 # Fashion-MNIST (8,192 training images, 2 epochs): resnet10_w8 student with BatchNorm against a tiny teacher
-# trained by the DDP run. BatchNorm normalises over each process's 64 images instead of the global 128, so
-# the runs differ more than on synthetic data: measured here (AMD EPYC) 0.05-0.8 accuracy points and 0.01
-# in KL; one process with 1 instead of 2 threads alone moves them by up to 0.16 points and 0.004.
+# trained by the DDP run. BatchNorm normalises over each process's 64 images instead of the global 128: a
+# perturbation of the training like another seed, which two epochs do not average out. Measured, two
+# processes against one with the same seed: AMD EPYC family 25 model 17, 0.05-0.8 accuracy points and 0.01
+# in KL (one process with 1 instead of 2 threads alone moved them by up to 0.16 points and 0.004); AMD EPYC
+# family 26 model 2, seeds 0-2: up to 1.6 points in val/acc_best, 1.3 in test/acc, 2.1 in agreement, 0.030
+# in test/kl and 0.009 in test/ece, while seeds 0-2 of the two processes spread over 1.5, 1.3, 1.2 points
+# and 0.021. The bounds are twice the largest difference measured.
 FASHION_MNIST = ["data=fashion_mnist", "teacher=tiny", "teacher.epochs=4", "student=resnet10_w8", "loss=kd",
                  "data.module.source.train_subset=8192", "data.module.augment=false", "trainer.max_epochs=2",
                  "optim.optimizer.lr=0.05", "trainer.enable_model_summary=false", "progress_bar=false", "logger=csv"]
@@ -147,11 +189,11 @@ def test_two_processes_on_fashion_mnist_end_within_batchnorm_noise_of_one(tmp_pa
     finish(kd_run(tmp_path, "single", *FASHION_MNIST, "threads=2", f"teacher.ckpt={teacher}"))
     ddp, single = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("ddp", "single"))
     assert ddp["test/teacher_acc"] == single["test/teacher_acc"] > 0.7  # the same teacher, over all 10,000
-    assert single["test/acc"] > 0.7
+    assert single["test/acc"] > 0.7 and ddp["test/acc"] > 0.7
     for key in ("val/acc_best", "test/acc", "test/agreement"):
-        assert abs(ddp[key] - single[key]) < 0.015, key
+        assert abs(ddp[key] - single[key]) < 0.042, key
     for key in ("test/kl", "test/ece"):
-        assert abs(ddp[key] - single[key]) < 0.03, key
+        assert abs(ddp[key] - single[key]) < 0.06, key
 
 
 # Language models: a tiny random Llama teacher (trained by the run) and student on fortunes, the teacher's
