@@ -60,6 +60,16 @@ def finish(proc: subprocess.Popen) -> str:
     return out
 
 
+def in_two_processes_and_one(tmp: Path, *overrides: str) -> tuple[dict, dict, str]:
+    """The job in 2 processes (training its teacher), then in one with that teacher and the global batch:
+    the metrics of each, and the 2-process log."""
+    log = finish(kd_run(tmp, "ddp", *overrides, "trainer=ddp", "threads=1"))
+    (teacher,) = (tmp / "ddp-teachers").glob("*/teacher.ckpt")
+    finish(kd_run(tmp, "single", *overrides, "threads=2", f"teacher.ckpt={teacher}"))
+    ddp, single = (json.loads((tmp / name / "metrics.json").read_text()) for name in ("ddp", "single"))
+    return ddp, single, log
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
     """Two processes of 32 samples each (training their teacher first), then one process with the global
@@ -156,11 +166,8 @@ BATCHNORM_CONNECTORS = [
 
 @pytest.mark.slow
 def test_connectors_with_batchnorm_train_alike_in_every_process(tmp_path: Path) -> None:
-    ddp_log = finish(kd_run(tmp_path, "ddp", *SYNTHETIC, *BATCHNORM_CONNECTORS, "trainer=ddp", "threads=1"))
+    ddp, single, ddp_log = in_two_processes_and_one(tmp_path, *SYNTHETIC, *BATCHNORM_CONNECTORS)
     assert ddp_log.count("[kd] training teacher tiny") == 1 and ddp_log.count("epoch 3/3") == 1
-    (teacher,) = (tmp_path / "ddp-teachers").glob("*/teacher.ckpt")
-    finish(kd_run(tmp_path, "single", *SYNTHETIC, *BATCHNORM_CONNECTORS, "threads=2", f"teacher.ckpt={teacher}"))
-    ddp, single = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("ddp", "single"))
     assert ddp["test/teacher_acc"] == single["test/teacher_acc"]  # the same teacher over the whole split
     for key in ("val/kl", "test/kl"):
         assert ddp[key] == pytest.approx(single[key], rel=0.2), key
@@ -184,11 +191,8 @@ FASHION_MNIST = ["data=fashion_mnist", "teacher=tiny", "teacher.epochs=4", "stud
 
 @pytest.mark.slow
 def test_two_processes_on_fashion_mnist_end_within_batchnorm_noise_of_one(tmp_path: Path) -> None:
-    ddp_log = finish(kd_run(tmp_path, "ddp", *FASHION_MNIST, "trainer=ddp", "threads=1"))
+    ddp, single, ddp_log = in_two_processes_and_one(tmp_path, *FASHION_MNIST)
     assert ddp_log.count("[kd] training teacher tiny") == 1 and ddp_log.count("epoch 2/2") == 1
-    (teacher,) = (tmp_path / "ddp-teachers").glob("*/teacher.ckpt")
-    finish(kd_run(tmp_path, "single", *FASHION_MNIST, "threads=2", f"teacher.ckpt={teacher}"))
-    ddp, single = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("ddp", "single"))
     assert ddp["test/teacher_acc"] == single["test/teacher_acc"] > 0.7  # the same teacher, over all 10,000
     assert single["test/acc"] > 0.7 and ddp["test/acc"] > 0.7
     for key in ("val/acc_best", "test/acc", "test/agreement"):
@@ -207,11 +211,8 @@ LM = ["data=lm_fortunes", "data.module.source.limit_per_file=20", "data.module.b
 
 @pytest.mark.slow
 def test_a_language_model_in_two_processes_matches_one_over_the_whole_split(tmp_path: Path) -> None:
-    log = finish(kd_run(tmp_path, "ddp", *LM, "trainer=ddp", "threads=1"))
+    ddp, single, log = in_two_processes_and_one(tmp_path, *LM)
     assert log.count("[kd] computing teacher outputs on the train split") == 1
-    (teacher,) = (tmp_path / "ddp-teachers").glob("*/teacher.ckpt")
-    finish(kd_run(tmp_path, "single", *LM, "threads=2", f"teacher.ckpt={teacher}"))
-    ddp, single = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("ddp", "single"))
     # 16 test blocks, eval batches of at most 6: each rank evaluates 8 (two batches of 4); the teacher's
     # perplexity (no training involved) shows that both halves were counted, once.
     assert ddp["test/teacher_ppl"] == pytest.approx(single["test/teacher_ppl"], rel=1e-5)
