@@ -18,6 +18,7 @@ import torch
 from kd.finite import on_any_process
 from kd.launch.processes import is_rank_zero
 from kd.utils.files import temporary_path
+from kd.utils.process_clock import seconds_since_process_start
 
 # Epoch-level values kd logs are synced Metrics or rank 0's own timings (multi-process training).
 warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting")
@@ -38,20 +39,6 @@ class EpochSummary(L.Callback):
             print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  ({seconds:.0f} s)", flush=True)
 
 
-def process_start_time() -> float:
-    """When this process started (Unix seconds), from ``/proc``; the import time of this module elsewhere."""
-    try:
-        stat = Path("/proc/stat").read_text().splitlines()
-        boot = next(float(line.split()[1]) for line in stat if line.startswith("btime"))
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, StopIteration, IndexError, ValueError):
-        return _IMPORTED_AT
-
-
-_IMPORTED_AT = time.time()
-
-
 class FirstStepTime(L.Callback):
     """Logs ``time/start_to_first_step_s``: seconds from process start to the end of the first optimiser step.
 
@@ -64,7 +51,7 @@ class FirstStepTime(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if self.seconds is None:
-            self.seconds = time.time() - process_start_time()
+            self.seconds = seconds_since_process_start()
             pl_module.log("time/start_to_first_step_s", self.seconds, on_step=False, on_epoch=True, batch_size=1)
 
 

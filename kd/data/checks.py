@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from kd.errors import ConfigError
@@ -19,18 +20,40 @@ from kd.errors import ConfigError
 SPLITS = ("train", "val", "test")
 
 
-def _rows(data: Any) -> Iterable[bytes]:
-    """Each sample's content as bytes (image tensors, or text token ids)."""
-    if isinstance(getattr(data, "inputs", None), torch.Tensor):
-        inputs = data.inputs.contiguous()
-        return (row.numpy().tobytes() for row in inputs)
+def _text_rows(data: Any) -> Iterable[bytes]:
     return (repr(ids).encode() for ids in data.token_ids)
+
+
+def _fingerprints(inputs: torch.Tensor) -> np.ndarray:
+    """One 64-bit fingerprint per row: a fixed weighting of its bytes, 8 at a time, summed mod 2**64."""
+    rows = inputs.reshape(len(inputs), -1).contiguous().view(torch.uint8).numpy()
+    if rows.shape[1] % 8:
+        rows = np.pad(rows, ((0, 0), (0, -rows.shape[1] % 8)))
+    weights = np.random.default_rng(0).integers(1, 2**63, size=rows.shape[1] // 8, dtype=np.uint64)
+    return np.asarray(rows.view(np.uint64) @ (weights | np.uint64(1)), dtype=np.uint64)
+
+
+def _image_duplicates(train: torch.Tensor, test: torch.Tensor) -> int:
+    """Test rows equal to a training row: rows whose fingerprints match, compared in full."""
+    train_prints, test_prints = _fingerprints(train), _fingerprints(test)
+    candidates = np.flatnonzero(np.isin(test_prints, train_prints))
+    by_print: dict[int, list[int]] = {}
+    for row in np.flatnonzero(np.isin(train_prints, test_prints[candidates])):
+        by_print.setdefault(int(train_prints[row]), []).append(int(row))
+    return sum(any(torch.equal(test[i], train[j]) for j in by_print[int(test_prints[i])]) for i in candidates)
+
+
+def _non_finite_rows(inputs: torch.Tensor) -> torch.Tensor:
+    return (~torch.isfinite(inputs.reshape(len(inputs), -1))).any(dim=1).nonzero().flatten()
 
 
 def train_test_duplicates(splits: Mapping[str, Any]) -> int:
     """How many test samples are exact copies of a training sample."""
-    seen = {hashlib.sha1(row).digest() for row in _rows(splits["train"])}
-    return sum(hashlib.sha1(row).digest() in seen for row in _rows(splits["test"]))
+    train, test = splits["train"], splits["test"]
+    if isinstance(getattr(train, "inputs", None), torch.Tensor):
+        return _image_duplicates(train.inputs, test.inputs)
+    seen = {hashlib.sha1(row).digest() for row in _text_rows(train)}
+    return sum(hashlib.sha1(row).digest() in seen for row in _text_rows(test))
 
 
 def check_classification_data(
@@ -62,7 +85,8 @@ def check_classification_data(
                     f"{where}: the {split} split's images have shape {tuple(inputs.shape[1:])}, but the data config "
                     f"declares {tuple(input_shape)} (data.module.source.input_shape, data.in_chans)"
                 )
-            bad = (~torch.isfinite(inputs.reshape(len(inputs), -1))).any(dim=1).nonzero().flatten()
+            # A NaN or infinity anywhere makes the sum one (so may large finite values: rows are then searched).
+            bad = _non_finite_rows(inputs) if not torch.isfinite(inputs.sum()) else torch.empty(0)
             if len(bad):
                 raise ConfigError(
                     f"{where}: row {int(bad[0])} of the {split} split holds NaN or infinite pixel values "

@@ -4,9 +4,11 @@ first offending row and the fix; train/test duplicates are counted."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from kd.data import checks
 from kd.data.batches import IndexedTensors
 from kd.data.checks import check_classification_data
 from kd.data.text import TextDataModule, TokenizedTexts
@@ -67,3 +69,27 @@ def test_a_run_reports_its_train_test_duplicates(make_cfg) -> None:
 
     metrics = train(make_cfg("loss=kd"))
     assert metrics["data/train_test_duplicates"] == 0  # synthetic images: every one drawn anew
+
+
+def test_duplicates_are_found_whatever_the_row_size_dtype_and_repeats() -> None:
+    train = torch.randint(0, 256, (6, 1, 3, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    train[4] = train[5] = train[0]  # 9 bytes a row (not a multiple of 8); a row repeated in train
+    test = torch.cat([train[[0, 2]], train[:1] ^ 1, train[3:4]])  # two copies, a changed one, one more copy
+    data = {"train": IndexedTensors(train, torch.tensor([0, 1, 0, 1, 0, 1])),
+            "val": IndexedTensors(train[:2], torch.tensor([0, 1])), "test": IndexedTensors(test, torch.zeros(4).long())}
+    assert check_classification_data(data, 2, "x") == {"train_test_duplicates": 3}
+    halves = {name: IndexedTensors(split.inputs.to(torch.bfloat16), split.labels) for name, split in data.items()}
+    assert check_classification_data(halves, 2, "x") == {"train_test_duplicates": 3}
+
+
+def test_rows_whose_fingerprints_collide_are_compared_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "_fingerprints", lambda inputs: np.zeros(len(inputs), dtype=np.uint64))
+    train = splits()["train"]
+    copied = IndexedTensors(torch.cat([train.inputs[1:2], torch.full((2, 1, 4, 4), 7.0)]), torch.tensor([0, 1, 2]))
+    assert check_classification_data(splits(test=copied), 3, "x") == {"train_test_duplicates": 1}
+
+
+def test_finite_pixels_whose_sum_overflows_are_not_refused() -> None:
+    big = IndexedTensors(torch.full((3, 1, 4, 4), 3e38), torch.tensor([0, 1, 2]))
+    assert torch.isinf(big.inputs.sum())
+    assert check_classification_data(splits(train=big), 3, "x") == {"train_test_duplicates": 0}
