@@ -22,7 +22,9 @@ Llama on its tokenizer (conf/student/llama_small.yaml: d=256, 2 layers), or with
 teacher's own layers ``--keep-layers`` in float32 (conf/student/smollm2_cut.yaml); both carry the
 configs' taps. ``--precision bf16-mixed`` runs every variant's step under bf16 autocast (what Lightning's
 ``bf16-mixed`` does; the LM experiments' precision where the CPU has bf16 instructions).
-Batches are blocks of python_docs tokenised with the teacher's tokenizer. ``--tiny`` swaps in two
+Every variant's process keeps freed memory for its next step, as a kd job does
+(``--reuse-freed-memory true``, the default; ``false``: glibc's defaults, under which each step
+page-faults its large tensors anew). Batches are blocks of python_docs tokenised with the teacher's tokenizer. ``--tiny`` swaps in two
 tiny random Llamas (the test configs' sizes), random token ids and small default sizes (seconds).
 
 Throughput: tokens (batch x block_size label positions) / median step time after ``--warmup``
@@ -68,6 +70,7 @@ from kd.task import TASKS
 from kd.teacher.outputs import CachedTeacherOutputs, autocast_for, compute_teacher_outputs
 from kd.teacher_source import CacheEntry
 from kd.training import set_threads
+from kd.utils.allocator import reuse_freed_memory
 from kd.utils.hashing import tensors_sha256
 from kd.utils.machine import cpuinfo, machine, short_name
 from kd.utils.precision import native_bf16
@@ -107,6 +110,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reuse-freed-memory", choices=("true", "false"), default="true",
+                   help="every variant's process keeps freed memory for its next step, as a kd job does "
+                        "(reuse_freed_memory: true, kd/utils/allocator.py); false: glibc's defaults")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--isolate", choices=("subprocess", "none"), default="subprocess",
@@ -352,6 +358,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.reuse_freed_memory == "true":
+        reuse_freed_memory()
     if args.child:  # one variant, in this fresh process, for the parent
         results, cache = run_in_process(args, [args.child])
         Path(args.child_out).write_text(json.dumps({"results": results, "cache": cache}))
@@ -372,6 +380,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "tokens_per_step": args.batch_size * args.block_size, "top_k": args.top_k,
                      "cache_dtype": args.cache_dtype, "steps": args.steps, "warmup": args.warmup, "seed": args.seed,
                      "optimizer": {"name": "AdamW", "lr": LR}, "temperature": 1.0, "isolate": args.isolate,
+                     "reuse_freed_memory": args.reuse_freed_memory == "true",
                      "tiny": args.tiny},
         "memory_method": (
             "peak RSS = the process's VmHWM over the variant's warm-up and timed steps, reset through "

@@ -46,6 +46,7 @@ from kd.teacher.outputs import CachedTeacherOutputs, compute_teacher_outputs
 from kd.teacher.views import compute_view_outputs
 from kd.teacher_source import CacheEntry
 from kd.training import build_loss, build_module, build_trainer, set_threads
+from kd.utils.allocator import reuse_freed_memory
 from kd.utils.config_files import initialize_conf
 from kd.utils.machine import machine
 
@@ -203,14 +204,20 @@ def main() -> None:
     parser.add_argument("--augment", action="store_true", help="augmented training batches (data=fashion_mnist's shifts and flips)")
     parser.add_argument("--set", nargs="*", default=[], help="Hydra overrides of the job (default: the default pair)")
     parser.add_argument("--name", default="", help="suffix of the result file, for a job changed by --set")
+    parser.add_argument("--reuse-freed-memory", choices=("true", "false"), default="true",
+                        help="this process keeps freed memory for the next step, as a kd job does (every part, "
+                             "the plain loop included); false: glibc's defaults")
     args = parser.parse_args()
+    if args.reuse_freed_memory == "true":
+        reuse_freed_memory()
     AUGMENT["on"] = args.augment
     JOB.extend(args.set)
     set_threads(args.threads)
     out = Path(tempfile.mkdtemp(prefix="kd-bench-"))
     steps, warmup, parts = args.steps, args.warmup, args.parts.split(",")
     report: dict[str, Any] = {"machine": {**machine(), "threads": args.threads}, "batch_size": 128, "steps": steps,
-                              "rounds": args.rounds, "augment": args.augment, "overrides": args.set}
+                              "rounds": args.rounds, "augment": args.augment, "overrides": args.set,
+                              "reuse_freed_memory": args.reuse_freed_memory == "true"}
     if "overhead" in parts:
         print(f"framework overhead ({args.variant}): Lightning DistillModule vs hand-written loop, KD step")
         cfg, dm, nets = build(args.variant, out, "loss=kd")

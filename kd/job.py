@@ -43,6 +43,7 @@ from kd.teacher.generations import use_teacher_generations
 from kd.teacher.responses import answers_scored_against_teacher, use_teacher_responses, uses_teacher_responses
 from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
+from kd.utils.allocator import reuse_freed_memory
 from kd.utils.cores import check_oversubscription
 from kd.utils.files import remove_stale_temporaries
 from kd.utils.library_noise import quiet_library_noise
@@ -64,6 +65,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_scale_out(cfg, loss)
     processes = processes_per_machine(cfg)
     threads = set_threads(cfg.get("threads"), processes)  # cores shared among this machine's ranks
+    if cfg.get("reuse_freed_memory", True):
+        reuse_freed_memory()  # before the data and models are allocated
     if processes == 1 and (warning := check_oversubscription(threads)):
         print(warning, flush=True)
     if is_rank_zero():

@@ -184,6 +184,15 @@ def test_compile_switch_compiles_the_student_in_place(make_cfg, monkeypatch) -> 
     assert compiled == ["ResNet"]  # the student only; benchmarks/step_throughput.py times the real thing
 
 
+def test_a_job_keeps_freed_memory_unless_told_not_to(make_cfg, monkeypatch) -> None:
+    calls: list[bool] = []
+    monkeypatch.setattr("kd.job.reuse_freed_memory", lambda: calls.append(True) or True)
+    train(make_cfg("loss=ce", "reuse_freed_memory=false"))
+    assert calls == []
+    train(make_cfg("loss=ce"))
+    assert calls == [True]  # tests/utils/test_allocator.py: what the call does
+
+
 def test_summary_shows_the_baseline_run_of_the_same_job(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     logs = f"paths.log_dir={tmp_path}"
 

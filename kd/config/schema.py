@@ -42,6 +42,7 @@ RUN = {
     "resume": Rule(("bool", "str"), help="true, false or the folder of the run to continue", enters=NOWHERE),
     "checkpoint_every_n_steps": Int(0, help="steps between mid-epoch resume points; 0 = epoch ends only", enters=NOWHERE),
     "threads": Int(1, null=True, help="torch threads; null = every core this process may use", enters=NOWHERE),
+    "reuse_freed_memory": Bool(help="keep freed tensor memory in the process for the next step", enters=NOWHERE),
     "channels_last": Bool(enters=STUDENT_RUN | {TEACHER}), "compile": Bool(),
     "progress_bar": Choice("auto", True, False, enters=NOWHERE),
     "latency_batch_size": Int(1, help="test inputs per batch when timing CPU inference"),
