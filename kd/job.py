@@ -44,7 +44,7 @@ from kd.teacher.responses import answers_scored_against_teacher, use_teacher_res
 from kd.teacher.weights import prepare_teacher
 from kd.training import build_loss, fit_and_test, set_threads
 from kd.utils.allocator import reuse_freed_memory
-from kd.utils.cores import check_oversubscription
+from kd.utils.cores import CoreLoad, allowed_cores, oversubscription_warning
 from kd.utils.files import remove_stale_temporaries
 from kd.utils.library_noise import quiet_library_noise
 from kd.utils.precision import apply_auto_precision, emulated_bf16_warning
@@ -67,8 +67,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     threads = set_threads(cfg.get("threads"), processes)  # cores shared among this machine's ranks
     if cfg.get("reuse_freed_memory", True):
         reuse_freed_memory()  # before the data and models are allocated
-    if processes == 1 and (warning := check_oversubscription(threads)):
-        print(warning, flush=True)
+    load = CoreLoad() if processes == 1 else None  # read after the start-up checks, which run meanwhile
     if is_rank_zero():
         print(job_hardware(cfg).line(), flush=True)
         if precision_line:
@@ -84,6 +83,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data.module)
     data_report = preflight(cfg, datamodule, loss.needs_teacher)
+    if load is not None and (warning := oversubscription_warning(threads, allowed_cores(), load.others())):
+        print(warning, flush=True)
     if plan.action == "fresh" and is_rank_zero():  # a refused job leaves no record of itself to resume
         write_job_record(cfg, Path(cfg.paths.output_dir))
     L.seed_everything(cfg.seed, workers=True, verbose=False)

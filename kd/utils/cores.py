@@ -36,25 +36,38 @@ def cpu_times(cpus: list[int], stat: Path = Path("/proc/stat")) -> dict[int, tup
     return times
 
 
-def busy_cores(interval: float = 0.2, stat: Path = Path("/proc/stat")) -> float | None:
-    """How many of this process's allowed cores other work kept busy over ``interval`` seconds."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    before = cpu_times(cpus, stat)
-    if not before:
-        return None
-    time.sleep(interval)
-    after = cpu_times(cpus, stat)
-    busy = 0.0
-    for cpu, (busy0, total0) in before.items():
-        busy1, total1 = after.get(cpu, (busy0, total0))
-        busy += (busy1 - busy0) / max(total1 - total0, 1)
-    return busy
+class CoreLoad:
+    """The load other processes put on this process's allowed cores, from now until :meth:`others`.
+
+    It is the cores' busy share over that window (``/proc/stat``) less this process's own CPU time
+    over it, so the job can go on working meanwhile (kd measures while its data loads and its
+    start-up checks run) instead of waiting idle. Children of this process would count as others;
+    a job has none before training (kd's loaders use no worker processes).
+    """
+
+    def __init__(self, stat: Path = Path("/proc/stat")) -> None:
+        self.stat = stat
+        self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.before = cpu_times(self.cpus, stat)
+        self.own, self.started = time.process_time(), time.monotonic()
+
+    def others(self, at_least: float = 0.2) -> float | None:
+        """Busy cores less this process's share, over at least ``at_least`` seconds (None: no ``/proc``)."""
+        if not self.before:
+            return None
+        time.sleep(max(0.0, at_least - (time.monotonic() - self.started)))
+        after = cpu_times(self.cpus, self.stat)
+        busy = 0.0
+        for cpu, (busy0, total0) in self.before.items():
+            busy1, total1 = after.get(cpu, (busy0, total0))
+            busy += (busy1 - busy0) / max(total1 - total0, 1)
+        own = (time.process_time() - self.own) / max(time.monotonic() - self.started, 1e-9)
+        return max(0.0, busy - own)
 
 
-def check_oversubscription(threads: int) -> str | None:
-    """:func:`oversubscription_warning` for this process's allowed cores, measured now (0.2 s)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return oversubscription_warning(threads, cores, busy_cores())
+def allowed_cores() -> int:
+    """How many cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def oversubscription_warning(threads: int, cores: int, busy: float | None) -> str | None:

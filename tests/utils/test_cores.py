@@ -18,14 +18,32 @@ def stat_file(path: Path, per_cpu: dict[int, tuple[int, int]]) -> Path:
     return path
 
 
-def test_busy_cores_sums_each_allowed_cpus_busy_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_load_of_other_processes_is_the_busy_share_less_this_process_s_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert cores.CoreLoad(tmp_path / "missing").others() is None
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    snapshots = iter([{0: (100, 100), 1: (50, 200), 7: (0, 0)}, {0: (190, 110), 1: (75, 275), 7: (100, 0)}])
-    monkeypatch.setattr(cores.time, "sleep", lambda s: stat_file(tmp_path / "stat", next(snapshots)))
-    stat = stat_file(tmp_path / "stat", next(snapshots))
-    # cpu0: 90 of 100 jiffies busy, cpu1: 25 of 100; cpu7 is not ours
-    assert cores.busy_cores(stat=stat) == pytest.approx(0.9 + 0.25)
-    assert cores.busy_cores(stat=tmp_path / "missing") is None
+    clock, cpu = iter([10.0, 10.5, 10.5]), iter([3.0, 3.25])  # a 0.5 s window, 0.25 s of it on our CPU time
+    monkeypatch.setattr(cores.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(cores.time, "process_time", lambda: next(cpu))
+    slept: list[float] = []
+    monkeypatch.setattr(cores.time, "sleep", slept.append)
+    stat = stat_file(tmp_path / "stat", {0: (100, 100), 1: (50, 200), 7: (0, 0)})
+    load = cores.CoreLoad(stat)
+    stat_file(stat, {0: (190, 110), 1: (75, 275), 7: (100, 0)})
+    # cpu0: 90 of 100 jiffies busy, cpu1: 25 of 100 (cpu7 is not ours); this process: 0.25 / 0.5 s
+    assert load.others() == pytest.approx(0.9 + 0.25 - 0.5)
+    assert slept == [0.0]  # the window was already longer than the 0.2 s it needs
+
+
+def test_a_short_window_waits_for_its_minimum(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    clock = iter([5.0, 5.05, 5.2])
+    monkeypatch.setattr(cores.time, "monotonic", lambda: next(clock))
+    slept: list[float] = []
+    monkeypatch.setattr(cores.time, "sleep", slept.append)
+    load = cores.CoreLoad(stat_file(tmp_path / "stat", {0: (0, 100)}))
+    assert load.others() is not None and slept == [pytest.approx(0.15)]
 
 
 @pytest.mark.parametrize(("threads", "busy", "warns"), [(2, 0.1, False), (1, 1.0, False), (2, 1.0, True), (2, 1.8, True)])
