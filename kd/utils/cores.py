@@ -16,8 +16,7 @@ def cores_per_process(processes: int) -> int:
     per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if per_task.isdigit() and int(per_task) > 0 and "SLURM_PROCID" in os.environ:
         return int(per_task)
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, allowed // processes)
+    return max(1, allowed_cores() // processes)
 
 
 def cpu_times(cpus: list[int], stat: Path = Path("/proc/stat")) -> dict[int, tuple[int, int]]:
