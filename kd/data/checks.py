@@ -44,6 +44,10 @@ def _image_duplicates(train: torch.Tensor, test: torch.Tensor) -> int:
 
 
 def _non_finite_rows(inputs: torch.Tensor) -> torch.Tensor:
+    """Rows holding a NaN or an infinity. Any of them makes the sum non-finite, so the rows are searched
+    only then (large finite values can overflow the sum too: the search then finds none)."""
+    if torch.isfinite(inputs.sum()):
+        return torch.empty(0, dtype=torch.long)
     return (~torch.isfinite(inputs.reshape(len(inputs), -1))).any(dim=1).nonzero().flatten()
 
 
@@ -85,8 +89,7 @@ def check_classification_data(
                     f"{where}: the {split} split's images have shape {tuple(inputs.shape[1:])}, but the data config "
                     f"declares {tuple(input_shape)} (data.module.source.input_shape, data.in_chans)"
                 )
-            # A NaN or infinity anywhere makes the sum one (so may large finite values: rows are then searched).
-            bad = _non_finite_rows(inputs) if not torch.isfinite(inputs.sum()) else torch.empty(0)
+            bad = _non_finite_rows(inputs)
             if len(bad):
                 raise ConfigError(
                     f"{where}: row {int(bad[0])} of the {split} split holds NaN or infinite pixel values "
