@@ -36,7 +36,7 @@ from kd.jobs.scale_out import check_scale_out
 from kd.jobs.validate import check_config
 from kd.launch.hardware import job_device, job_hardware
 from kd.launch.launchers import failed_job_value
-from kd.launch.processes import is_rank_zero, processes_per_machine
+from kd.launch.processes import is_rank_zero, leave_process_group, processes_per_machine
 from kd.task import task_of_config
 from kd.teacher.cache import prepare_cached_teacher
 from kd.teacher.generations import use_teacher_generations
@@ -209,4 +209,6 @@ def run_job(cfg: DictConfig) -> float | None:
         if isinstance(err, ConfigError | RunError):
             sys.exit(2 if isinstance(err, ConfigError) else 3)
         raise  # anything else is ``raised`` itself (neither helper changed it): re-raise it as it was
+    finally:
+        leave_process_group()  # after every rank-dependent step; a multirun's next job starts without one
     return metrics.get(cfg.get("optimized_metric", "val/acc_best"))

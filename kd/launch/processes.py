@@ -93,6 +93,19 @@ def global_rank() -> int:
     return 0
 
 
+def leave_process_group() -> None:
+    """Destroy torch.distributed's default group, if this process joined one, while Python still runs.
+
+    Lightning destroys NCCL groups at exit, not gloo's (CPU): a gloo group left to the interpreter's
+    shutdown can abort the process ("terminate called without an active exception", SIGABRT) after the
+    job finished, and Lightning's launcher then kills every rank. Destroying is local to the process.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def is_rank_zero() -> bool:
     """True in the process that writes the job's files (the only one of a single-process job)."""
     return global_rank() == 0

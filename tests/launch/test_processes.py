@@ -137,6 +137,42 @@ def test_rank_comes_from_the_launchers_variables(monkeypatch) -> None:
     assert processes.global_rank() == 1
 
 
+def join_gloo_group(tmp_path) -> None:
+    """This process as the one rank of a gloo group (the backend ``trainer=ddp`` uses on CPUs)."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert torch.distributed.is_initialized()
+
+
+@pytest.mark.parametrize("ends", ["finished", "failed on a rank other than 0"])
+def test_a_job_leaves_its_process_group_before_python_exits(monkeypatch, tmp_path, ends: str) -> None:
+    """A gloo group left to the interpreter's shutdown can abort a rank after the job finished (SIGABRT)."""
+    from omegaconf import OmegaConf
+
+    import kd.job
+
+    def train(cfg) -> dict:
+        join_gloo_group(tmp_path)
+        if ends != "finished":
+            raise RuntimeError("a rank failed")
+        return {"val/acc_best": 0.5}
+
+    monkeypatch.setattr(kd.job, "train", train)
+    monkeypatch.setattr(kd.job, "describe_job", lambda cfg: False)
+    monkeypatch.setattr(kd.job, "is_rank_zero", lambda: False)
+    cfg = OmegaConf.create({"optimized_metric": "val/acc_best"})
+    try:
+        if ends == "finished":
+            assert kd.job.run_job(cfg) == 0.5
+        else:
+            with pytest.raises(RuntimeError, match="a rank failed"):
+                kd.job.run_job(cfg)
+        assert not torch.distributed.is_initialized()
+    finally:
+        processes.leave_process_group()
+    processes.leave_process_group()  # without a group: nothing to do
+    assert not torch.distributed.is_initialized()
+
+
 def test_other_ranks_wait_for_rank_zero_and_stop_when_it_failed(tmp_path) -> None:
     calls = iter([None, None, "built"])
     assert processes.wait_for_rank_zero(lambda: next(calls), "x", tmp_path / "failed.json", poll_s=0) == "built"
