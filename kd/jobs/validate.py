@@ -21,6 +21,7 @@ from kd.config.rules import Rule
 from kd.config.schema import rule_for
 from kd.errors import ConfigError
 from kd.jobs.annotations import annotation_problem, checkable, parameter_annotation
+from kd.utils.import_order import import_wandb_first
 
 ABSENT = object()
 HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
@@ -162,7 +163,10 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     The rules that import nothing come first: a value they refuse is refused before torch, Lightning
     or a model's module is imported (within a second); then the ``_target_`` annotations and the rules
     that build objects."""
-    found = problems(cfg, imports=False) or problems(cfg)
+    found = problems(cfg, imports=False)
+    if not found:
+        import_wandb_first(cfg)  # the checks below import torch; W&B's client imports faster before it
+        found = problems(cfg)
     if not found:
         return
     typed = [str(o).lstrip("+~").split("=", 1)[0] for o in overrides]
