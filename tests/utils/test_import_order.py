@@ -1,4 +1,4 @@
-"""W&B's client is imported before torch when the job logs to W&B, and not at all by the checks otherwise."""
+"""W&B's client is imported before torch when the job logs to W&B, and not early otherwise."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
+from kd.utils import import_order
 from kd.utils.import_order import WANDB_MODULES, logs_to_wandb
 from tests.conftest import CONF_DIR
 
@@ -38,10 +39,12 @@ def test_a_job_that_logs_to_wandb_imports_its_client_before_torch() -> None:
     assert all(order.index(name) < order.index("torch") for name in WANDB_MODULES)
 
 
-@pytest.mark.slow
-def test_a_job_without_wandb_does_not_import_its_launch_package() -> None:
-    order = modules_after_check("loss=kd", "logger=csv")
-    assert "torch" in order and WANDB_MODULES[-1] not in order
+@pytest.mark.parametrize("target", ["lightning.pytorch.loggers.WandbLogger", "lightning.pytorch.loggers.CSVLogger"])
+def test_only_a_job_that_logs_to_wandb_imports_its_client_early(monkeypatch, target: str) -> None:
+    imported: list[str] = []
+    monkeypatch.setattr(import_order.importlib, "import_module", imported.append)
+    import_order.import_wandb_first(OmegaConf.create({"logger": {"_target_": target}}))
+    assert imported == (list(WANDB_MODULES) if target.endswith("WandbLogger") else [])
 
 
 def test_the_wandb_logger_is_recognised_by_its_target() -> None:
