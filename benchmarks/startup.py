@@ -10,12 +10,14 @@ Also times, as wall time of a whole process: a refused config value (``loss.temp
 the config check before torch is imported) and ``--help``; and ``import kd.job`` (what a job imports)
 alone, split by package (``python -X importtime``: the cumulative time of each package's first import,
 nested ones included in their parents'). The teacher checkpoint is a randomly initialised default teacher.
-Writes benchmarks/results/startup-<cpu>.json.
+Records the share of kd's modules whose bytecode was current (``make setup`` writes it) and whether
+``PYTHONDONTWRITEBYTECODE`` was set. Writes benchmarks/results/startup-<cpu>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -67,6 +69,17 @@ def import_breakdown() -> dict[str, float]:
     return seconds
 
 
+def kd_bytecode_share() -> float:
+    """Share of kd's modules with bytecode as new as their source (``make setup`` writes it; without it,
+    where ``PYTHONDONTWRITEBYTECODE`` is set, every start compiles kd again)."""
+    sources = list((ROOT / "kd").rglob("*.py"))
+    current = [
+        src for src in sources
+        if (pyc := Path(importlib.util.cache_from_source(str(src)))).is_file() and pyc.stat().st_mtime >= src.stat().st_mtime
+    ]
+    return round(len(current) / len(sources), 3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -89,6 +102,8 @@ def main() -> None:
         print({k: round(v[-1], 2) for k, v in results.items()}, flush=True)
     report = {
         "machine": {**machine(), "threads": args.threads},
+        "kd_bytecode_share": kd_bytecode_share(),
+        "pythondontwritebytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
         "import_breakdown_s": import_breakdown(),
         "median_s": {k: round(statistics.median(v), 2) for k, v in results.items()},
         "runs_s": {k: [round(x, 2) for x in v] for k, v in results.items()},
