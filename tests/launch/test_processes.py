@@ -158,6 +158,8 @@ def test_a_job_leaves_its_process_group_before_python_exits(monkeypatch, tmp_pat
 
     monkeypatch.setattr(kd.job, "train", train)
     monkeypatch.setattr(kd.job, "describe_job", lambda cfg: False)
+    monkeypatch.setattr(kd.job, "redact_argv", lambda: None)  # neither touches this test process's argv or logging
+    monkeypatch.setattr(kd.job, "quiet_library_noise", lambda: None)
     monkeypatch.setattr(kd.job, "is_rank_zero", lambda: False)
     cfg = OmegaConf.create({"optimized_metric": "val/acc_best"})
     try:
