@@ -21,7 +21,7 @@ from kd.config.rules import Rule
 from kd.config.schema import rule_for
 from kd.errors import ConfigError
 from kd.jobs.annotations import annotation_problem, checkable, parameter_annotation
-from kd.utils.import_order import import_wandb_first
+from kd.utils.wandb_first import start_wandb_first
 
 ABSENT = object()
 HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
@@ -165,7 +165,7 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     that build objects."""
     found = problems(cfg, imports=False)
     if not found:
-        import_wandb_first(cfg)  # the checks below import torch; W&B's client imports faster before it
+        start_wandb_first(cfg)  # the checks below import torch; W&B's client and service start faster before it
         found = problems(cfg)
     if not found:
         return

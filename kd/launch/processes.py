@@ -87,6 +87,12 @@ def global_rank() -> int:
             return dist.get_rank()
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
+    return rank_from_environment()
+
+
+def rank_from_environment() -> int:
+    """The rank a launcher gave this process in its environment (0 when launched alone); torch is not
+    imported, so the start-up can ask before it imports torch."""
     for name in _RANK_VARIABLES:
         if (value := os.environ.get(name)) is not None:
             return int(value)
