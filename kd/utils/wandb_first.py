@@ -8,11 +8,17 @@ the process is still small (docs/speed.md#start-up).
 - ``wandb.init`` then starts W&B's service process (``wandb-core``) and waits for it to listen. Started
   in a background thread before torch is imported, the service comes up on another core while the job
   imports, and ``wandb.init`` finds it running.
+
+W&B reads its environment once a process, when it is set up: later changes are ignored, with a
+warning. Lightning's ``WandbLogger(offline=True)`` sets ``WANDB_MODE=dryrun`` just before its
+``wandb.init``, so an offline logger's setting is made here first, before W&B is set up; and a W&B
+variable that Hydra sets as the job starts (``hydra.job.env_set``) leaves the service to ``wandb.init``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from functools import cache
 from typing import Any
@@ -33,7 +39,8 @@ def logs_to_wandb(cfg: Any) -> bool:
 def start_wandb_first(cfg: Any) -> None:
     """Import W&B's client and start its service now, before torch, when this process will log to W&B:
     the job's logger is W&B's (``logger=wandb``) and this is rank zero (the other processes of a
-    multi-process job log nothing).
+    multi-process job log nothing). The service is left to ``wandb.init`` when Hydra is yet to set a
+    W&B variable (``hydra.job.env_set``).
 
     A W&B release without one of WANDB_MODULES changes nothing: the job imports what it needs later.
     """
@@ -44,6 +51,10 @@ def start_wandb_first(cfg: Any) -> None:
             importlib.import_module(name)
         except ImportError:
             return
+    if any(str(name).startswith("WANDB_") for name in OmegaConf.select(cfg, "hydra.job.env_set", default=None) or {}):
+        return
+    if OmegaConf.select(cfg, "logger.offline", default=False) is True:
+        os.environ["WANDB_MODE"] = "dryrun"  # what WandbLogger(offline=True) sets before its wandb.init
     start_service()
 
 

@@ -25,8 +25,8 @@ with initialize_config_dir(config_dir={conf!r}, version_base="1.3"):
 check_config(cfg)
 print(json.dumps(list(sys.modules)))
 """
-# The same check, recording whether torch was loaded when W&B's service process was launched, then
-# waiting for the background start to finish: is the service connected, for wandb.init to find?
+# The same check, recording whether torch was loaded when W&B's service process was launched; then
+# Lightning's WandbLogger, as the job configures it (offline), starts its run on that service.
 SERVICE = """
 import json, sys
 from wandb.sdk.lib.service import service_process
@@ -38,21 +38,19 @@ def recording_launch(*args, **kwargs):
 service_process._launch_server = recording_launch
 from hydra import compose, initialize_config_dir
 from kd.jobs.validate import check_config
-from kd.utils import wandb_first
-from wandb.sdk import wandb_setup
 with initialize_config_dir(config_dir={conf!r}, version_base="1.3"):
     cfg = compose(config_name="train", overrides=["loss=kd"])
 check_config(cfg)
 check_config(cfg)  # a job checks twice (before Hydra's run folder, then in the job): one service
-wandb_first.start_service().join(60)
-singleton = wandb_setup._singleton
-print(json.dumps({{"torch_loaded_at_launch": launched, "connected": bool(singleton and singleton._connection)}}))
+from lightning.pytorch.loggers import WandbLogger
+run = WandbLogger(project="kd", save_dir={out!r}, offline=cfg.logger.offline).experiment
+print(json.dumps({{"torch_loaded_at_launch": launched, "offline": run.settings._offline}}))
+run.finish()
 """
 
 
-def child(code: str, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run([sys.executable, "-c", code], cwd=CONF_DIR.parent, capture_output=True, text=True, timeout=300,
-                          env=env)
+def child(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], cwd=CONF_DIR.parent, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.splitlines()[-1]
 
@@ -65,21 +63,30 @@ def test_a_job_that_logs_to_wandb_imports_its_client_before_torch() -> None:
 
 
 @pytest.mark.slow
-def test_a_job_that_logs_to_wandb_starts_its_service_once_before_torch(tmp_path) -> None:
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "HOME": str(tmp_path)}
-    env = {k: v for k, v in env.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")}
-    seen = json.loads(child(SERVICE.format(conf=str(CONF_DIR)), env))
-    assert seen == {"torch_loaded_at_launch": [False], "connected": True}
+def test_a_job_that_logs_to_wandb_starts_its_service_once_before_torch_and_stays_offline(tmp_path) -> None:
+    drop = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "WANDB_MODE", "WANDB_SILENT")
+    env = {**{k: v for k, v in os.environ.items() if k not in drop}, "HOME": str(tmp_path)}  # W&B's logs there
+    done = subprocess.run([sys.executable, "-c", SERVICE.format(conf=str(CONF_DIR), out=str(tmp_path))],
+                          cwd=CONF_DIR.parent, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # offline as configured (logger.offline), though W&B was set up before the logger said so
+    assert json.loads(done.stdout.splitlines()[-1]) == {"torch_loaded_at_launch": [False], "offline": True}
+    assert "will be ignored" not in done.stderr  # W&B's warning when its environment changed after set-up
+    assert list(tmp_path.glob("wandb/offline-run-*"))
 
 
-@pytest.mark.parametrize(("target", "rank", "early"), [
-    ("lightning.pytorch.loggers.WandbLogger", None, True),
-    ("lightning.pytorch.loggers.WandbLogger", "0", True),
-    ("lightning.pytorch.loggers.WandbLogger", "1", False),  # ranks 1.. of a multi-process job log nothing
-    ("lightning.pytorch.loggers.CSVLogger", None, False),
+WANDB = "lightning.pytorch.loggers.WandbLogger"
+
+
+@pytest.mark.parametrize(("target", "rank", "env_set", "imports", "starts"), [
+    (WANDB, None, {}, True, True),
+    (WANDB, "0", {"OMP_NUM_THREADS": "2"}, True, True),
+    (WANDB, "1", {}, False, False),  # ranks 1.. of a multi-process job log nothing
+    (WANDB, None, {"WANDB_ENTITY": "team"}, True, False),  # W&B must read what Hydra sets as the job starts
+    ("lightning.pytorch.loggers.CSVLogger", None, {}, False, False),
 ])
 def test_only_the_process_that_logs_to_wandb_starts_it_early(monkeypatch, target: str, rank: str | None,
-                                                             early: bool) -> None:
+                                                             env_set: dict, imports: bool, starts: bool) -> None:
     for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         monkeypatch.delenv(name, raising=False)
     if rank is not None:
@@ -88,9 +95,10 @@ def test_only_the_process_that_logs_to_wandb_starts_it_early(monkeypatch, target
     started: list[bool] = []
     monkeypatch.setattr(wandb_first.importlib, "import_module", imported.append)
     monkeypatch.setattr(wandb_first, "start_service", lambda: started.append(True))
-    wandb_first.start_wandb_first(OmegaConf.create({"logger": {"_target_": target}}))
-    assert imported == (list(WANDB_MODULES) if early else [])
-    assert started == ([True] if early else [])
+    cfg = {"logger": {"_target_": target, "offline": False}, "hydra": {"job": {"env_set": env_set}}}
+    wandb_first.start_wandb_first(OmegaConf.create(cfg))
+    assert imported == (list(WANDB_MODULES) if imports else [])
+    assert started == ([True] if starts else [])
 
 
 def test_a_failed_early_start_is_left_to_wandb_init(monkeypatch) -> None:
