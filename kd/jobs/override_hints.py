@@ -47,7 +47,7 @@ def override_hints(argv: Sequence[str], config_name: str = "train") -> list[str]
     hints = []
     for o in overrides:
         key = o.key_or_group
-        if o.is_add() or key in groups or key == "hydra" or key.startswith("hydra.") or o.package is not None:
+        if o.is_add() or o.is_force_add() or key in groups or key == "hydra" or key.startswith("hydra.") or o.package is not None:
             continue
         if OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False,
                            throw_on_resolution_failure=False) is _ABSENT:

@@ -40,6 +40,7 @@ def test_a_key_like_none_lists_the_keys_beside_it() -> None:
 
 def test_keys_that_exist_adds_and_hydras_own_keys_get_no_hint() -> None:
     assert override_hints(["loss=dkd", "loss.beta=2", "+loss.new_key=1", "~logger", "hydra.run.dir=x", "-m"]) == []
+    assert override_hints(["++trainer.max_steps=1", "++loss.temperature=2"]) == []  # added or set, whichever it is
     assert override_hints(["loss=nope", "loss.temprature=2"]) == []  # Hydra's message lists the loss options
 
 
