@@ -11,6 +11,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
+from kd.launch import processes
 from kd.utils import wandb_first
 from kd.utils.wandb_first import WANDB_MODULES, logs_to_wandb
 from tests.conftest import CONF_DIR
@@ -65,8 +66,7 @@ def test_a_job_that_logs_to_wandb_imports_its_client_before_torch() -> None:
 @pytest.mark.slow
 def test_a_job_that_logs_to_wandb_starts_its_service_once_before_torch_and_stays_offline(tmp_path) -> None:
     # No W&B variable (WANDB_SERVICE: a service this test process started, which a child would join)
-    ranks = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
-    env = {k: v for k, v in os.environ.items() if k not in ranks and not k.startswith("WANDB_")}
+    env = {k: v for k, v in os.environ.items() if k not in processes._RANK_VARIABLES and not k.startswith("WANDB_")}
     env["HOME"] = str(tmp_path)  # W&B's own logs there
     done = subprocess.run([sys.executable, "-c", SERVICE.format(conf=str(CONF_DIR), out=str(tmp_path))],
                           cwd=CONF_DIR.parent, capture_output=True, text=True, timeout=300, env=env)
@@ -89,7 +89,7 @@ WANDB = "lightning.pytorch.loggers.WandbLogger"
 ])
 def test_only_the_process_that_logs_to_wandb_starts_it_early(monkeypatch, target: str, rank: str | None,
                                                              env_set: dict, imports: bool, starts: bool) -> None:
-    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+    for name in processes._RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     if rank is not None:
         monkeypatch.setenv("LOCAL_RANK", rank)
