@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from kd.errors import ConfigError
 from kd.jobs.scale_out import check_scale_out, strategy_name
-from kd.jobs.validate import problems, uncovered
+from kd.jobs.validate import problems, uncovered, unread
 from kd.losses.weighted_sum import WeightedSum
 from kd.taps import call_model
 from kd.task import MODALITIES
@@ -86,6 +86,7 @@ def test_option_composes_and_instantiates(make_cfg, group: str, option: str) -> 
             cfg = make_cfg(f"{group}={option}", base=MODALITY_BASES[modality])
     assert problems(cfg) == {}
     assert uncovered(cfg) == []  # a key with neither a rule in kd/config/schema.py nor a typed parameter
+    assert unread(cfg) == {}  # e.g. an argument that its _target_ does not take
     apply_auto_precision(cfg)  # as a job does first: trainer.precision and net.dtype `auto` decided
     check_instantiates(group, cfg)
 

@@ -21,6 +21,7 @@ from kd.config.rules import Rule
 from kd.config.schema import rule_for
 from kd.errors import ConfigError
 from kd.jobs.annotations import annotation_problem, checkable, parameter_annotation
+from kd.jobs.unread_keys import unread_keys
 from kd.utils.wandb_first import start_wandb_first
 
 ABSENT = object()
@@ -157,6 +158,17 @@ def uncovered(cfg: DictConfig) -> list[str]:
     return sorted(leaf.key for leaf in all_leaves if source_of(leaf.key, leaf.raw) is None and not by_key.get(leaf.key))
 
 
+def unread(cfg: DictConfig) -> dict[str, tuple[Any, str, str]]:
+    """``{key: (value, why nothing reads it, "")}`` for each key that no rule covers, no ``_target_``
+    takes and no value refers to (``kd.jobs.unread_keys``)."""
+    by_key, _, all_leaves = constraints(cfg)
+    values = {leaf.key: leaf.raw for leaf in all_leaves if source_of(leaf.key, leaf.raw) is None}  # not references
+    untyped = {key for key in values if not by_key.get(key)}
+    refs = {r for leaf in all_leaves for r in [source_of(leaf.key, leaf.raw), *mentioned(leaf.key, leaf.raw)] if r}
+    found = unread_keys(cfg, values, untyped, refs, lambda key: _locate(OmegaConf.select(cfg, key), key))
+    return {key: (values[key], why, "") for key, why in found.items()}
+
+
 def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     """Raise one :class:`ConfigError` naming every bad value (keys set by ``overrides`` first).
 
@@ -167,6 +179,9 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     if not found:
         start_wandb_first(cfg)  # the checks below import torch; W&B's client and service start faster before it
         found = problems(cfg)
+    nouns = ("invalid config value", "invalid config values")
+    if not found:
+        found, nouns = unread(cfg), ("config key that nothing reads", "config keys that nothing reads")
     if not found:
         return
     typed = [str(o).lstrip("+~").split("=", 1)[0] for o in overrides]
@@ -179,8 +194,10 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
     for key in keys:
         value, problem, meaning = found[key]
         lines.append(f"{key}={_shown(value)}: {problem}" + (f" ({meaning})" if meaning else ""))
-    head = "invalid config value" if len(lines) == 1 else f"{len(lines)} invalid config values"
-    raise ConfigError(f"{head}: " + "; ".join(lines) + ". The options and their meaning: conf/ and `python -m kd.run --help`.")
+    head = nouns[0] if len(lines) == 1 else f"{len(lines)} {nouns[1]}"
+    text = "; ".join(lines)
+    raise ConfigError(f"{head}: {text}{'' if text.endswith('?') else '.'} The options and their meaning: conf/ and "
+                      "`python -m kd.run --help`.")
 
 
 def _shown(value: Any) -> str:

@@ -12,7 +12,7 @@ import pytest
 from omegaconf import open_dict
 
 from kd.errors import ConfigError
-from kd.jobs.validate import check_config, problems, uncovered
+from kd.jobs.validate import check_config, problems, uncovered, unread
 from tests.cli import TINY_CLI, run_cli
 
 # (overrides, the key the message must name, a phrase it must contain)
@@ -111,6 +111,41 @@ def test_a_key_without_a_type_is_reported(make_cfg) -> None:
     with open_dict(cfg):
         cfg.loss.new_knob = 3
     assert uncovered(cfg) == ["loss.new_knob"]
+
+
+def test_an_added_key_that_nothing_reads_is_refused_with_the_closest_keys(make_cfg) -> None:
+    """Hydra accepts any key added with ``+``; one that no rule covers, no ``_target_`` takes and no value
+    refers to would be ignored (or fail when its object is built), so it is refused by name."""
+    cases = {
+        "+sede=3": ("sede", "kd reads no such key; did you mean seed?"),
+        "+loss.temprature=2": ("loss.temprature", "did you mean loss.temperature?"),
+        "+trainer.max_epoch=2": ("trainer.max_epoch", "Trainer takes no argument 'max_epoch'; did you mean max_epochs"),
+        "+optim.optimizer.moment=0.5": ("optim.optimizer.moment", "SGD takes no argument 'moment'; did you mean momentum?"),
+        # a key with a rule (AdamW's betas) that this optimiser does not take: its arguments are listed
+        "+optim.optimizer.betas=[0.9,0.99]": ("optim.optimizer.betas", "SGD takes no argument 'betas'; it takes params, lr,"),
+    }
+    for override, (key, why) in cases.items():
+        found = unread(make_cfg("loss=kd", override))
+        assert list(found) == [key] and why in found[key][1], (override, found)
+        with pytest.raises(ConfigError, match=rf"^config key that nothing reads: {key}="):
+            check_config(make_cfg("loss=kd", override), [override])
+    with pytest.raises(ConfigError, match=r"^2 config keys that nothing reads: sede=3: .*; loss.temprature=2: "):
+        check_config(make_cfg("loss=kd", "+sede=3", "+loss.temprature=2"), ["+sede=3", "+loss.temprature=2"])
+
+
+def test_an_added_key_that_is_read_is_accepted(make_cfg) -> None:
+    read = [
+        ["+trainer.max_steps=3"],  # an argument the target takes (typed by its annotation)
+        ["student=resnet10_w8", "+student.net.drop_rate=0.1"],  # timm's create_model passes **kwargs to the model
+        ["+lr=0.05", "optim.optimizer.lr=${lr}"],  # a helper key that another value refers to
+        ["+seeds.base=4", "seed=${seeds.base}"],
+    ]
+    for overrides in read:
+        cfg = make_cfg("loss=kd", *overrides)
+        assert unread(cfg) == {}, overrides
+        check_config(cfg, overrides)
+    alone = unread(make_cfg("loss=kd", "+lr=0.05"))  # the same helper key that nothing refers to
+    assert list(alone) == ["lr"] and alone["lr"][1].startswith("kd reads no such key (`python -m kd.run --help`")
 
 
 def test_csv_in_another_encoding_needs_the_encoding_option(tmp_path: Path) -> None:

@@ -58,6 +58,10 @@ CASES = {
     "learning rate": (lambda d: [*TINY_CLI, "optim.optimizer.lr=-1"], 2, "optim.optimizer.lr=-1"),
     "mistyped key": (lambda d: [*TINY_CLI, "loss=kd", "loss.temprature=2"], 1, "temperature"),
     "mistyped group": (lambda d: [*TINY_CLI, "los=kd"], 1, "loss"),
+    "added key nothing reads": (lambda d: [*TINY_CLI, "loss=kd", "+loss.temprature=2"], 2,
+                                "loss.temprature=2: kd reads no such key; did you mean loss.temperature?"),
+    "added argument its target does not take": (lambda d: [*TINY_CLI, "loss=kd", "+trainer.max_epoch=1"], 2,
+                                                "Trainer takes no argument 'max_epoch'; did you mean max_epochs"),
     # the data's content
     "one class": (lambda d: images(d, [3] * 80), 2, "at least two classes"),
     "label outside the classes": (lambda d: [*images(d, [0, 1, 12, 1] * 20)], 2, "12"),
@@ -69,9 +73,10 @@ CASES = {
     "missing teacher checkpoint": (lambda d: [*TINY_CLI, "loss=kd", f"teacher.ckpt={d}/t.ckpt"], 2, "t.ckpt"),
     # the teacher stage and its recipe
     "teacher epochs": (lambda d: [*TINY_CLI, "loss=kd", "teacher.epochs=0"], 2, "teacher.epochs=0"),
-    "teacher optimiser": (lambda d: [*TINY_CLI, "loss=kd", "+optim.optimizer.betas=[0.9,0.99]"], 2,
-                          "optim.optimizer: "),
-    "scheduler": (lambda d: [*TINY_CLI, "loss=kd", "+optim.scheduler.steps=3"], 2, "optim.scheduler: "),
+    "teacher optimiser": (lambda d: [*TINY_CLI, "loss=kd", "optim.optimizer.momentum=0"], 2,
+                          "optim.optimizer: Nesterov momentum requires a momentum"),
+    "scheduler": (lambda d: [*TINY_CLI, "loss=kd", "optim.scheduler._target_=torch.optim.lr_scheduler.OneCycleLR",
+                             "~optim.scheduler.warmup_fraction"], 2, "optim.scheduler: "),
     # the cache
     "cache of features not listed": (lambda d: [*TINY_CLI, "loss=feature", "teacher_outputs.cache=true"], 2,
                                      "teacher_outputs.cache=true"),
