@@ -53,7 +53,7 @@ def at_least(low: float) -> Callable[[str], float]:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m kd.export", description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="the folder of a finished run (holds metrics.json)")
     parser.add_argument("--quantize", choices=("auto", *QUANTISATIONS), default="auto",
                         help="INT8 student: auto (static for images, dynamic for text and LMs), static (calibrated "

@@ -11,6 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from kd.errors import ConfigError
+from kd.jobs.sweep_check import check_sweep
 from kd.jobs.validate import check_config
 from kd.launch.processes import is_rank_zero
 from kd.utils.secrets import redact, redact_override
@@ -44,9 +45,9 @@ def _check_folder(folder: Path, key: str) -> None:
 
 class RunDirGuard(Callback):
     """Before Hydra creates a run folder: stop with a clear message if a config value breaks its rule
-    (``kd.jobs.validate``; multirun jobs are checked as they start), or if the run (or sweep) folder
-    exists and is not empty, or cannot be created. After Hydra saved ``.hydra/*.yaml``: redact secret
-    values there."""
+    (``kd.jobs.validate``; every job of a multirun before the first, where the sweeper lists them:
+    ``kd.jobs.sweep_check``), or if the run (or sweep) folder exists and is not empty, or cannot be
+    created. After Hydra saved ``.hydra/*.yaml``: redact secret values there."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -58,6 +59,10 @@ class RunDirGuard(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _check_folder(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+        try:
+            check_sweep(config)
+        except ConfigError as err:
+            _refuse(str(err))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         subdir = config.hydra.output_subdir

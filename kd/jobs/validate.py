@@ -169,15 +169,17 @@ def unread(cfg: DictConfig) -> dict[str, tuple[Any, str, str]]:
     return {key: (values[key], why, "") for key, why in found.items()}
 
 
-def check_config(cfg: DictConfig, overrides: Sequence[str] = ()) -> None:
+def check_config(cfg: DictConfig, overrides: Sequence[str] = (), early_wandb: bool = True) -> None:
     """Raise one :class:`ConfigError` naming every bad value (keys set by ``overrides`` first).
 
     The rules that import nothing come first: a value they refuse is refused before torch, Lightning
-    or a model's module is imported (within a second); then the ``_target_`` annotations and the rules
-    that build objects."""
+    or a model's module is imported (within a second); then (with ``early_wandb``, W&B's client and
+    service started for a job that logs there) the ``_target_`` annotations and the rules that build
+    objects."""
     found = problems(cfg, imports=False)
-    if not found:
+    if not found and early_wandb:
         start_wandb_first(cfg)  # the checks below import torch; W&B's client and service start faster before it
+    if not found:
         found = problems(cfg)
     nouns = ("invalid config value", "invalid config values")
     if not found:

@@ -23,9 +23,10 @@ class LauncherCapabilities:
 
 @dataclass(frozen=True)
 class SweeperCapabilities:
-    """What a sweeper accepts from a failed job; the default is Hydra's basic sweeper's."""
+    """What a sweeper accepts from a failed job, and whether its jobs are known before the first starts."""
 
     stops_at_nan: bool = False  # a NaN objective ends the search: a failed job returns its direction's worst value
+    lists_jobs: bool = False  # its jobs are every combination of listed values (Hydra's basic sweeper's syntax)
 
 
 LAUNCHERS: dict[str, LauncherCapabilities] = {
@@ -33,6 +34,7 @@ LAUNCHERS: dict[str, LauncherCapabilities] = {
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher": LauncherCapabilities(starts_processes=False),
 }
 SWEEPERS: dict[str, SweeperCapabilities] = {
+    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper": SweeperCapabilities(lists_jobs=True),
     "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper": SweeperCapabilities(stops_at_nan=True),
 }
 
@@ -71,6 +73,11 @@ def failed_job_value() -> float:
         return float("nan")
     direction = str(sweeper.get("direction", "minimize")).lower()
     return float("-inf") if "max" in direction else float("inf")
+
+
+def lists_jobs(sweeper: Any) -> bool:
+    """Whether the sweeper config ``sweeper`` (``hydra.sweeper``) lists its jobs ahead (every combination)."""
+    return SWEEPERS.get(str(sweeper.get("_target_", "")), SweeperCapabilities()).lists_jobs
 
 
 def threads_per_job(jobs: int | str) -> int:

@@ -15,7 +15,7 @@ from kd.task import TASKS_BY_NAME
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m kd.report", description=__doc__.splitlines()[0])
     parser.add_argument("roots", type=Path, nargs="+", help="multirun folders, or any folders holding run folders")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the first root)")
     args = parser.parse_args(argv)

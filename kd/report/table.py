@@ -113,12 +113,15 @@ def markdown(rows: list[dict[str, Any]], failed: list[Run], common: set[str], co
 def write_report(roots: list[Path], out: Path | None = None) -> dict[str, Any]:
     """Read the runs under ``roots``; write report.md, report.json and plots to ``out`` (default: the
     first root); return the columns, rows, best configuration per task, failed runs and plots."""
-    out = out or roots[0]
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)  # a killed report's half-written files
+    if missing := [str(r) for r in roots if not r.is_dir()]:
+        raise SystemExit(f"error: {', '.join(missing)}: no such folder; give the folders that hold the runs "
+                         "(e.g. outputs/multirun/<date>/<time>, or outputs/runs)")
     runs = find_runs(roots)
     if not runs:
         raise SystemExit(f"error: no runs (metrics.json or {FAILURE_FILE}) under {', '.join(map(str, roots))}")
+    out = out or roots[0]
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # a killed report's half-written files
     columns = choose_columns(runs)
     rows = table_rows(group_runs(runs), columns)
     failed = [r for r in runs if r.metrics is None]

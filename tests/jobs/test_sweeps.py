@@ -14,7 +14,7 @@ import yaml
 
 from kd.report.__main__ import main as report_main
 from kd.report.table import write_report
-from tests.cli import THREADS
+from tests.cli import THREADS, TINY_CLI, run_cli
 from tests.conftest import CONF_DIR
 
 REPO = CONF_DIR.parent
@@ -22,10 +22,11 @@ REPO = CONF_DIR.parent
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    """Six tiny jobs: temperature 1 and 4 (and an invalid -1, which must fail) x seeds 0 and 1."""
+    """Six tiny jobs: temperature 1 and 4 (and 1e30, whose loss is not finite: those jobs must fail as they
+    train) x seeds 0 and 1."""
     tmp = tmp_path_factory.mktemp("sweep")
     args = ["-m", "data=synthetic", "teacher=tiny", "student=tiny", "trainer=smoke", f"threads={THREADS}",
-            "loss=kd", "loss.temperature=1,4,-1", "seed=0,1", f"paths.log_dir={tmp}",
+            "loss=kd", "loss.temperature=1,4,1e30", "seed=0,1", f"paths.log_dir={tmp}",
             f"hydra.sweep.dir={tmp / 'multirun'}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_SILENT": "true"}
     result = subprocess.run([sys.executable, "-m", "kd.run", *args], cwd=REPO, check=False, capture_output=True, text=True,
@@ -44,9 +45,9 @@ def test_multirun_gives_every_job_its_folder_and_wandb_run_and_survives_a_failur
     assert len(failed) == 2 and len(succeeded) == 4
     for job in failed:
         record = json.loads((job / "failed.json").read_text())
-        assert record["error_type"] == "ConfigError" and "temperature" in record["error"]
-        assert "loss.temperature=-1" in record["overrides"]
-        assert "Traceback" in (job / "error.txt").read_text()
+        assert record["error_type"] == "RunError" and "became non-finite" in record["error"]
+        assert "loss.temperature=1e+30" in record["overrides"]  # as Hydra writes it
+        assert "kd.errors.RunError: loss term 'ce'" in (job / "error.txt").read_text()
     wandb_runs = [run for job in succeeded for run in job.glob("wandb/offline-run-*")]
     assert len(wandb_runs) == 4
     configs = [yaml.safe_load((job / "config_resolved.yaml").read_text()) for job in succeeded]
@@ -82,8 +83,8 @@ def test_report_rows_equal_the_saved_metrics(sweep, tmp_path: Path, capsys) -> N
     assert "kd report" in capsys.readouterr().out
     result = json.loads((out / "report.json").read_text())
     rows = {row["configuration"]: row for row in result["rows"]}
-    assert set(rows) == {"loss.temperature=1", "loss.temperature=4", "loss.temperature=-1"}
-    assert (rows["loss.temperature=-1"]["runs"], rows["loss.temperature=-1"]["failed"]) == (0, 2)
+    assert set(rows) == {"loss.temperature=1", "loss.temperature=4", "loss.temperature=1e+30"}
+    assert (rows["loss.temperature=1e+30"]["runs"], rows["loss.temperature=1e+30"]["failed"]) == (0, 2)
     for t in (1, 4):
         accs = [json.loads((job / "metrics.json").read_text())["test/acc"] for job in root.iterdir()
                 if (job / "metrics.json").is_file()
@@ -101,6 +102,29 @@ def test_report_rows_equal_the_saved_metrics(sweep, tmp_path: Path, capsys) -> N
     assert len(result["failed"]) == 2
 
 
+def test_a_sweep_with_an_invalid_job_starts_no_job(tmp_path: Path) -> None:
+    """Every job of a listed sweep is checked before the first starts (Hydra's basic sweeper): one bad
+    value stops the sweep, naming the job, before a teacher is trained or a folder written."""
+    sweep_dir = tmp_path / "multirun"
+    code, err = run_cli("-m", *TINY_CLI, "loss=kd", "loss.temperature=1,-2", "seed=0,1", f"paths.log_dir={tmp_path}",
+                        f"hydra.sweep.dir={sweep_dir}")
+    assert code == 2, err[-3000:]
+    assert ("error: the sweep starts no job: job #2 (loss.temperature=-2 seed=0), #3 (loss.temperature=-2 seed=1) "
+            "of 4: invalid config value: loss.temperature=-2: must be a number > 0") in err, err[-3000:]
+    assert list(tmp_path.iterdir()) == []  # no sweep folder, no teacher
+    code, err = run_cli("-m", *TINY_CLI, "loss=kd,dkd", "loss.temperature=0", f"paths.log_dir={tmp_path}",
+                        f"hydra.sweep.dir={sweep_dir}")
+    assert code == 2 and "the sweep starts no job: every job: invalid config value: loss.temperature=0" in err, err
+
+
 def test_report_on_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no runs"):
         write_report([tmp_path])
+    assert list(tmp_path.iterdir()) == []  # no report.md, no plots
+
+
+def test_report_on_a_mistyped_folder_names_it_and_creates_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "multirn"
+    with pytest.raises(SystemExit, match=r"multirn: no such folder; give the folders that hold the runs"):
+        write_report([tmp_path, typo])
+    assert not typo.exists()
