@@ -197,11 +197,15 @@ def test_a_new_sweep_never_writes_into_another_sweeps_folder(outputs: Path) -> N
 def test_resume_with_another_config_names_the_differences(outputs: Path) -> None:
     err = fails_cleanly(outputs, "resume_other", f"resume={outputs}/runs/earlier", "loss.temperature=8")
     assert "that run had another config" in err and "loss.temperature: 4.0 there, 8 now" in err
+    assert (f"Resume it with the command it was started with: python -m kd.run {' '.join(TINY_CLI)} paths.log_dir={outputs} "
+            f"resume={outputs}/runs/earlier") in err
 
 
-def test_resume_of_a_folder_that_is_not_a_run(outputs: Path) -> None:
-    err = fails_cleanly(outputs, "resume_nonrun", f"resume={outputs}/teachers")
-    assert f"resume={outputs}/teachers: no job.json there" in err
+def test_resume_of_a_folder_that_is_not_a_run_is_refused_before_any_folder(outputs: Path) -> None:
+    for folder in (f"{outputs}/teachers", f"{outputs}/runs/earlir"):
+        err = fails_cleanly(outputs, "resume_nonrun", f"resume={folder}")
+        assert f"invalid config value: resume='{folder}': must be true or false or a kd run's folder (one holding job.json)" in err
+        assert not (outputs / "runs" / "resume_nonrun").exists()
 
 
 def test_a_validation_interval_longer_than_an_epoch_is_refused_before_the_teacher_trains(outputs: Path) -> None:

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 KINDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-         "list": "a list", "dict": "a mapping", "any": "any value", "file": "an existing file"}
+         "list": "a list", "dict": "a mapping", "any": "any value", "file": "an existing file",
+         "run_folder": "a kd run's folder (one holding job.json)"}
+JOB_FILE = "job.json"  # the record that marks a kd run's folder (kd.jobs.resume writes it)
 CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save: a zip archive (or, before torch 1.6, a pickle)
 
 # The identities a key can enter (what each one keys: kd.config.identities).
@@ -54,8 +56,8 @@ class Rule:
     """What a config value may be.
 
     Args:
-        kind: ``int``, ``float`` (ints allowed), ``bool``, ``str``, ``list``, ``dict`` or ``any``, or a
-            tuple of them (any one fits).
+        kind: ``int``, ``float`` (ints allowed), ``bool``, ``str``, ``list``, ``dict``, ``file``,
+            ``run_folder`` or ``any``, or a tuple of them (any one fits).
         null: whether null is allowed.
         gt, ge, lt, le: bounds for numbers (and for each item of a list of numbers).
         choices: the allowed values (any kind).
@@ -139,6 +141,8 @@ def _has_kind(value: Any, kind: str | tuple[str, ...]) -> bool:
         return isinstance(value, str)
     if kind == "file":
         return isinstance(value, str) and Path(value).is_file()
+    if kind == "run_folder":
+        return isinstance(value, str) and (Path(value) / JOB_FILE).is_file()
     if kind == "list":
         return isinstance(value, Sequence) and not isinstance(value, str)
     return isinstance(value, Mapping)

@@ -39,7 +39,7 @@ PRECISIONS = ("32-true", "32", 32, "bf16-mixed", "bf16-true", "bf16", "16-mixed"
 
 RUN = {
     "seed": Int(0, help="random seed of the student's run", enters=STUDENT_RUN | {TEACHER}),
-    "resume": Rule(("bool", "str"), help="true, false or the folder of the run to continue", enters=NOWHERE),
+    "resume": Rule(("bool", "run_folder"), help="true, false or the folder of the run to continue", enters=NOWHERE),
     "checkpoint_every_n_steps": Int(0, help="steps between mid-epoch resume points; 0 = epoch ends only", enters=NOWHERE),
     "threads": Int(1, null=True, help="torch threads; null = every core this process may use", enters=NOWHERE),
     "reuse_freed_memory": Bool(help="keep freed tensor memory in the process for the next step", enters=NOWHERE),

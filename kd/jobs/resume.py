@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,12 +23,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kd.config.migrations import upgrade_identity
+from kd.config.rules import JOB_FILE
 from kd.errors import ConfigError
 from kd.launch.processes import is_rank_zero, slurm_restarts
 from kd.utils.files import write_text_atomically
 from kd.utils.hashing import config_identity, identity_hash
 
-JOB_FILE = "job.json"
 FAILURE_FILE = "failed.json"  # a run that failed (kd.jobs.records writes it)
 RESUMED_FAILURE_FILE = "failed_before_resume.json"  # failed.json of a run that was resumed (kd.report skips it)
 CHECKPOINTS = ("resume.ckpt", "last.ckpt")
@@ -134,9 +135,11 @@ def _explicit(cfg: DictConfig, run_dir: Path, identity: dict[str, Any]) -> Resum
     record = json.loads(record_path.read_text())
     if record_key(record) != job_key(identity):
         diff = _differences(identity, config_identity(upgrade_identity(record.get("config", {}))))
+        started = [o for o in record.get("overrides", []) if not str(o).lstrip("+~").startswith("resume=")]
+        command = " ".join(["python -m kd.run", *map(shlex.quote, map(str, started)), shlex.quote(f"resume={run_dir}")])
         raise ConfigError(
             f"resume={run_dir}: that run had another config ({'; '.join(diff[:8]) or 'unknown'}). "
-            "Resume it with the command it was started with."
+            f"Resume it with the command it was started with: {command}"
         )
     plan = _plan_for(run_dir)
     if plan.action == "fresh":
