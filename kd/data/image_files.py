@@ -46,7 +46,8 @@ def _read_arrays(path: Path, images_key: str, labels_key: str, labels_path: Path
         if not isinstance(found, dict):
             raise ConfigError(f"{path}: the pickle holds a {type(found).__name__}; kd reads a dict of arrays")
     else:
-        raise ConfigError(f"{path}: read .npz, .npy, .pkl or .pkl.gz arrays, or a folder of class sub-folders")
+        raise ConfigError(f"{path} (config key data.module.source.path or test_path): kd reads .npz, .npy, .pkl or "
+                          ".pkl.gz arrays, or a folder of class sub-folders")
     for key, option in ((images_key, "images_key"), (labels_key, "labels_key")):
         if key not in found:
             raise ConfigError(f"{path}: no array {key!r} (data.module.source.{option}); it holds {sorted(found)}")

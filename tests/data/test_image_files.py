@@ -79,6 +79,10 @@ def test_bad_image_files_are_named(tmp_path: Path) -> None:
         ImageFiles(None).prepare()
     with pytest.raises(ConfigError, match=r"does not exist \(config key data.module.source.path"):
         ImageFiles(str(tmp_path / "nowhere.npz")).prepare()
+    (tmp_path / "images.csv").write_text("0,1\n")
+    with pytest.raises(ConfigError, match=r"images.csv \(config key data.module.source.path or test_path\): kd reads "
+                                          r"\.npz, \.npy, \.pkl or \.pkl\.gz arrays, or a folder of class sub-folders"):
+        ImageFiles(str(tmp_path / "images.csv")).load()
 
 
 def test_a_tiny_student_distils_on_a_users_arrays(tmp_path: Path) -> None:
