@@ -20,7 +20,8 @@ from rich.table import Table
 
 from kd.errors import ConfigError, RunError
 from kd.jobs.baseline import find_baseline
-from kd.jobs.compatibility import check_loss_modality, check_shared_vocabulary
+from kd.jobs.compatibility import check_shared_vocabulary
+from kd.jobs.modality import check_loss_modality
 from kd.jobs.preflight import check_output_dir, preflight
 from kd.jobs.records import (
     as_run_error,

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from kd.errors import ConfigError
 from kd.job import train
-from kd.jobs.compatibility import loss_modalities
+from kd.jobs.modality import loss_modalities
 from kd.training import build_loss
 from tests.cli import THREADS, run_cli
 from tests.conftest import CONF_DIR, TEXT_TINY

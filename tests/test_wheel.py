@@ -101,7 +101,7 @@ def test_a_wheel_runs_a_job_from_another_folder(tmp_path: Path) -> None:
 
     probe = kd_python(site, elsewhere, "-c", "import json, kd\n"
                       "from kd.utils.config_files import conf_root, hydra_config_path\n"
-                      "from kd.jobs.compatibility import losses_for\n"
+                      "from kd.jobs.modality import losses_for\n"
                       "print(json.dumps({'kd': kd.__file__, 'conf': str(conf_root()), 'path': hydra_config_path(),"
                       " 'lm': losses_for('lm')}))")
     assert probe.returncode == 0, probe.stderr[-3000:]

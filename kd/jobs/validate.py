@@ -21,6 +21,7 @@ from kd.config.rules import Rule
 from kd.config.schema import rule_for
 from kd.errors import ConfigError
 from kd.jobs.annotations import annotation_problem, checkable, parameter_annotation
+from kd.jobs.modality import check_student_and_loss
 from kd.jobs.unread_keys import unread_keys
 from kd.utils.wandb_first import start_wandb_first
 
@@ -175,8 +176,12 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = (), early_wandb: bo
     The rules that import nothing come first: a value they refuse is refused before torch, Lightning
     or a model's module is imported (within a second); then (with ``early_wandb``, W&B's client and
     service started for a job that logs there) the ``_target_`` annotations and the rules that build
-    objects."""
+    objects. Between the two, the student and the loss must suit the data (``kd.jobs.modality``): on data
+    of another kind, the later checks mean little (a text data set with an image teacher leaves
+    ``data.tokenizer`` unset)."""
     found = problems(cfg, imports=False)
+    if not found:
+        check_student_and_loss(cfg)
     if not found and early_wandb:
         start_wandb_first(cfg)  # the checks below import torch; W&B's client and service start faster before it
     if not found:

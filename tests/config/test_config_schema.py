@@ -113,6 +113,17 @@ def test_a_key_without_a_type_is_reported(make_cfg) -> None:
     assert uncovered(cfg) == ["loss.new_knob"]
 
 
+def test_data_models_and_loss_of_different_kinds_are_refused_before_the_values_they_leave_unset(make_cfg) -> None:
+    cfg = make_cfg("data=rotten_tomatoes", "loss=ce")  # image student; data.tokenizer (the teacher's) is null
+    assert "data.tokenizer" in problems(cfg)
+    with pytest.raises(ConfigError, match=r"^data=rotten_tomatoes is text data but student=tiny is a model for image"):
+        check_config(cfg)
+    with pytest.raises(ConfigError, match=r"^data.tokenizer is null: .* teacher=tiny has none. Pick a text teacher"):
+        check_config(make_cfg("data=rotten_tomatoes", "loss=ce", "student=text_tiny"))
+    with pytest.raises(ConfigError, match=r"^loss=.* works on image and text models .* data=lm_fortunes is lm data"):
+        check_config(make_cfg("data=lm_fortunes", "loss=kd", "student=llama_tiny", "teacher=llama_tiny"))
+
+
 def test_an_added_key_that_nothing_reads_is_refused_with_the_closest_keys(make_cfg) -> None:
     """Hydra accepts any key added with ``+``; one that no rule covers, no ``_target_`` takes and no value
     refers to would be ignored (or fail when its object is built), so it is refused by name."""

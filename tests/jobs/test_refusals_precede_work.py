@@ -62,6 +62,11 @@ CASES = {
                                 "loss.temprature=2: kd reads no such key; did you mean loss.temperature?"),
     "added argument its target does not take": (lambda d: [*TINY_CLI, "loss=kd", "+trainer.max_epoch=1"], 2,
                                                 "Trainer takes no argument 'max_epoch'; did you mean max_epochs"),
+    # data, models and loss of different kinds (checked before any other value)
+    "image student on text data": (lambda d: [*TINY_CLI, "loss=ce", "data=rotten_tomatoes"], 2,
+                                   "data=rotten_tomatoes is text data but student=tiny is a model for image"),
+    "text data with an image teacher's tokenizer": (lambda d: [*TINY_CLI, "loss=ce", "data=rotten_tomatoes",
+                                                               "student=text_tiny"], 2, "data.tokenizer is null"),
     # the data's content
     "one class": (lambda d: images(d, [3] * 80), 2, "at least two classes"),
     "label outside the classes": (lambda d: [*images(d, [0, 1, 12, 1] * 20)], 2, "12"),

@@ -217,7 +217,7 @@ def bytes_per_test_token(cfg) -> float:
 
 
 def test_language_models_get_the_token_level_losses_and_per_sample_ones_are_refused(make_cfg) -> None:
-    from kd.jobs.compatibility import check_loss_modality, losses_for
+    from kd.jobs.modality import check_loss_modality, losses_for
 
     assert losses_for("lm") == ["ce", "fkl", "jsd", "rkl", "seqkd", "seqkd_fkl", "skew_fkl", "skew_rkl", "tvd"]
     assert "seqkd" not in losses_for("image") and "kd" in losses_for("text")

@@ -14,7 +14,8 @@ from transformers import AutoTokenizer
 import kd  # noqa: F401  (torchvision compatibility step before transformers)
 from kd.errors import ConfigError
 from kd.job import train
-from kd.jobs.compatibility import check_loss_modality, check_shared_vocabulary
+from kd.jobs.compatibility import check_shared_vocabulary
+from kd.jobs.modality import check_loss_modality
 from kd.models.names import resolve_model_path
 from kd.models.text import load_tokenizer, pretrained_classifier, random_bert
 from kd.taps import FeatureTaps
