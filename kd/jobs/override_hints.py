@@ -15,7 +15,7 @@ from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kd.utils.config_files import initialize_conf
 
@@ -23,7 +23,8 @@ _ABSENT = object()
 
 
 def override_hints(argv: Sequence[str], config_name: str = "train") -> list[str]:
-    """One line per override in ``argv`` that changes or deletes a key the composed config lacks.
+    """One line per override in ``argv`` that changes or deletes a key the composed config lacks, or that
+    adds (``+``) an option of a group the defaults list already chooses (Hydra: "Multiple values for ...").
 
     Empty when every key exists, when the group choices themselves do not compose (Hydra's own
     message covers that) or when ``argv`` holds nothing parseable. Keys under ``hydra.`` are Hydra's
@@ -38,14 +39,22 @@ def override_hints(argv: Sequence[str], config_name: str = "train") -> list[str]
             groups = set(_groups(GlobalHydra.instance().config_loader(), ""))
             choices = [c for o in overrides if o.key_or_group in groups or o.package is not None
                        if (c := _as_choice(o))]
-            cfg = compose(config_name, overrides=choices)
+            cfg = compose(config_name, overrides=choices, return_hydra_config=True)
     except Exception:  # noqa: BLE001 - a hint is optional; Hydra has already said what failed
         return []
     finally:
         GlobalHydra.instance().clear()
+    chosen = set(cfg.hydra.runtime.choices)  # the groups the defaults list already has a place for
+    with open_dict(cfg):
+        del cfg["hydra"]
     keys = sorted(_paths(OmegaConf.to_container(cfg, resolve=False)))
     hints = []
     for o in overrides:
+        if o.is_add() and o.key_or_group in chosen and not o.key_or_group.startswith("hydra"):
+            value = o.get_value_element_as_str() if not o.is_sweep_override() else "<option>"
+            hints.append(f"kd: {o.key_or_group} is a group of {config_name}.yaml's defaults, so an option replaces its "
+                         f"choice; write {o.key_or_group}={value}, without '+'")
+            continue
         key = o.key_or_group
         if o.is_add() or o.is_force_add() or key in groups or key == "hydra" or key.startswith("hydra.") or o.package is not None:
             continue

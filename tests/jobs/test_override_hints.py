@@ -50,3 +50,20 @@ def test_the_cli_prints_the_hint_after_hydras_message(tmp_path: Path) -> None:
     assert "Could not override 'loss.temprature'" in err  # Hydra's own message stays
     assert err.strip().endswith("kd: the config has no key 'loss.temprature'; did you mean loss.temperature?")
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize(("argv", "hint"), [
+    (["+experiment=lm_smollm2"], "experiment is a group of train.yaml's defaults, so an option replaces its choice; "
+                                 "write experiment=lm_smollm2, without '+'"),
+    (["+loss=ce", "seed=1"], "write loss=ce, without '+'"),
+])
+def test_adding_an_option_of_a_group_the_defaults_choose_gets_the_override_without_plus(argv: list[str], hint: str) -> None:
+    (line,) = override_hints(argv)
+    assert line.startswith("kd: ") and hint in line
+    assert override_hints(["+sweep=seeds"]) == []  # a group the defaults list has no place for is added with +
+
+
+def test_the_cli_prints_the_hint_for_a_group_added_with_plus(tmp_path: Path) -> None:
+    code, err = run_cli(*TINY_CLI, f"paths.log_dir={tmp_path}", "+loss=ce")
+    assert code == 1 and "Multiple values for loss" in err  # Hydra's own message stays
+    assert err.strip().endswith("write loss=ce, without '+'")
