@@ -1,8 +1,9 @@
 """Data, models and loss must suit one modality: every data and model config declares its ``modality``
 (``image``, ``text`` or ``lm``: causal language modelling); a loss config may declare one or a list
 too, when it only works on those kinds of data. Imports nothing heavy: ``kd.jobs.validate`` checks the
-student and the loss before any other value (a text data set with an image student is refused as
-such, not by a value it leaves unset); the teacher is checked where the job knows it reads one.
+student, the loss and the data's tokenizer right after the values that import nothing, before the
+``_target_`` annotations (a text data set with an image teacher is refused as such, not by the
+``data.tokenizer`` it leaves unset); the teacher is checked where the job knows it reads one.
 """
 
 from __future__ import annotations
