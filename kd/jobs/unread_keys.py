@@ -4,8 +4,8 @@ fail only when the trainer is built, after the teacher stage.
 
 A key that another value refers to (``${...}``) is read. Otherwise an argument of a ``_target_`` is read
 when the callable takes it, by name or through ``**kwargs`` (``optim.optimizer.betas`` has a rule, for
-AdamW, but SGD takes no ``betas``); a key inside a mapping that a ``_target_`` takes whole is left to
-the callable; any other key is read when a rule in ``kd.config.schema`` covers it. Every key of kd's
+AdamW, but SGD takes no ``betas``); the keys inside a mapping that the callable takes are left to it;
+any other key is read when a rule in ``kd.config.schema`` covers it. Every key of kd's
 own configs is read (``tests/test_configs.py``).
 """
 
@@ -23,25 +23,26 @@ from kd.config.schema import RULES
 
 def unread_keys(cfg: DictConfig, keys: Iterable[str], untyped: set[str], mentioned: set[str],
                 target_of: Callable[[str], Callable[..., Any] | None]) -> dict[str, str]:
-    """``{key: why nothing reads it, with the keys it may have meant}`` for each leaf of ``keys`` that no
-    value mentions and that either is an argument its ``_target_`` does not take, or is in ``untyped``
-    (no rule and no annotation types it) outside every ``_target_``. ``target_of(parent)`` is the
-    callable of the ``_target_`` at ``parent``."""
+    """``{key: why nothing reads it, with the keys it may have meant}`` for the leaves of ``keys`` that no
+    value mentions: an argument that its ``_target_`` does not take (keyed by the argument, which may hold
+    the leaf), or a key of ``untyped`` (no rule and no annotation types it) outside every ``_target_``.
+    ``target_of(key)`` is the callable of the ``_target_`` at ``key``."""
     found = {}
     known = _config_keys(cfg)
     for key in keys:
         if key in mentioned or any(key.startswith(f"{m}.") for m in mentioned):
             continue
-        parent, _, name = key.rpartition(".")
-        if _has_target(cfg, parent):
-            target = target_of(parent)
+        owner = next((a for a in _ancestors(key.rpartition(".")[0]) if _has_target(cfg, a)), None)
+        if owner is not None:  # an argument of the callable at ``owner``, or inside one
+            name = key.removeprefix(f"{owner}.").split(".")[0]
+            target = target_of(owner)
             if target is None or _takes(target, name):
                 continue
             names = _parameters(target)
             close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
             what = f"{getattr(target, '__qualname__', target)} takes no argument '{name}'"
-            found[key] = f"{what}; did you mean {' or '.join(close)}?" if close else f"{what}; it takes {', '.join(names)}"
-        elif key in untyped and not any(_has_target(cfg, a) for a in _ancestors(parent)):
+            found[f"{owner}.{name}"] = f"{what}; did you mean {' or '.join(close)}?" if close else f"{what}; it takes {', '.join(names)}"
+        elif key in untyped:
             close = _closest(key, known) or _closest(key, [k for k in RULES if "*" not in k])
             found[key] = "kd reads no such key" + (f"; did you mean {' or '.join(close)}?" if close else
                                                   " (`python -m kd.run --help` lists the groups and keys)")

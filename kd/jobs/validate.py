@@ -167,7 +167,9 @@ def unread(cfg: DictConfig) -> dict[str, tuple[Any, str, str]]:
     untyped = {key for key in values if not by_key.get(key)}
     refs = {r for leaf in all_leaves for r in [source_of(leaf.key, leaf.raw), *mentioned(leaf.key, leaf.raw)] if r}
     found = unread_keys(cfg, values, untyped, refs, lambda key: _locate(OmegaConf.select(cfg, key), key))
-    return {key: (values[key], why, "") for key, why in found.items()}
+    shown = {key: values[key] if key in values else OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=False)
+             for key in found}  # a leaf, or an argument holding leaves
+    return {key: (shown[key], why, "") for key, why in found.items()}
 
 
 def check_config(cfg: DictConfig, overrides: Sequence[str] = (), early_wandb: bool = True) -> None:

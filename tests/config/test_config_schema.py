@@ -134,6 +134,8 @@ def test_an_added_key_that_nothing_reads_is_refused_with_the_closest_keys(make_c
         "+optim.optimizer.moment=0.5": ("optim.optimizer.moment", "SGD takes no argument 'moment'; did you mean momentum?"),
         # a key with a rule (AdamW's betas) that this optimiser does not take: its arguments are listed
         "+optim.optimizer.betas=[0.9,0.99]": ("optim.optimizer.betas", "SGD takes no argument 'betas'; it takes params, lr,"),
+        # a mapping under an argument the target does not take: named by that argument
+        "+optim.optimizer.extra.decay=0.5": ("optim.optimizer.extra", "SGD takes no argument 'extra'"),
     }
     for override, (key, why) in cases.items():
         found = unread(make_cfg("loss=kd", override))
