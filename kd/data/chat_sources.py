@@ -112,7 +112,11 @@ def chat_file(
     """A user's own file: ``.jsonl`` (an object per line), ``.json`` (a list) or ``.csv``; see the module doc."""
     if path is None:
         raise ConfigError("data=chat_file reads your file: give data.module.source.path=<a .jsonl, .json or .csv file>")
-    return conversations(read_rows(path), prompt_field, response_field, turns_field, str(path))
+    rows = read_rows(path)
+    if not rows:
+        raise ConfigError(f"data.module.source.path={path} holds no rows; give a file of prompts and responses "
+                          "(an object per line in .jsonl, a list of objects in .json, a header and rows in .csv)")
+    return conversations(rows, prompt_field, response_field, turns_field, str(path))
 
 
 def chitchat(path: str | None = None) -> list[Conversation]:

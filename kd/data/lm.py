@@ -60,7 +60,8 @@ def utf8_bytes_per_token(tokenizer: Any, ids: torch.Tensor) -> float:
 def split_documents(count: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
     """Document indices of ``train``/``val``/``test`` (a fixed random split by document, at least one each)."""
     if count < 3:
-        raise ConfigError(f"the corpus has {count} document(s); a train/val/test split by document needs at least 3")
+        raise ConfigError(f"the data (data.module.source) gives {count} document(s) or conversation(s); a "
+                          "train/val/test split by document needs at least 3: give more of them")
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
     n_test, n_val = max(1, round(test_fraction * count)), max(1, round(val_fraction * count))
     return {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}

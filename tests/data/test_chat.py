@@ -59,6 +59,10 @@ def test_bad_files_are_named_with_the_row_or_line_and_the_key(tmp_path: Path) ->
     empty = write_jsonl(tmp_path / "empty.jsonl", [{"prompt": "a", "response": "b"}, {"prompt": "c", "response": " \n"}])
     with pytest.raises(ConfigError, match=r"empty.jsonl, row 2: the response \(data.module.source.response_field='response'\) is empty"):
         chat_file(str(empty))
+    for name, text in (("blank.jsonl", "\n\n"), ("none.json", "[]"), ("header.csv", "prompt,response\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError, match=rf"data.module.source.path=.*{name} holds no rows; give a file of prompts"):
+            chat_file(str(tmp_path / name))
 
 
 def module(turns: list[list[tuple[str, str]]], **options) -> ChatDataModule:

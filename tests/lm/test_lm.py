@@ -40,7 +40,7 @@ def test_splits_are_by_document_and_labels_are_the_next_tokens() -> None:
     assert torch.equal(dm.splits["train"].blocks[0, 8], dm.splits["train"].blocks[1, 0])  # consecutive blocks
     eos = dm.tokenizer.eos_token_id
     assert (dm.splits["val"].blocks == eos).any()  # documents are separated by the end-of-text token
-    with pytest.raises(ConfigError, match="needs at least 3"):
+    with pytest.raises(ConfigError, match=r"the data \(data.module.source\) gives 2 document\(s\) .* needs at least 3"):
         split_documents(2, 0.1, 0.1, 0)
 
 
