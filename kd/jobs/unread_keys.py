@@ -55,7 +55,7 @@ def _ancestors(key: str) -> list[str]:
 
 
 def _has_target(cfg: DictConfig, key: str) -> bool:
-    node = OmegaConf.select(cfg, key, throw_on_missing=False) if key else cfg
+    node = OmegaConf.select(cfg, key, throw_on_missing=False, throw_on_resolution_failure=False) if key else cfg
     return isinstance(node, DictConfig) and "_target_" in node
 
 
