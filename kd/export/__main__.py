@@ -26,7 +26,7 @@ from rich.table import Table
 from kd.errors import ConfigError, describe_write_error
 from kd.export.gguf_file import GGUF_DTYPES
 from kd.export.language_model import language_model_files
-from kd.export.measure import accuracy_and_difference, latencies, ms_per_token, rows, size_mb
+from kd.export.measure import Latencies, accuracy_and_difference, latencies, ms_per_token, rows, size_mb
 from kd.export.onnx_model import QUANTISATIONS, export_onnx, onnx_files, quantise, run, session
 from kd.export.run_folder import FinishedRun
 from kd.taps import call_model
@@ -68,14 +68,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calibration-batches", type=at_least(1), default=4,
                         help="validation batches for static calibration (the test split only judges)")
     parser.add_argument("--repeats", type=at_least(1), default=20, help="timed runs per latency (median; after warm-up)")
+    parser.add_argument("--latency-seconds", type=at_least(0.0), default=10.0,
+                        help="time each latency (engine x batch x threads) for about this long: fewer than --repeats "
+                             "runs, at least 3, where one run takes seconds (a language model's batch of 64)")
     parser.add_argument("--gguf-dtype", choices=GGUF_DTYPES, default="f32",
                         help="language models: the GGUF file's matrices in f32 (exact) or f16 (half the size)")
     return parser.parse_args(argv)
 
 
 def check_model(name: str, model: torch.nn.Module, folder: Path, batches: list[dict[str, Any]],
-                tolerance: float, repeats: int) -> dict[str, Any]:
+                tolerance: float, args: argparse.Namespace) -> dict[str, Any]:
     """Export ``model`` to ``folder/<name>.onnx``; parity, accuracy, size and latency of both forms."""
+    print(f"[kd] export: {name} to ONNX, checked on {len(batches)} test batches", flush=True)
     path = export_onnx(model, rows(batches[0]["inputs"], 2), folder / f"{name}.onnx")
     sess = session(path)
     onnx = accuracy_and_difference(lambda x: run(sess, x), model, batches)
@@ -88,8 +92,13 @@ def check_model(name: str, model: torch.nn.Module, folder: Path, batches: list[d
     out = {"file": str(path.relative_to(folder.parent)), "size_mb": size_mb(path),
            "params": sum(p.numel() for p in model.parameters()), "test/acc": onnx["accuracy"],
            "test/acc_pytorch": torch_acc, "max_abs_logit_diff": onnx["max_abs_logit_diff"],
-           "latency_ms": latencies(path, model, batches[0]["inputs"], repeats=repeats)}
+           **timed(latencies(path, model, batches[0]["inputs"], args.repeats, args.latency_seconds, label=name))}
     return {**out, **generation(path, model, batches, onnx)}
+
+
+def timed(found: Latencies) -> dict[str, Any]:
+    """A model's ``latency_ms`` and, beside it, ``latency_runs`` (timed runs behind each median)."""
+    return {"latency_ms": found.ms, "latency_runs": found.runs}
 
 
 def generation(path: Path, model: torch.nn.Module | None, batches: list[dict[str, Any]],
@@ -123,12 +132,12 @@ def export_run(args: argparse.Namespace) -> dict[str, Any]:
         "models": {},
     }
     student = finished.student()
-    result["models"]["student"] = check_model("student", student, folder, batches, args.parity_tolerance, args.repeats)
+    result["models"]["student"] = check_model("student", student, folder, batches, args.parity_tolerance, args)
     if finished.task.language_model:
         result["models"]["student"].update(language_model_files(
             student, finished.cfg.data.get("tokenizer"), folder, timing_prompt(batches), args.gguf_dtype))
     if (teacher := finished.teacher()) is not None:
-        result["models"]["teacher"] = check_model("teacher", teacher, folder, batches, args.parity_tolerance, args.repeats)
+        result["models"]["teacher"] = check_model("teacher", teacher, folder, batches, args.parity_tolerance, args)
     if method != "none":
         calibration = [b["inputs"] for b in finished.batches("val", args.calibration_batches)] if method == "static" else []
         path = quantise(folder / "student.onnx", folder / "student.int8.onnx", method, calibration)
@@ -139,7 +148,7 @@ def export_run(args: argparse.Namespace) -> dict[str, Any]:
             "file": str(path.relative_to(args.run)), "size_mb": size_mb(path), "quantization": method,
             "calibration": f"{len(calibration)} validation batches" if calibration else None,
             "test/acc": measured["accuracy"], "accuracy_drop": drop, "max_abs_logit_diff": measured["max_abs_logit_diff"],
-            "latency_ms": latencies(path, None, batches[0]["inputs"], repeats=args.repeats),
+            **timed(latencies(path, None, batches[0]["inputs"], args.repeats, args.latency_seconds, label="INT8 student")),
             **generation(path, None, batches, measured),
         }
         if refusal := int8_refusal(int8, result["models"]["student"], method, args, finished.task.language_model):

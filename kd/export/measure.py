@@ -6,6 +6,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -58,15 +59,23 @@ def ms_per_token(step: Callable[[Inputs], np.ndarray], prompt: torch.Tensor, new
     return round(1000 * statistics.median(times), 3)
 
 
-def median_ms(call: Callable[..., Any], repeats: int = 20, warmup: int = 3) -> float:
-    """Median wall time in ms of ``call()`` after ``warmup`` calls."""
-    times = []
-    for i in range(warmup + repeats):
+def median_ms(call: Callable[..., Any], repeats: int = 20, warmup: int = 3, seconds: float = math.inf,
+              least: int = 3) -> tuple[float, int]:
+    """Median wall time in ms of ``call()``, and the number of timed runs: after up to ``warmup`` calls
+    (one, when a call takes a second or more), ``repeats`` runs, or fewer once the timed runs took
+    ``seconds`` in all and at least ``least`` were timed (a language model's batch of 64 takes seconds
+    a run)."""
+    for _ in range(warmup):
         start = time.perf_counter()
         call()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return round(1000 * statistics.median(times), 3)
+        if time.perf_counter() - start >= 1.0:
+            break
+    times: list[float] = []
+    while len(times) < repeats and not (len(times) >= min(least, repeats) and sum(times) >= seconds):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return round(1000 * statistics.median(times), 3), len(times)
 
 
 def rows(inputs: Inputs, size: int) -> Inputs:
@@ -76,22 +85,37 @@ def rows(inputs: Inputs, size: int) -> Inputs:
     return inputs.repeat((size + len(inputs) - 1) // len(inputs), *([1] * (inputs.dim() - 1)))[:size]
 
 
+@dataclass
+class Latencies:
+    """Median ms by engine, batch size and thread count (``ort_b1_t1``, ``torch_b64_t2``), and the
+    number of timed runs behind each."""
+
+    ms: dict[str, float] = field(default_factory=dict)
+    runs: dict[str, int] = field(default_factory=dict)
+
+
 def latencies(onnx_path: Path | None, model: nn.Module | None, inputs: Inputs, repeats: int = 20,
-              batch_sizes: tuple[int, ...] = (1, 64), threads: tuple[int, ...] = (1, 2)) -> dict[str, float]:
-    """``onnxruntime`` (and PyTorch eager, for ``model``) latency in ms by batch size and thread count,
-    e.g. ``ort_b1_t1``, ``torch_b64_t2``."""
-    out = {}
+              seconds: float = math.inf, batch_sizes: tuple[int, ...] = (1, 64), threads: tuple[int, ...] = (1, 2),
+              label: str = "") -> Latencies:
+    """``onnxruntime`` (and PyTorch eager, for ``model``) latency by batch size and thread count, each
+    from up to ``repeats`` timed runs (fewer past ``seconds``: :func:`median_ms`). With ``label``, a line
+    says what is being timed."""
+    out = Latencies()
     before = torch.get_num_threads()
     for count in threads:
         sess = session(onnx_path, count) if onnx_path else None
         torch.set_num_threads(count)
         for size in batch_sizes:
+            if label:
+                print(f"[kd] export: timing {label}, batch {size}, {count} thread(s)", flush=True)
             x = rows(inputs, size)
             if sess is not None:
-                out[f"ort_b{size}_t{count}"] = median_ms(lambda sess=sess, x=x: run(sess, x), repeats)
+                key = f"ort_b{size}_t{count}"
+                out.ms[key], out.runs[key] = median_ms(lambda sess=sess, x=x: run(sess, x), repeats, seconds=seconds)
             if model is not None:
+                key = f"torch_b{size}_t{count}"
                 with torch.inference_mode():
-                    out[f"torch_b{size}_t{count}"] = median_ms(lambda x=x: call_model(model, x), repeats)
+                    out.ms[key], out.runs[key] = median_ms(lambda x=x: call_model(model, x), repeats, seconds=seconds)
     torch.set_num_threads(before)
     return out
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kd.export.__main__ import main as export_main
+from kd.export.measure import median_ms
 from kd.export.onnx_model import run as run_onnx
 from kd.export.onnx_model import session
 from kd.export.run_folder import FinishedRun
@@ -49,6 +50,8 @@ def test_student_and_teacher_round_trip_through_onnx_and_int8(finished_run: Path
     for key in ("ort_b1_t1", "ort_b64_t1", "ort_b1_t2", "ort_b64_t2", "torch_b1_t1", "torch_b64_t2"):
         assert student["latency_ms"][key] > 0
     assert set(int8["latency_ms"]) == {"ort_b1_t1", "ort_b64_t1", "ort_b1_t2", "ort_b64_t2"}
+    assert student["latency_runs"] == dict.fromkeys(student["latency_ms"], 2)  # --repeats 2: tiny models, fast runs
+    assert deploy["settings"]["latency_seconds"] == 10.0
     assert deploy["settings"]["quantize"] == method and deploy["checkpoint"] == metrics["best_checkpoint"]
     # static activation ranges come from validation batches, never from the test split that judges them
     assert int8["calibration"] == (None if method == "dynamic" else f"{min(4, len(FinishedRun(finished_run).batches('val')))} validation batches")
@@ -212,3 +215,33 @@ def test_bad_export_options_are_refused_before_anything_is_written(
         export_main([str(tmp_path), option, value])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # no deploy/ folder, no deploy.json
+
+
+class FakeClock:
+    """``time.perf_counter`` for :func:`median_ms`: every call of the timed function takes ``step`` s."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step, self.calls = 0.0, step, 0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def call(self) -> None:
+        self.calls += 1
+        self.now += self.step
+
+
+@pytest.mark.parametrize(("step", "seconds", "warmups", "runs"), [
+    (0.001, 10.0, 3, 20),  # fast: every repeat, within the time
+    (0.5, 10.0, 3, 20),  # half a second a run: 3 warm-ups, and 20 runs take the 10 s
+    (2.0, 10.0, 1, 5),  # seconds a run: one warm-up, then runs until 10 s have passed
+    (30.0, 10.0, 1, 3),  # a language model's batch of 64: at least 3 timed runs
+    (30.0, float("inf"), 1, 20),  # no time limit: every repeat
+])
+def test_a_latency_is_timed_for_its_seconds_with_at_least_three_runs(
+    monkeypatch: pytest.MonkeyPatch, step: float, seconds: float, warmups: int, runs: int
+) -> None:
+    clock = FakeClock(step)
+    monkeypatch.setattr("kd.export.measure.time.perf_counter", clock.perf_counter)
+    ms, timed = median_ms(clock.call, repeats=20, warmup=3, seconds=seconds)
+    assert (timed, clock.calls - timed, ms) == (runs, warmups, 1000 * step)
