@@ -8,7 +8,7 @@ config with the command line's group choices alone and names the closest existin
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from hydra import compose
@@ -100,12 +100,18 @@ def _paths(node: Any, prefix: str = "") -> Iterator[str]:
             yield from _paths(child, f"{path}.")
 
 
+def closest_keys(key: str, keys: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The keys close to a mistyped ``key`` (not the key or its ancestors), and those of them beside it
+    (a typo in the last name)."""
+    close = [k for k in difflib.get_close_matches(key, sorted(set(keys) - {key}), n=4, cutoff=0.75)
+             if not key.startswith(f"{k}.")]
+    return close, [k for k in close if k.rpartition(".")[0] == key.rpartition(".")[0]]
+
+
 def _hint(key: str, keys: list[str], groups: set[str], cfg: DictConfig, choices: list[str]) -> str:
     leaf = key.rsplit(".", 1)[-1]
     same_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == leaf and k.split(".")[0] == key.split(".")[0]]
-    close = [k for k in difflib.get_close_matches(key, sorted({*keys, *groups}), n=4, cutoff=0.75)
-             if not key.startswith(f"{k}.")]  # not the key's own ancestors
-    siblings = [k for k in close if k.rpartition(".")[0] == key.rpartition(".")[0]]  # a typo in the last name
+    close, siblings = closest_keys(key, {*keys, *groups})
     matches = siblings or list(dict.fromkeys(same_leaf + close))[:3]
     if matches:
         return f"kd: the config has no key '{key}'; did you mean {' or '.join(matches)}?"

@@ -9,10 +9,10 @@ and checked here; a sweeper that chooses its jobs as it goes (Optuna) has each c
 
 from __future__ import annotations
 
-import itertools
-
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the sweeper kd checks for (launchers.lists_jobs)
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from kd.errors import ConfigError
@@ -21,20 +21,15 @@ from kd.launch.launchers import lists_jobs
 
 
 def sweep_jobs(config: DictConfig) -> list[list[str]]:
-    """The overrides of each job, in the order Hydra's basic sweeper launches them: every combination of
-    ``hydra.sweeper.params`` and the command line's sweeps. Empty for a sweep it cannot list."""
+    """The overrides of each job, as Hydra's basic sweeper lists them (its own expansion): every
+    combination of ``hydra.sweeper.params`` and the command line's sweeps. Empty for a sweep it refuses."""
     params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
     parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-    choices: dict[str, list[str]] = {}
-    for override in parser.parse_overrides([*params, *config.hydra.overrides.task]):
-        key = override.get_key_element()
-        if not override.is_sweep_override():
-            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
-        elif override.is_discrete_sweep():
-            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
-        else:
-            return []  # an interval: the basic sweeper refuses it with its own message
-    return [list(job) for job in itertools.product(*choices.values())]
+    try:
+        (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides([*params, *config.hydra.overrides.task]), None)
+    except HydraException:  # e.g. an interval: the sweeper refuses it with its own message
+        return []
+    return [list(job) for job in jobs]
 
 
 def check_sweep(config: DictConfig) -> None:

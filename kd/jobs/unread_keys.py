@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from kd.config.schema import RULES
+from kd.jobs.override_hints import closest_keys
 
 
 def unread_keys(cfg: DictConfig, keys: Iterable[str], untyped: set[str], mentioned: set[str],
@@ -28,7 +29,6 @@ def unread_keys(cfg: DictConfig, keys: Iterable[str], untyped: set[str], mention
     the leaf), or a key of ``untyped`` (no rule and no annotation types it) outside every ``_target_``.
     ``target_of(key)`` is the callable of the ``_target_`` at ``key``."""
     found = {}
-    known = _config_keys(cfg)
     for key in keys:
         if key in mentioned or any(key.startswith(f"{m}.") for m in mentioned):
             continue
@@ -43,7 +43,7 @@ def unread_keys(cfg: DictConfig, keys: Iterable[str], untyped: set[str], mention
             what = f"{getattr(target, '__qualname__', target)} takes no argument '{name}'"
             found[f"{owner}.{name}"] = f"{what}; did you mean {' or '.join(close)}?" if close else f"{what}; it takes {', '.join(names)}"
         elif key in untyped:
-            close = _closest(key, known) or _closest(key, [k for k in RULES if "*" not in k])
+            close = _closest(key, _config_keys(cfg)) or _closest(key, [k for k in RULES if "*" not in k])
             found[key] = "kd reads no such key" + (f"; did you mean {' or '.join(close)}?" if close else
                                                   " (`python -m kd.run --help` lists the groups and keys)")
     return found
@@ -89,7 +89,5 @@ def _config_keys(cfg: DictConfig) -> list[str]:
 
 
 def _closest(key: str, known: list[str]) -> list[str]:
-    candidates = [k for k in known if k != key and not key.startswith(f"{k}.")]
-    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.75)
-    siblings = [k for k in close if k.rpartition(".")[0] == key.rpartition(".")[0]]  # a typo in the last name
-    return siblings or close
+    close, siblings = closest_keys(key, known)
+    return siblings or close[:3]

@@ -40,6 +40,9 @@ class Leaf:
     target: Callable[..., Any] | None = None
 
 
+Constraints = tuple[dict[str, list[Any]], dict[str, list[str]], list[Leaf]]  # by key, derived, leaves (constraints())
+
+
 def leaves(node: Any, prefix: str = "", target: Callable[..., Any] | None = None, locate: bool = True) -> list[Leaf]:
     """Every leaf under ``node``; lists and mappings that a rule covers whole count as leaves. With
     ``locate``, each leaf knows the ``_target_`` it is an argument of (imported to read its annotations)."""
@@ -102,7 +105,7 @@ def mentioned(key: str, raw: Any) -> list[str]:
     return out
 
 
-def constraints(cfg: DictConfig, imports: bool = True) -> tuple[dict[str, list[Any]], dict[str, list[str]], list[Leaf]]:
+def constraints(cfg: DictConfig, imports: bool = True) -> Constraints:
     """Rules and annotations by the key they constrain (references pass theirs to their source),
     the keys of derived values with the keys they come from, and all leaves. Without ``imports``: the
     rules that import nothing only (no ``_target_`` is imported)."""
@@ -129,10 +132,10 @@ def constraints(cfg: DictConfig, imports: bool = True) -> tuple[dict[str, list[A
     return by_key, derived, all_leaves
 
 
-def problems(cfg: DictConfig, imports: bool = True) -> dict[str, tuple[Any, str, str]]:
+def problems(cfg: DictConfig, imports: bool = True, known: Constraints | None = None) -> dict[str, tuple[Any, str, str]]:
     """``{key: (value, what is wrong, what the key means)}`` for every value that breaks a constraint
-    (without ``imports``: a rule that imports nothing)."""
-    by_key, derived, _ = constraints(cfg, imports)
+    (without ``imports``: a rule that imports nothing; ``known``: :func:`constraints` already found)."""
+    by_key, derived, _ = known or constraints(cfg, imports)
     found: dict[str, tuple[Any, str, str]] = {}
     for key, checks in by_key.items():
         try:
@@ -159,10 +162,10 @@ def uncovered(cfg: DictConfig) -> list[str]:
     return sorted(leaf.key for leaf in all_leaves if source_of(leaf.key, leaf.raw) is None and not by_key.get(leaf.key))
 
 
-def unread(cfg: DictConfig) -> dict[str, tuple[Any, str, str]]:
+def unread(cfg: DictConfig, known: Constraints | None = None) -> dict[str, tuple[Any, str, str]]:
     """``{key: (value, why nothing reads it, "")}`` for each key that no rule covers, no ``_target_``
-    takes and no value refers to (``kd.jobs.unread_keys``)."""
-    by_key, _, all_leaves = constraints(cfg)
+    takes and no value refers to (``kd.jobs.unread_keys``; ``known``: :func:`constraints` already found)."""
+    by_key, _, all_leaves = known or constraints(cfg)
     values = {leaf.key: leaf.raw for leaf in all_leaves if source_of(leaf.key, leaf.raw) is None}  # not references
     untyped = {key for key in values if not by_key.get(key)}
     refs = {r for leaf in all_leaves for r in [source_of(leaf.key, leaf.raw), *mentioned(leaf.key, leaf.raw)] if r}
@@ -186,11 +189,12 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] = (), early_wandb: bo
         check_student_and_loss(cfg)
     if not found and early_wandb:
         start_wandb_first(cfg)  # the checks below import torch; W&B's client and service start faster before it
-    if not found:
-        found = problems(cfg)
+    known = constraints(cfg) if not found else None  # for the annotations and the unread keys alike
+    if known is not None:
+        found = problems(cfg, known=known)
     nouns = ("invalid config value", "invalid config values")
-    if not found:
-        found, nouns = unread(cfg), ("config key that nothing reads", "config keys that nothing reads")
+    if known is not None and not found:
+        found, nouns = unread(cfg, known), ("config key that nothing reads", "config keys that nothing reads")
     if not found:
         return
     typed = [str(o).lstrip("+~").split("=", 1)[0] for o in overrides]
