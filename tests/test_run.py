@@ -236,11 +236,14 @@ HEAVY = ("torch", "lightning", "torchmetrics", "timm", "transformers", "torchvis
 @pytest.mark.parametrize(("args", "status", "said"), [
     (["loss=kd", "loss.temperature=-1"], 2, "loss.temperature=-1: must be a number > 0"),
     (["data=fashion_mnist_5k", "optim.optimizer.lr=0"], 2, "optim.optimizer.lr=0: must be a number > 0"),
+    (["-m", "loss=kd,feature", "loss.temperature=1,2"], 2, "job #2 (loss=feature loss.temperature=1)"),
     (["--help"], 0, ""),
 ])
 def test_a_refused_value_and_help_answer_before_torch_is_imported(tmp_path, args: list[str], status: int, said: str) -> None:
-    """The config check runs before kd imports torch, Lightning or a model library (docs/speed.md#start-up)."""
-    extra = [] if args == ["--help"] else [f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run"]
+    """The config check runs before kd imports torch, Lightning or a model library (docs/speed.md#start-up),
+    and so does a sweep's check of its jobs' composition."""
+    extra = [] if args == ["--help"] else [f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run",
+                                           f"hydra.sweep.dir={tmp_path}/run"]
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "kd.run", *args, *extra], cwd=CONF_DIR.parent,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == status, done.stderr[-3000:]
@@ -248,7 +251,7 @@ def test_a_refused_value_and_help_answer_before_torch_is_imported(tmp_path, args
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "hydra" in imported and "kd.jobs.validate" in imported or args == ["--help"]
     assert sorted(imported & set(HEAVY)) == []
-    assert not (tmp_path / "run").exists()  # refused before Hydra made the run folder
+    assert not (tmp_path / "run").exists()  # refused before Hydra made the run (or sweep) folder
 
 
 @pytest.mark.parametrize("overrides", [[], ["loss=dkd", "loss.temperature=2"]])

@@ -8,10 +8,11 @@ config with the command line's group choices alone and names the closest existin
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from hydra import compose
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
@@ -30,20 +31,29 @@ def override_hints(argv: Sequence[str], config_name: str = "train") -> list[str]
     message covers that) or when ``argv`` holds nothing parseable. Keys under ``hydra.`` are Hydra's
     and are not checked.
     """
-    overrides = list(_parse(argv))
+    overrides = list(parse_overrides(argv))
     if not overrides:
         return []
     GlobalHydra.instance().clear()  # left initialised by the hydra.main call that refused the override
     try:
         with initialize_conf():  # the config tree kd.run reads
-            groups = set(_groups(GlobalHydra.instance().config_loader(), ""))
-            choices = [c for o in overrides if o.key_or_group in groups or o.package is not None
-                       if (c := _as_choice(o))]
-            cfg = compose(config_name, overrides=choices, return_hydra_config=True)
+            return key_hints(overrides, GlobalHydra.instance().config_loader(),
+                             lambda choices: compose(config_name, overrides=choices, return_hydra_config=True),
+                             config_name)
     except Exception:  # noqa: BLE001 - a hint is optional; Hydra has already said what failed
         return []
     finally:
         GlobalHydra.instance().clear()
+
+
+def key_hints(overrides: Sequence[Override], loader: ConfigLoader, compose_choices: Callable[[list[str]], DictConfig],
+              config_name: str = "train") -> list[str]:
+    """:func:`override_hints` for parsed ``overrides``: ``compose_choices(group_choices)`` composes the
+    config (with its ``hydra`` node) from the overrides' group choices alone, through ``loader``'s tree.
+    Raises what composing raises."""
+    groups = set(_groups(loader, ""))
+    choices = [c for o in overrides if o.key_or_group in groups or o.package is not None if (c := _as_choice(o))]
+    cfg = compose_choices(choices)
     chosen = set(cfg.hydra.runtime.choices)  # the groups the defaults list already has a place for
     with open_dict(cfg):
         del cfg["hydra"]
@@ -64,7 +74,8 @@ def override_hints(argv: Sequence[str], config_name: str = "train") -> list[str]
     return hints
 
 
-def _parse(argv: Sequence[str]) -> Iterator[Override]:
+def parse_overrides(argv: Sequence[str]) -> Iterator[Override]:
+    """The overrides in ``argv`` that Hydra's parser reads (flags such as ``-m`` and ``--cfg job`` left out)."""
     parser = OverridesParser.create()
     for arg in argv:
         if arg.startswith("-") or ("=" not in arg and not arg.startswith("~")):
@@ -101,10 +112,13 @@ def _paths(node: Any, prefix: str = "") -> Iterator[str]:
 
 
 def closest_keys(key: str, keys: Iterable[str]) -> tuple[list[str], list[str]]:
-    """The keys close to a mistyped ``key`` (not the key or its ancestors), and those of them beside it
-    (a typo in the last name)."""
+    """The keys close to a mistyped ``key`` (not the key or its ancestors, and with a last name close to
+    its own: ``loss.terms.feature`` is no fix for ``loss.temperature``), and those of them beside it (a
+    typo in the last name)."""
+    leaf = key.rpartition(".")[2]
     close = [k for k in difflib.get_close_matches(key, sorted(set(keys) - {key}), n=4, cutoff=0.75)
-             if not key.startswith(f"{k}.")]
+             if not key.startswith(f"{k}.")
+             and difflib.SequenceMatcher(None, k.rpartition(".")[2], leaf).ratio() >= 0.75]
     return close, [k for k in close if k.rpartition(".")[0] == key.rpartition(".")[0]]
 
 

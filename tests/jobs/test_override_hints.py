@@ -38,6 +38,14 @@ def test_a_key_like_none_lists_the_keys_beside_it() -> None:
     assert "no key 'seed.value'; 'seed' is a value (0), not a group of keys" in line
 
 
+def test_a_key_whose_last_name_matches_none_is_not_offered_a_far_one() -> None:
+    """``loss.terms.feature`` is close to ``loss.temperature`` as a whole, not as a key: the feature
+    loss's keys are listed instead."""
+    (line,) = override_hints(["loss=feature", "loss.temperature=2"])
+    assert "did you mean" not in line and "no key 'loss.temperature'; keys under 'loss':" in line, line
+    assert "student_layer" in line and "terms" in line
+
+
 def test_keys_that_exist_adds_and_hydras_own_keys_get_no_hint() -> None:
     assert override_hints(["loss=dkd", "loss.beta=2", "+loss.new_key=1", "~logger", "hydra.run.dir=x", "-m"]) == []
     assert override_hints(["++trainer.max_steps=1", "++loss.temperature=2"]) == []  # added or set, whichever it is

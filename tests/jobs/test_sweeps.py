@@ -117,6 +117,33 @@ def test_a_sweep_with_an_invalid_job_starts_no_job(tmp_path: Path) -> None:
     assert code == 2 and "the sweep starts no job: every job: invalid config value: loss.temperature=0" in err, err
 
 
+def test_a_sweep_over_a_key_that_some_options_lack_starts_no_job(tmp_path: Path) -> None:
+    """``loss=kd,feature loss.temperature=1,2``: the feature loss has no temperature, so its jobs do not
+    compose. The sweep is refused before any folder, naming those jobs, the keys their loss has and
+    what to do; a key that no job has gets the closest key. No value is checked while a job does not
+    compose, so this answers before torch is imported (tests/test_run.py)."""
+    sweep_dir = tmp_path / "multirun"
+    code, err = run_cli("-m", *TINY_CLI, "loss=kd,feature", "loss.temperature=1,2", f"paths.log_dir={tmp_path}",
+                        f"hydra.sweep.dir={sweep_dir}")
+    assert code == 2, err[-3000:]
+    assert ("error: the sweep starts no job: job #2 (loss=feature loss.temperature=1), #3 (loss=feature "
+            "loss.temperature=2) of 4: the config has no key 'loss.temperature'; keys under 'loss': ") in err, err
+    assert "student_layer" in err and "loss=feature --cfg job` prints them all" in err
+    assert err.rstrip().endswith("(sweep it in a command of its own, over the options that have it)"), err
+    assert list(tmp_path.iterdir()) == []  # no sweep folder (Hydra writes multirun.yaml before its own check)
+    code, err = run_cli("-m", *TINY_CLI, "loss=kd,dkd", "loss.temprature=1,2", f"paths.log_dir={tmp_path}",
+                        f"hydra.sweep.dir={sweep_dir}")
+    assert code == 2, err[-3000:]
+    assert err.rstrip().endswith("the sweep starts no job: every job: the config has no key 'loss.temprature'; "
+                                 "did you mean loss.temperature?"), err
+    assert list(tmp_path.iterdir()) == []
+    code, err = run_cli("-m", *TINY_CLI, "loss=kd,nope", f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={sweep_dir}")
+    assert code == 2, err[-3000:]
+    assert ("the sweep starts no job: job #1 (loss=nope) of 2: its config does not compose: In 'train': Could not "
+            "find 'loss/nope'; the options there: ab, at, attention, ") in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_report_on_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no runs"):
         write_report([tmp_path])
