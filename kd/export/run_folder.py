@@ -11,8 +11,29 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from kd.config.rules import JOB_FILE
 from kd.errors import ConfigError
+from kd.jobs.resume import FAILURE_FILE, resume_command
 from kd.task import Task, task_of_record
+
+
+def not_finished(folder: Path) -> str:
+    """Why ``folder`` holds no finished run to export (no ``metrics.json`` or ``config_resolved.yaml``), and
+    what to do: a missing folder, a run that failed (``failed.json``) or one that has not finished (its
+    ``job.json`` gives the command that continues it)."""
+    finished = "Give the folder of a finished run, e.g. outputs/runs/<date>/<time>."
+    if not folder.is_dir():
+        return f"{folder}: {'a file, not a folder' if folder.exists() else 'no such folder'}. {finished}"
+    if (failure := folder / FAILURE_FILE).is_file():
+        record = json.loads(failure.read_text())
+        return (f"{folder}: that run failed ({record.get('error_type')}: {record.get('error')}), so it has no "
+                f"student to export; {folder / 'error.txt'} holds the traceback. Fix the cause and run it again.")
+    if (job := folder / JOB_FILE).is_file():
+        return (f"{folder}: that run has not finished (it writes metrics.json when it has tested its best "
+                f"checkpoint). Continue it with `{resume_command(folder, json.loads(job.read_text()))}`, "
+                "then export it.")
+    return (f"{folder} holds no kd run (a run's folder holds job.json, and metrics.json once it has finished). "
+            + finished)
 
 
 class FinishedRun:
@@ -22,11 +43,7 @@ class FinishedRun:
         self.folder = Path(folder)
         metrics_file, config_file = self.folder / "metrics.json", self.folder / "config_resolved.yaml"
         if not metrics_file.is_file() or not config_file.is_file():
-            raise ConfigError(
-                f"{self.folder} holds no finished kd run (it needs metrics.json and config_resolved.yaml; "
-                "a run writes metrics.json when it has tested its best checkpoint). Give the folder of a "
-                "finished run, e.g. outputs/runs/<date>/<time>."
-            )
+            raise ConfigError(not_finished(self.folder))
         self.metrics: dict[str, Any] = json.loads(metrics_file.read_text())
         self.cfg = cast(DictConfig, OmegaConf.load(config_file))  # a run's config is a mapping
         self.checkpoint = self.find_checkpoint(self.metrics.get("best_checkpoint"))

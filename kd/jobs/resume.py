@@ -125,6 +125,13 @@ def _plan_for(run_dir: Path) -> ResumePlan:
     return ResumePlan("continue", run_dir, checkpoint) if checkpoint else ResumePlan("fresh")
 
 
+def resume_command(run_dir: Path, record: dict[str, Any]) -> str:
+    """``python -m kd.run <the overrides the run started with> resume=<run_dir>``, from its ``job.json``
+    record, quoted for a shell."""
+    started = [o for o in record.get("overrides", []) if not str(o).lstrip("+~").startswith("resume=")]
+    return " ".join(["python -m kd.run", *map(shlex.quote, map(str, started)), shlex.quote(f"resume={run_dir}")])
+
+
 def _explicit(cfg: DictConfig, run_dir: Path, identity: dict[str, Any]) -> ResumePlan:
     record_path = run_dir / JOB_FILE
     if not record_path.is_file():
@@ -135,11 +142,9 @@ def _explicit(cfg: DictConfig, run_dir: Path, identity: dict[str, Any]) -> Resum
     record = json.loads(record_path.read_text())
     if record_key(record) != job_key(identity):
         diff = _differences(identity, config_identity(upgrade_identity(record.get("config", {}))))
-        started = [o for o in record.get("overrides", []) if not str(o).lstrip("+~").startswith("resume=")]
-        command = " ".join(["python -m kd.run", *map(shlex.quote, map(str, started)), shlex.quote(f"resume={run_dir}")])
         raise ConfigError(
             f"resume={run_dir}: that run had another config ({'; '.join(diff[:8]) or 'unknown'}). "
-            f"Resume it with the command it was started with: {command}"
+            f"Resume it with the command it was started with: {resume_command(run_dir, record)}"
         )
     plan = _plan_for(run_dir)
     if plan.action == "fresh":

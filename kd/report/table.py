@@ -113,9 +113,12 @@ def markdown(rows: list[dict[str, Any]], failed: list[Run], common: set[str], co
 def write_report(roots: list[Path], out: Path | None = None) -> dict[str, Any]:
     """Read the runs under ``roots``; write report.md, report.json and plots to ``out`` (default: the
     first root); return the columns, rows, best configuration per task, failed runs and plots."""
-    if missing := [str(r) for r in roots if not r.is_dir()]:
-        raise SystemExit(f"error: {', '.join(missing)}: no such folder; give the folders that hold the runs "
+    if missing := [f"{r}: {'a file, not a folder' if r.exists() else 'no such folder'}" for r in roots if not r.is_dir()]:
+        raise SystemExit(f"error: {'; '.join(missing)}; give the folders that hold the runs "
                          "(e.g. outputs/multirun/<date>/<time>, or outputs/runs)")
+    if out is not None and out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out}: a file, not a folder; give the folder for report.md, report.json "
+                         "and the plots (it is made if missing)")
     runs = find_runs(roots)
     if not runs:
         raise SystemExit(f"error: no runs (metrics.json or {FAILURE_FILE}) under {', '.join(map(str, roots))}")

@@ -104,10 +104,22 @@ def test_an_int8_student_that_loses_too_much_is_refused_and_not_kept(finished_ru
     assert json.loads((finished_run / "deploy.json").read_text())["models"]["student_int8"]["refused"] is True
 
 
-def test_a_folder_without_a_finished_run_is_refused(tmp_path: Path, capsys) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        export_main([str(tmp_path)])
-    assert exit_.value.code == 2 and "holds no finished kd run" in capsys.readouterr().err
+def test_a_folder_without_a_finished_run_is_refused_with_what_to_do(tmp_path: Path, capsys) -> None:
+    def refusal(folder: Path) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            export_main([str(folder)])
+        assert exit_.value.code == 2
+        return capsys.readouterr().err
+
+    assert f"{tmp_path} holds no kd run (a run's folder holds job.json" in refusal(tmp_path)
+    assert f"{tmp_path}/typo: no such folder. Give the folder of a finished run" in refusal(tmp_path / "typo")
+    (tmp_path / "job.json").write_text(json.dumps({"overrides": ["loss=kd", "seed=3", f"resume={tmp_path}"]}))
+    assert (f"that run has not finished (it writes metrics.json when it has tested its best checkpoint). Continue it "
+            f"with `python -m kd.run loss=kd seed=3 resume={tmp_path}`, then export it.") in refusal(tmp_path)
+    (tmp_path / "failed.json").write_text(json.dumps({"error_type": "RunError", "error": "the loss is NaN at step 3"}))
+    assert (f"{tmp_path}: that run failed (RunError: the loss is NaN at step 3), so it has no student to export; "
+            f"{tmp_path}/error.txt holds the traceback") in refusal(tmp_path)
+    assert "a file, not a folder" in refusal(tmp_path / "job.json")
 
 
 def test_a_language_model_student_exports_with_perplexity_and_ms_per_token(tmp_path: Path) -> None:

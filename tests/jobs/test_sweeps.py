@@ -155,3 +155,9 @@ def test_report_on_a_mistyped_folder_names_it_and_creates_nothing(tmp_path: Path
     with pytest.raises(SystemExit, match=r"multirn: no such folder; give the folders that hold the runs"):
         write_report([tmp_path, typo])
     assert not typo.exists()
+    (tmp_path / "report.md").write_text("an older report")
+    with pytest.raises(SystemExit, match=r"report.md: a file, not a folder; give the folders that hold the runs"):
+        write_report([tmp_path / "report.md"])
+    with pytest.raises(SystemExit, match=r"--out .*report.md: a file, not a folder; give the folder for report.md"):
+        write_report([tmp_path], tmp_path / "report.md")
+    assert (tmp_path / "report.md").read_text() == "an older report"
