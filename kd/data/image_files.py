@@ -56,17 +56,27 @@ def _read_arrays(path: Path, images_key: str, labels_key: str, labels_path: Path
 
 def _read_folder(root: Path) -> tuple[list[np.ndarray], np.ndarray]:
     """Every image under ``root/<class>/`` and its class name."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    images, labels = [], []
+    images, labels, others = [], [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for file in sorted(folder.rglob("*")):
-            if file.suffix.lower() in FOLDER_SUFFIXES:
+        for file in sorted(f for f in folder.rglob("*") if f.is_file()):
+            if file.suffix.lower() not in FOLDER_SUFFIXES:
+                others.append(file)
+                continue
+            try:
                 with Image.open(file) as image:
                     images.append(np.asarray(image.convert("RGB") if image.mode not in ("L", "RGB") else image))
-                labels.append(folder.name)
+            except (UnidentifiedImageError, OSError) as err:  # a truncated or mislabelled file
+                raise ConfigError(f"{file}: not a readable image ({err}); replace or remove it "
+                                  f"(data.module.source.path={root} reads every {'/'.join(FOLDER_SUFFIXES)} file "
+                                  "in its class sub-folders)") from None
+            labels.append(folder.name)
     if not images:
         raise ConfigError(f"{root}: no images ({', '.join(FOLDER_SUFFIXES)}) in class sub-folders <class>/<image>")
+    if others:
+        print(f"[kd] data: skipped {len(others)} file(s) in {root}'s class sub-folders that are not images by their "
+              f"suffix, e.g. {others[0]}", flush=True)
     return images, np.asarray(labels)
 
 

@@ -54,7 +54,7 @@ def test_npy_pairs_pickles_and_class_names(tmp_path: Path, capsys) -> None:
     assert set(splits["test"].labels.tolist()) == {0, 1, 2}
 
 
-def test_a_folder_of_class_sub_folders_with_a_separate_test_folder(tmp_path: Path) -> None:
+def test_a_folder_of_class_sub_folders_with_a_separate_test_folder(tmp_path: Path, capsys) -> None:
     from PIL import Image
 
     for root, count in (("train", 5), ("test", 2)):
@@ -62,10 +62,17 @@ def test_a_folder_of_class_sub_folders_with_a_separate_test_folder(tmp_path: Pat
             (tmp_path / root / name).mkdir(parents=True)
             for i in range(count):
                 Image.fromarray(np.full((16, 16, 3), 40 * c + i, dtype=np.uint8)).save(tmp_path / root / name / f"{i}.png")
+    (tmp_path / "train" / "square" / "notes.txt").write_text("not an image")
     source = ImageFiles(str(tmp_path / "train"), test_path=str(tmp_path / "test"), size=8, val_fraction=0.2)
     splits = source.load()
     assert source.classes == ["circle", "square"]
     assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (8, 2, 4)
+    assert (f"skipped 1 file(s) in {tmp_path / 'train'}'s class sub-folders that are not images by their suffix, "
+            f"e.g. {tmp_path / 'train' / 'square' / 'notes.txt'}") in capsys.readouterr().out
+    (tmp_path / "train" / "circle" / "9.png").write_bytes(b"a truncated download")
+    with pytest.raises(ConfigError, match=r"circle/9.png: not a readable image \(cannot identify image file .*\); "
+                                          r"replace or remove it \(data.module.source.path="):
+        source.load()
 
 
 def test_bad_image_files_are_named(tmp_path: Path) -> None:
