@@ -31,7 +31,13 @@ from kd.task import task_of_config
 from kd.teacher.cache_plan import cache_settings, check_cache_request, top_k_temperature
 from kd.teacher.generations import generation_settings
 from kd.teacher.responses import check_teacher_responses, uses_teacher_responses
-from kd.teacher.weights import check_teacher_stage, pretrained_weights_file, teacher_optim, trains_teacher
+from kd.teacher.weights import (
+    check_teacher_stage,
+    check_trained_teacher_data,
+    pretrained_weights_file,
+    teacher_optim,
+    trains_teacher,
+)
 from kd.training import build_loss, build_module, load_initial_weights
 
 
@@ -167,6 +173,7 @@ def preflight(cfg: DictConfig, datamodule: L.LightningDataModule, needs_teacher:
         generation_settings(cfg)
     if teacher is not None:
         check_teacher_stage(cfg)
+        check_trained_teacher_data(cfg)
         if trains_teacher(cfg):
             check_optimizer(teacher_optim(cfg), "teacher.optim" if cfg.teacher.get("optim") else "optim", teacher)
         has_weights = trains_teacher(cfg) or bool(cfg.teacher.get("ckpt")) or pretrained_weights_file(teacher) is not None

@@ -21,6 +21,7 @@ from kd.launch.processes import SINGLE_PROCESS, is_rank_zero, wait_for_rank_zero
 from kd.losses.ce import HardLabelCE
 from kd.losses.weighted_sum import WeightedSum
 from kd.models.checkpoints import load_weights
+from kd.teacher.learned_data import check_learned_data, write_learned_data
 from kd.training import fit_and_test
 from kd.utils.files import build_lock, write_atomically
 from kd.utils.hashing import config_identity, identity_hash
@@ -113,6 +114,7 @@ def _train_teacher(cfg: DictConfig, datamodule: L.LightningDataModule, folder: P
     loss = WeightedSum({"ce": {"weight": 1.0, "fn": HardLabelCE()}})
     print(f"[kd] training teacher {cfg.teacher.name} on {cfg.data.name} for {cfg.teacher.epochs} epochs -> {folder}", flush=True)
     net, _ = fit_and_test(tcfg, datamodule, loss, teacher=None)
+    write_learned_data(folder, cfg.data)
     write_atomically(folder / "teacher.ckpt", lambda tmp: torch.save(net.state_dict(), tmp))
 
 
@@ -132,6 +134,14 @@ def check_teacher_stage(cfg: DictConfig) -> None:
             f"teacher.epochs={cfg.teacher.epochs}: a teacher trained here needs at least 1 epoch "
             "(0 is for pretrained teachers, teacher.pretrained=true), or give teacher.ckpt"
         )
+
+
+def check_trained_teacher_data(cfg: DictConfig) -> None:
+    """The teacher trained here before for this config must have learned from the files the data config
+    names as they are now (``kd.teacher.learned_data``; ``data.teacher_data``'s where set)."""
+    if trains_teacher(cfg):
+        stage_cfg = teacher_stage_config(cfg)
+        check_learned_data(teacher_weights_dir(stage_cfg), stage_cfg.data)
 
 
 def pretrained_weights_file(net: nn.Module) -> Path | None:
