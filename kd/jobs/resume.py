@@ -1,8 +1,9 @@
 """Resuming jobs: find a job's earlier run by its config, continue it from its last checkpoint, or
 skip the job when that run finished (``resume=true``, or ``resume=<run folder>``).
 
-Every run writes ``job.json`` (a hash of its config without paths and bookkeeping keys, and that
-config) into its folder. A resumed run continues *in the earlier run's folder*, so its
+Every run writes ``job.json`` (a hash of its config without paths and bookkeeping keys, that config,
+and the SHA-256 of the files its data config names: a run whose files have changed since is not
+resumed) into its folder. A resumed run continues *in the earlier run's folder*, so its
 checkpoints, best-model bookkeeping and ``metrics.json`` end up where the run began; the new
 Hydra folder only gets ``resumed.json`` pointing there.
 """
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kd.config.migrations import upgrade_identity
 from kd.config.rules import JOB_FILE
+from kd.data.source_files import changed_files, files_sha256
 from kd.errors import ConfigError
 from kd.launch.processes import is_rank_zero, slurm_restarts
 from kd.utils.files import write_text_atomically
@@ -66,6 +68,7 @@ def write_job_record(cfg: DictConfig, output_dir: Path) -> None:
         "started": time.time(),
         "overrides": list(cfg.run.overrides),
         "config": identity,
+        "files_sha256": files_sha256(cfg.data),  # what the files it reads held (not part of the key)
     }
     write_text_atomically(output_dir / JOB_FILE, json.dumps(record, indent=1, default=str) + "\n")
 
@@ -140,6 +143,12 @@ def _explicit(cfg: DictConfig, run_dir: Path, identity: dict[str, Any]) -> Resum
             "Give the folder of the run to continue (it holds job.json and checkpoints/)."
         )
     record = json.loads(record_path.read_text())
+    if changed := changed_files(record.get("files_sha256"), cfg.data):
+        raise ConfigError(
+            f"resume={run_dir}: that run learned from other data: {', '.join(changed)} changed since, so it "
+            "cannot go on with the current files. Start it anew without resume (it gets a folder of its own), "
+            "or restore the files it read."
+        )
     if record_key(record) != job_key(identity):
         diff = _differences(identity, config_identity(upgrade_identity(record.get("config", {}))))
         raise ConfigError(
@@ -187,7 +196,10 @@ def _search(cfg: DictConfig, root: Path) -> ResumePlan:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             print(f"[kd] resume: {record_path} cannot be read ({type(err).__name__}); that run is not resumed", flush=True)
             continue
-        if matches:
+        if matches and (changed := changed_files(record.get("files_sha256"), cfg.data)):
+            print(f"[kd] resume: {record_path.parent} ran on other data ({', '.join(changed)} changed since); "
+                  "that run is not resumed", flush=True)
+        elif matches:
             earlier.append((record.get("started", 0), record_path.parent))
     newest_first = [run_dir for _, run_dir in sorted(earlier, reverse=True)]
     if finished := next((d for d in newest_first if finished_metrics(d) is not None), None):

@@ -19,6 +19,7 @@ from kd.job import train
 from kd.jobs.resume import latest_checkpoint
 from kd.report.runs import find_runs
 from kd.training import best_checkpoint
+from kd.utils.hashing import file_sha256
 from tests.cli import THREADS, snapshot
 from tests.paths import REPO
 
@@ -201,3 +202,34 @@ def test_a_job_slurm_restarted_continues_its_earlier_attempt_without_resume_true
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     plan = plan_resume(cfg)
     assert (plan.action, plan.run_dir, plan.checkpoint) == ("continue", earlier, earlier / "checkpoints/resume.ckpt")
+
+
+def test_a_run_whose_data_files_changed_since_is_not_resumed(tmp_path: Path, capsys) -> None:
+    """``job.json`` keeps the SHA-256 of the files the data config names: ``resume=true`` passes over an
+    earlier run of the job whose files have changed since (it neither skips nor continues it), and
+    ``resume=<that folder>`` is refused; a record from before files were hashed is resumed as before."""
+    from kd.errors import ConfigError
+    from kd.config.rules import JOB_FILE
+    from kd.jobs.resume import ResumePlan, plan_resume, write_job_record
+    from tests.conftest import compose_config
+
+    images = tmp_path / "images.npz"
+    images.write_bytes(b"the images as they were")
+    mine = ["data=image_files", f"data.module.source.path={images}", "data.num_classes=2", f"paths.log_dir={tmp_path}/logs"]
+    earlier = tmp_path / "logs" / "earlier"
+    earlier.mkdir(parents=True)
+    write_job_record(compose_config(mine, tmp_path), earlier)
+    (earlier / "metrics.json").write_text(json.dumps({"test/acc": 0.5}))
+    assert json.loads((earlier / JOB_FILE).read_text())["files_sha256"] == {"data.module.source.path": file_sha256(images)}
+    assert plan_resume(compose_config([*mine, "resume=true"], tmp_path)) == ResumePlan("skip", earlier)
+    images.write_bytes(b"the images after the user added some")
+    assert plan_resume(compose_config([*mine, "resume=true"], tmp_path)) == ResumePlan("fresh")
+    assert (f"{earlier} ran on other data (data.module.source.path={images} changed since); that run is not "
+            "resumed") in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=rf"resume={earlier}: that run learned from other data: "
+                                          rf"data.module.source.path={images} changed since"):
+        plan_resume(compose_config([*mine, f"resume={earlier}"], tmp_path))
+    record = json.loads((earlier / JOB_FILE).read_text())
+    del record["files_sha256"]  # written by a kd that did not hash the files
+    (earlier / JOB_FILE).write_text(json.dumps(record))
+    assert plan_resume(compose_config([*mine, "resume=true"], tmp_path)) == ResumePlan("skip", earlier)

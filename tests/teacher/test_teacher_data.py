@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from kd.data.source_files import content_sha256
 from kd.errors import ConfigError
 from kd.job import train
 from kd.jobs.validate import check_config
 from kd.teacher.cache import cache_identity
-from kd.teacher.learned_data import LEARNED_DATA_FILE, check_learned_data, content_sha256
+from kd.teacher.learned_data import LEARNED_DATA_FILE, check_learned_data
 from kd.teacher.weights import data_identity, teacher_stage_config, teacher_weights_dir
 from kd.utils.hashing import file_sha256
 
