@@ -1,4 +1,5 @@
-"""Every ``python -m kd.run`` command in the README and docs/ composes and passes kd's config check.
+"""Every ``python -m kd.run`` command in the README, docs/ and the configs' comments composes and passes
+kd's config check.
 
 A command is read as a user would paste it: up to a backtick, ``|`` or a ``#`` comment, with ``\\``
 continued lines joined, split as the shell splits it. A sweep is expanded as Hydra's basic sweeper
@@ -25,10 +26,11 @@ from tests.paths import CONF, REPO
 
 COMMAND = re.compile(r"python -m kd\.run((?:\s[^`|#]*)?)")
 # Commands that hold a placeholder for the reader's value, or that ask for help rather than a run.
-PLACEHOLDER = re.compile(r"<[^>]*>|…|\$\{|--help|--cfg|\(")
-# Options, files and modules that the docs have the reader write first (docs/extending.md, images.md, ...).
+PLACEHOLDER = re.compile(r"<[^>]*>|…|\$\{|--help|--cfg|\(|(?:^|\s)\[")  # [optional arguments] too
+# Options, files and modules that the docs have the reader write first (docs/extending.md, images.md, ...),
+# and files that an earlier step of the same page writes (the benchmark's trained teachers).
 THE_READERS_OWN = ("loss=logit_mse", "loss=hellinger", "data=my_images", "sweep=my_launcher", "my_chats.jsonl",
-                   "my_images.npz", "mypkg.", "file:///path/to/my_conf")
+                   "my_images.npz", "mypkg.", "file:///path/to/my_conf", "photos/", "outputs/benchmark_pairs/")
 # Commands the docs show being refused, with what kd says.
 REFUSED = {"loss=kd loss.temperature=-1": "loss.temperature=-1: must be a number > 0"}
 
@@ -42,7 +44,8 @@ def documented_commands(pages: list[Path]) -> Iterator[tuple[str, str]]:
                 text, below = match.group(1), number
                 while text.rstrip().endswith("\\") and below + 1 < len(lines):
                     below += 1
-                    text = text.rstrip()[:-1] + " " + lines[below].split("#")[0]
+                    following = lines[below].lstrip().removeprefix("#") if page.suffix == ".yaml" else lines[below]
+                    text = text.rstrip()[:-1] + " " + following.split("#")[0]
                 yield f"{page.name}:{number + 1}", text.strip()
 
 
@@ -55,7 +58,7 @@ def check_command(args: str) -> None:
             check_config(compose(config_name="train", overrides=list(job)), list(job), early_wandb=False)
 
 
-PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "conf").rglob("*.yaml"))]
 COMMANDS = sorted({args: where for where, args in documented_commands(PAGES)}.items(), key=lambda item: item[1])
 RUNNABLE = [(where, args) for args, where in COMMANDS
             if not PLACEHOLDER.search(args) and not any(own in args for own in THE_READERS_OWN)]
