@@ -208,8 +208,8 @@ def test_a_run_whose_data_files_changed_since_is_not_resumed(tmp_path: Path, cap
     """``job.json`` keeps the SHA-256 of the files the data config names: ``resume=true`` passes over an
     earlier run of the job whose files have changed since (it neither skips nor continues it), and
     ``resume=<that folder>`` is refused; a record from before files were hashed is resumed as before."""
-    from kd.errors import ConfigError
     from kd.config.rules import JOB_FILE
+    from kd.errors import ConfigError
     from kd.jobs.resume import ResumePlan, plan_resume, write_job_record
     from tests.conftest import compose_config
 
