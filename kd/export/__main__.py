@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,56 +23,15 @@ from rich.console import Console
 from rich.table import Table
 
 from kd.errors import ConfigError, describe_write_error
-from kd.export.gguf_file import GGUF_DTYPES
 from kd.export.language_model import language_model_files
 from kd.export.measure import Latencies, accuracy_and_difference, latencies, ms_per_token, rows, size_mb
-from kd.export.onnx_model import QUANTISATIONS, export_onnx, onnx_files, quantise, run, session
+from kd.export.onnx_model import export_onnx, onnx_files, quantise, run, session
+from kd.export.options import parse, unused_options
 from kd.export.run_folder import FinishedRun
 from kd.taps import call_model
 from kd.task import TASKS_BY_NAME
 from kd.utils.files import remove_stale_temporaries, write_text_atomically
 from kd.utils.machine import machine
-
-
-def at_least(low: float) -> Callable[[str], float]:
-    """An argparse type: a number (an int where ``low`` is one) of at least ``low``; anything else is refused
-    with the option's name before any file is written."""
-    kind = int if isinstance(low, int) else float
-
-    def parse_value(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text} is below {low}; give {low} or more")
-        return value
-
-    return parse_value
-
-
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m kd.export", description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="the folder of a finished run (holds metrics.json)")
-    parser.add_argument("--quantize", choices=("auto", *QUANTISATIONS), default="auto",
-                        help="INT8 student: auto (static for images, dynamic for text and LMs), static (calibrated "
-                             "activations), dynamic, none")
-    parser.add_argument("--max-accuracy-drop", type=float, default=0.01,
-                        help="classifiers: refuse an INT8 student whose test accuracy falls by more (default 0.01 = 1 point)")
-    parser.add_argument("--max-perplexity-rise", type=float, default=0.02,
-                        help="language models: refuse an INT8 student whose test perplexity rises by a larger "
-                             "fraction (default 0.02 = 2 %%)")
-    parser.add_argument("--parity-tolerance", type=at_least(0.0), default=0.001,
-                        help="largest ONNX vs PyTorch test-accuracy difference accepted (default 0.001)")
-    parser.add_argument("--calibration-batches", type=at_least(1), default=4,
-                        help="validation batches for static calibration (the test split only judges)")
-    parser.add_argument("--repeats", type=at_least(1), default=20, help="timed runs per latency (median; after warm-up)")
-    parser.add_argument("--latency-seconds", type=at_least(0.0), default=10.0,
-                        help="time each latency (engine x batch x threads) for about this long: fewer than --repeats "
-                             "runs, at least 3, where one run takes seconds (a language model's batch of 64)")
-    parser.add_argument("--gguf-dtype", choices=GGUF_DTYPES, default="f32",
-                        help="language models: the GGUF file's matrices in f32 (exact) or f16 (half the size)")
-    return parser.parse_args(argv)
 
 
 def check_model(name: str, model: torch.nn.Module, folder: Path, batches: list[dict[str, Any]],
@@ -123,13 +81,15 @@ def export_run(args: argparse.Namespace) -> dict[str, Any]:
     """Everything ``deploy.json`` holds; raises ConfigError for what cannot be exported."""
     finished = FinishedRun(args.run)
     method = finished.task.quantization if args.quantize == "auto" else args.quantize
+    if unused := unused_options(args, finished.task.language_model, method):
+        print(f"[kd] export: not used for this {finished.task.name} run: {'; '.join(unused)}", flush=True)
     folder = args.run / "deploy"
     folder.mkdir(exist_ok=True)
     remove_stale_temporaries(args.run)  # what a killed export left half-written
     batches = finished.batches("test")
     result: dict[str, Any] = {
         "run": str(args.run), "task": finished.task.name, "checkpoint": str(finished.checkpoint), "machine": machine(), "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "models": {},
+        "models": {}, "unused_options": unused,
     }
     student = finished.student()
     result["models"]["student"] = check_model("student", student, folder, batches, args.parity_tolerance, args)

@@ -12,6 +12,7 @@ from kd.export.__main__ import main as export_main
 from kd.export.measure import median_ms
 from kd.export.onnx_model import run as run_onnx
 from kd.export.onnx_model import session
+from kd.export.options import parse, unused_options
 from kd.export.run_folder import FinishedRun
 from kd.job import train
 from kd.taps import call_model
@@ -53,6 +54,7 @@ def test_student_and_teacher_round_trip_through_onnx_and_int8(finished_run: Path
     assert student["latency_runs"] == dict.fromkeys(student["latency_ms"], 2)  # --repeats 2: tiny models, fast runs
     assert deploy["settings"]["latency_seconds"] == 10.0
     assert deploy["settings"]["quantize"] == method and deploy["checkpoint"] == metrics["best_checkpoint"]
+    assert deploy["unused_options"] == []  # every option given applies to an image classifier's INT8 export
     # static activation ranges come from validation batches, never from the test split that judges them
     assert int8["calibration"] == (None if method == "dynamic" else f"{min(4, len(FinishedRun(finished_run).batches('val')))} validation batches")
 
@@ -257,3 +259,17 @@ def test_a_latency_is_timed_for_its_seconds_with_at_least_three_runs(
     monkeypatch.setattr("kd.export.measure.time.perf_counter", clock.perf_counter)
     ms, timed = median_ms(clock.call, repeats=20, warmup=3, seconds=seconds)
     assert (timed, clock.calls - timed, ms) == (runs, warmups, 1000 * step)
+
+
+def test_an_option_this_export_does_not_use_is_named_not_ignored() -> None:
+    """An option away from its default that the run's kind or the quantisation leaves unused is listed
+    (printed and kept in deploy.json), with what it applies to; the defaults are never listed."""
+    assert unused_options(parse(["run"]), language_model=False, method="static") == []
+    image = parse(["run", "--gguf-dtype", "f16", "--max-perplexity-rise", "0.1", "--max-accuracy-drop", "0.02"])
+    assert unused_options(image, language_model=False, method="static") == [
+        "--max-perplexity-rise applies to language models", "--gguf-dtype applies to language models"]
+    assert unused_options(image, language_model=True, method="dynamic") == ["--max-accuracy-drop applies to classifiers"]
+    calibrated = parse(["run", "--calibration-batches", "8", "--max-accuracy-drop", "0.02", "--quantize", "none"])
+    assert unused_options(calibrated, language_model=False, method="none") == [
+        "--calibration-batches applies to static quantisation (this export: none)",
+        "--max-accuracy-drop judges the INT8 student, which --quantize none leaves out"]
