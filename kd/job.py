@@ -21,6 +21,7 @@ from rich.table import Table
 from kd.errors import ConfigError, RunError
 from kd.jobs.baseline import find_baseline
 from kd.jobs.compatibility import check_shared_vocabulary
+from kd.jobs.job_record import write_job_record
 from kd.jobs.modality import check_loss_modality
 from kd.jobs.preflight import check_output_dir, preflight
 from kd.jobs.records import (
@@ -32,7 +33,7 @@ from kd.jobs.records import (
     report_failure,
     root_cause,
 )
-from kd.jobs.resume import apply_plan, plan_resume, write_job_record
+from kd.jobs.resume import apply_plan, plan_resume
 from kd.jobs.scale_out import check_scale_out
 from kd.jobs.validate import check_config
 from kd.launch.hardware import job_device, job_hardware

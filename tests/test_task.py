@@ -9,7 +9,7 @@ import pytest
 
 from kd.config.migrations import upgrade_identity
 from kd.errors import ConfigError
-from kd.jobs.resume import job_identity, job_key
+from kd.jobs.job_record import job_identity, job_key
 from kd.task import MODALITIES, TASKS, TASKS_BY_NAME, task_for, task_of_config, task_of_record
 from tests.conftest import CONF_DIR, MODALITY_BASES
 from tests.paths import KD

@@ -13,7 +13,7 @@ from torch import nn
 
 from kd.config.rules import JOB_FILE
 from kd.errors import ConfigError
-from kd.jobs.resume import FAILURE_FILE, resume_command
+from kd.jobs.job_record import FAILURE_FILE, resume_command
 from kd.task import Task, task_of_record
 
 

@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 
 from kd.config.identities import view
 from kd.config.migrations import upgrade_identity
-from kd.config.rules import BASELINE
-from kd.jobs.resume import JOB_FILE, job_identity
+from kd.config.rules import BASELINE, JOB_FILE
+from kd.jobs.job_record import job_identity
 
 
 def _comparable(identity: dict[str, Any]) -> dict[str, Any]:

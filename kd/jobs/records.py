@@ -12,7 +12,8 @@ from omegaconf import DictConfig, open_dict
 
 from kd.config.identities import run_name
 from kd.errors import ConfigError, RunError, describe_write_error
-from kd.jobs.resume import FAILURE_FILE, job_identity, job_key, latest_checkpoint
+from kd.jobs.job_record import FAILURE_FILE, job_identity, job_key
+from kd.jobs.resume import latest_checkpoint
 from kd.utils.files import write_text_atomically
 from kd.utils.secrets import redact_override, save_config
 

@@ -14,8 +14,8 @@ import yaml
 from rich.progress import track
 
 from kd.config.identities import enters
-from kd.config.rules import RUN_NAME
-from kd.jobs.resume import FAILURE_FILE, JOB_FILE, record_key
+from kd.config.rules import JOB_FILE, RUN_NAME
+from kd.jobs.job_record import FAILURE_FILE, record_key
 from kd.task import Task, lower_is_better, task_of_record
 
 CONFIG_GROUPS = ("data", "teacher", "student", "loss", "optim", "trainer", "experiment")

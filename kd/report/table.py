@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kd.jobs.resume import FAILURE_FILE
+from kd.jobs.job_record import FAILURE_FILE
 from kd.report.plots import write_plots
 from kd.report.runs import Group, Run, arrow, best_of, common_settings, find_runs, group_runs
 from kd.report.studies import find_studies, studies_markdown

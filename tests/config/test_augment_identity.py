@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from kd.config.migrations import upgrade_identity
-from kd.jobs.resume import job_identity, job_key, record_key
+from kd.jobs.job_record import job_identity, job_key, record_key
 from kd.teacher.weights import teacher_identity
 from tests.paths import FIXTURES
 

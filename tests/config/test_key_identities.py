@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from kd.config.identities import DECLARED, identities_of, keys_entering, run_name, view
 from kd.config.migrations import LEGACY, upgrade_identity
 from kd.config.rules import BASELINE, CACHE, EVERY, JOB, NOWHERE, RUN_NAME, TEACHER
-from kd.jobs.resume import job_identity
+from kd.jobs.job_record import job_identity
 from kd.teacher.cache import cache_identity
 from kd.teacher.weights import teacher_identity
 from tests.conftest import compose_config

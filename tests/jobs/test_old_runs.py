@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from kd.config.migrations import upgrade_identity
-from kd.jobs.resume import job_identity, job_key
+from kd.jobs.job_record import job_identity, job_key
 from kd.report.table import write_report
 from tests.cli import run_cli
 from tests.paths import FIXTURES

@@ -159,7 +159,8 @@ def test_best_checkpoint_of_a_run_whose_folder_moved_is_found_in_its_new_folder(
 
 
 def test_a_failed_run_that_is_resumed_and_finishes_is_reported_as_finished(tmp_path: Path) -> None:
-    from kd.jobs.resume import FAILURE_FILE, RESUMED_FAILURE_FILE, ResumePlan, apply_plan
+    from kd.jobs.job_record import FAILURE_FILE, RESUMED_FAILURE_FILE
+    from kd.jobs.resume import ResumePlan, apply_plan
     from tests.conftest import compose_config
 
     cfg = compose_config(["data=synthetic"], tmp_path)
@@ -185,7 +186,8 @@ def test_a_job_slurm_restarted_continues_its_earlier_attempt_without_resume_true
     slurm-<job>/<step> (the same job, with a resume point) and continues that one; a job never restarted starts."""
     from omegaconf import open_dict
 
-    from kd.jobs.resume import plan_resume, write_job_record
+    from kd.jobs.job_record import write_job_record
+    from kd.jobs.resume import plan_resume
     from tests.conftest import compose_config
 
     cfg = compose_config(["data=synthetic", "loss=kd"], tmp_path / "compose")
@@ -210,7 +212,8 @@ def test_a_run_whose_data_files_changed_since_is_not_resumed(tmp_path: Path, cap
     ``resume=<that folder>`` is refused; a record from before files were hashed is resumed as before."""
     from kd.config.rules import JOB_FILE
     from kd.errors import ConfigError
-    from kd.jobs.resume import ResumePlan, plan_resume, write_job_record
+    from kd.jobs.job_record import write_job_record
+    from kd.jobs.resume import ResumePlan, plan_resume
     from tests.conftest import compose_config
 
     images = tmp_path / "images.npz"
