@@ -58,8 +58,12 @@ def _read_folder(root: Path) -> tuple[list[np.ndarray], np.ndarray]:
     """Every image under ``root/<class>/`` and its class name."""
     from PIL import Image, UnidentifiedImageError
 
-    images, labels, others = [], [], []
+    images: list[np.ndarray] = []
+    labels: list[str] = []
+    others: list[Path] = []
+    empty: list[str] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        found = len(images)
         for file in sorted(f for f in folder.rglob("*") if f.is_file()):
             if file.suffix.lower() not in FOLDER_SUFFIXES:
                 others.append(file)
@@ -72,8 +76,13 @@ def _read_folder(root: Path) -> tuple[list[np.ndarray], np.ndarray]:
                                   f"(data.module.source.path={root} reads every {'/'.join(FOLDER_SUFFIXES)} file "
                                   "in its class sub-folders)") from None
             labels.append(folder.name)
+        if len(images) == found:
+            empty.append(folder.name)
     if not images:
         raise ConfigError(f"{root}: no images ({', '.join(FOLDER_SUFFIXES)}) in class sub-folders <class>/<image>")
+    if empty:
+        print(f"[kd] data: {len(empty)} sub-folder(s) of {root} hold no images, so they are no class: "
+              f"{', '.join(empty)}", flush=True)
     if others:
         print(f"[kd] data: skipped {len(others)} file(s) in {root}'s class sub-folders that are not images by their "
               f"suffix, e.g. {others[0]}", flush=True)

@@ -63,12 +63,15 @@ def test_a_folder_of_class_sub_folders_with_a_separate_test_folder(tmp_path: Pat
             for i in range(count):
                 Image.fromarray(np.full((16, 16, 3), 40 * c + i, dtype=np.uint8)).save(tmp_path / root / name / f"{i}.png")
     (tmp_path / "train" / "square" / "notes.txt").write_text("not an image")
+    (tmp_path / "train" / "triangle").mkdir()  # a class with no images yet
     source = ImageFiles(str(tmp_path / "train"), test_path=str(tmp_path / "test"), size=8, val_fraction=0.2)
     splits = source.load()
     assert source.classes == ["circle", "square"]
     assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (8, 2, 4)
+    said = capsys.readouterr().out
     assert (f"skipped 1 file(s) in {tmp_path / 'train'}'s class sub-folders that are not images by their suffix, "
-            f"e.g. {tmp_path / 'train' / 'square' / 'notes.txt'}") in capsys.readouterr().out
+            f"e.g. {tmp_path / 'train' / 'square' / 'notes.txt'}") in said
+    assert f"1 sub-folder(s) of {tmp_path / 'train'} hold no images, so they are no class: triangle" in said
     (tmp_path / "train" / "circle" / "9.png").write_bytes(b"a truncated download")
     with pytest.raises(ConfigError, match=r"circle/9.png: not a readable image \(cannot identify image file .*\); "
                                           r"replace or remove it \(data.module.source.path="):
