@@ -35,6 +35,7 @@ from kd.jobs.records import (
 )
 from kd.jobs.resume import apply_plan, plan_resume
 from kd.jobs.scale_out import check_scale_out
+from kd.jobs.unused_overrides import unused_overrides
 from kd.jobs.validate import check_config
 from kd.launch.hardware import job_device, job_hardware
 from kd.launch.launchers import failed_job_value
@@ -70,12 +71,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("reuse_freed_memory", True):
         reuse_freed_memory()  # before the data and models are allocated
     load = CoreLoad() if processes == 1 else None  # read after the start-up checks, which run meanwhile
+    # the teacher writes the training texts: continuations of text blocks, or answers to the prompts
+    sequence_kd = bool(cfg.loss.get("teacher_generations")) or uses_teacher_responses(cfg)
+    uses_teacher = loss.needs_teacher or sequence_kd or answers_scored_against_teacher(cfg)
     if is_rank_zero():
         print(job_hardware(cfg).line(), flush=True)
         if precision_line:
             print(precision_line, flush=True)
         if warning := emulated_bf16_warning(cfg):
             print(warning, flush=True)
+        if unused := unused_overrides(cfg, uses_teacher):
+            print(f"[kd] not used by this job: {'; '.join(unused)}", flush=True)
     plan = plan_resume(cfg)  # every rank reaches the same plan: rank 0 writes nothing before training starts
     if (reused := apply_plan(cfg, plan)) is not None:
         return reused
@@ -91,9 +97,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         write_job_record(cfg, Path(cfg.paths.output_dir))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     teacher, teacher_ckpt, teacher_outputs, generations = None, None, {}, None
-    # the teacher writes the training texts: continuations of text blocks, or answers to the prompts
-    sequence_kd = bool(cfg.loss.get("teacher_generations")) or uses_teacher_responses(cfg)
-    if loss.needs_teacher or sequence_kd or answers_scored_against_teacher(cfg):
+    if uses_teacher:
         teacher, teacher_ckpt = prepare_teacher(cfg, datamodule)
         teacher.to(job_device(str(cfg.trainer.get("accelerator") or "auto")))  # its own passes run there
         if uses_teacher_responses(cfg):
