@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from kd.utils.config_files import initialize_conf
 
 _ABSENT = object()
+NO_KEY = "the config has no key"  # how a hint for a key the composed config lacks begins (after "kd: ")
 
 
 def override_hints(argv: Sequence[str], config_name: str = "train") -> list[str]:
@@ -128,14 +129,14 @@ def _hint(key: str, keys: list[str], groups: set[str], cfg: DictConfig, choices:
     close, siblings = closest_keys(key, {*keys, *groups})
     matches = siblings or list(dict.fromkeys(same_leaf + close))[:3]
     if matches:
-        return f"kd: the config has no key '{key}'; did you mean {' or '.join(matches)}?"
+        return f"kd: {NO_KEY} '{key}'; did you mean {' or '.join(matches)}?"
     parent, _, _ = key.rpartition(".")
     while parent and OmegaConf.select(cfg, parent, default=_ABSENT, throw_on_missing=False) is _ABSENT:
         parent, _, _ = parent.rpartition(".")
     node = OmegaConf.select(cfg, parent) if parent else cfg
     if not isinstance(node, DictConfig):
-        return f"kd: the config has no key '{key}'; '{parent}' is a value ({node!r}), not a group of keys"
+        return f"kd: {NO_KEY} '{key}'; '{parent}' is a value ({node!r}), not a group of keys"
     under = f"keys under '{parent}'" if parent else "top-level keys"
     names = ", ".join(str(k) for k in node)
     show = " ".join(["python -m kd.run", *choices, "--cfg job"])
-    return f"kd: the config has no key '{key}'; {under}: {names} (`{show}` prints them all)"
+    return f"kd: {NO_KEY} '{key}'; {under}: {names} (`{show}` prints them all)"

@@ -17,7 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from kd.errors import ConfigError
-from kd.jobs.override_hints import key_hints, parse_overrides
+from kd.jobs.override_hints import NO_KEY, key_hints, parse_overrides
 from kd.jobs.validate import check_config
 from kd.launch.launchers import lists_jobs
 
@@ -66,7 +66,7 @@ def check_sweep(config: DictConfig) -> None:
         return
     if composed:  # some jobs compose: a key that only some options have
         refused = {(m + " (sweep it in a command of its own, over the options that have it)"
-                    if m.startswith("the config has no key") else m): n for m, n in refused.items()}
+                    if m.startswith(NO_KEY) else m): n for m, n in refused.items()}
     parts = []
     for message, numbers in refused.items():
         which = "every job" if len(numbers) == len(jobs) else f"job {', '.join(numbers)} of {len(jobs)}"
